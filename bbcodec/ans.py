@@ -1,0 +1,63 @@
+"""The ANS stack: a thin, typed layer over constriction's exact ``AnsCoder``.
+
+An ANS coder is a stack (last in, first out): ``push`` writes symbols, ``pop``
+reads them back in reverse order of pushing. Bits-back coding relies on popping
+symbols that were never pushed, which *reads* bits from the stack; constriction
+then silently yields zeros when the stack is empty, so this layer refuses to pop
+from an empty stack instead (``StackUnderflowError``).
+
+Words are 32-bit; the bottom of the stack is the start of :meth:`Stack.words`.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+
+from bbcodec.errors import BBCodecError
+
+AnsCoder = constriction.stream.stack.AnsCoder
+models = constriction.stream.model
+
+
+class StackUnderflowError(BBCodecError):
+    """A pop needed more bits than the stack holds (no initial bits left)."""
+
+
+class Stack:
+    """A LIFO entropy coder holding a growing array of 32-bit words."""
+
+    def __init__(self, words: np.ndarray | None = None) -> None:
+        if words is None:
+            self._coder = AnsCoder()
+        else:
+            self._coder = AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+
+    def push(self, symbols: np.ndarray, family: object, *params: np.ndarray) -> None:
+        """Push ``symbols`` (one per parameter row) so that ``pop`` returns them in order."""
+        symbols = np.ascontiguousarray(symbols, dtype=np.int32).ravel()
+        if symbols.size:
+            self._coder.encode_reverse(symbols, family, *params)
+
+    def pop(self, family: object, *params: np.ndarray, count: int | None = None) -> np.ndarray:
+        """Pop one symbol per parameter row (or ``count`` i.i.d. symbols of a concrete model)."""
+        if self._coder.is_empty():
+            raise StackUnderflowError("the ANS stack is empty: bits-back needs initial bits")
+        if count is not None:
+            return self._coder.decode(family, count) if count else np.zeros(0, np.int32)
+        n = len(params[0]) if params else 0
+        return self._coder.decode(family, *params) if n else np.zeros(0, np.int32)
+
+    def words(self) -> np.ndarray:
+        """The stack's content as uint32 words, bottom first (a copy)."""
+        return self._coder.get_compressed()
+
+    def num_bits(self) -> int:
+        """Size of :meth:`words` in bits."""
+        return int(self._coder.num_bits())
+
+    def num_words(self) -> int:
+        return int(self._coder.num_words())
+
+    def is_empty(self) -> bool:
+        return bool(self._coder.is_empty())

@@ -1,0 +1,242 @@
+"""The ``bbcodec`` command: a thin click layer over the public API.
+
+Exit codes: 0 success, 1 other bbcodec error, 2 usage error, 3 not a valid .bbc
+file, 4 model missing or different, 5 decoded pixels fail the checksum, 6 image
+cannot be coded losslessly, 7 dataset missing, 8 cannot write the output,
+130 interrupted. Outputs are written atomically and never overwrite an existing
+file unless ``--force`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+import bbcodec
+from bbcodec.errors import BBCodecError
+from bbcodec.images import png_bytes, read_image
+
+EXIT_WRITE = 8
+EXIT_INTERRUPTED = 130
+
+
+class OutputError(BBCodecError):
+    exit_code = EXIT_WRITE
+
+
+def atomic_write(path: Path, data: bytes, force: bool) -> None:
+    """Write via a temp file in the same folder and rename: no partial file, ever."""
+    if path.exists() and not force:
+        raise OutputError(f"{path} exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+
+
+def _write_output(target: str, data: bytes, force: bool) -> None:
+    if target == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(Path(target), data, force)
+
+
+def _read_input(source: str) -> bytes:
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise BBCodecError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def _progress(total: int, label: str, enabled: bool) -> Iterator:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="img", disable=not enabled, file=sys.stderr, leave=False)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def _fail(exc: BBCodecError) -> None:
+    click.echo(f"bbcodec: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+class _Group(click.Group):
+    """Turns bbcodec errors and Ctrl-C into one-line messages with documented exit codes."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BBCodecError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("bbcodec: interrupted; no output was written", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(bbcodec.__version__, prog_name="bbcodec")
+def main() -> None:
+    """Lossless image compression with bits-back coding on trained latent-variable models.
+
+    \b
+    Typical use:
+      bbcodec encode digit.png -o digit.bbc       compress one image
+      bbcodec encode *.png -o all.bbc             several images share one bits-back chain
+      bbcodec decode all.bbc -o out/              restore them (original names) as PNG
+      bbcodec info all.bbc                        rate and overheads, without decoding
+      bbcodec models                              shipped models and their test rates
+
+    Rates are in bits per dimension (bits/dim): file bits / (height x width x channels).
+    """
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="The .bbc file to write ('-' for stdout).")
+@click.option("--model", default=None, help="Model name (see `bbcodec models`); default: the shipped model for the images' mode.")
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--verify", is_flag=True, help="Decode in-process and compare before writing (twice the time).")
+@click.option("--no-names", is_flag=True, help="Do not store file names (saves a few bytes per image).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+def encode(images: tuple[str, ...], output: str, model: str | None, force: bool, verify: bool,
+           no_names: bool, as_json: bool) -> None:
+    """Compress IMAGE files (PNG, PGM, BMP, TIFF, WebP, JPEG pixels; '-' = stdin) into one .bbc file.
+
+    Every pixel comes back exactly. Images are coded in one bits-back chain, so a file
+    of many images costs close to the model's -ELBO per image; a single image also
+    pays the chain's start-up ("initial bits"), shown by `bbcodec info`.
+    """
+    if output != "-" and Path(output).exists() and not force:
+        raise OutputError(f"{output} exists; pass --force to overwrite it")
+    arrays = [read_image(_read_input(p) if p == "-" else p) for p in images]
+    names = None if no_names else [Path(p).name if p != "-" else "stdin" for p in images]
+    with _progress(len(arrays), "encoding", len(arrays) > 1 and output != "-") as tick:
+        data = bbcodec.compress(arrays, model=model, names=names, progress=tick)
+    if verify:
+        decoded = bbcodec.decompress(data)
+        if any(a.shape != b.shape or (a != b).any() for a, b in zip(arrays, decoded)):
+            raise bbcodec.DecodeMismatchError("verification failed: the file would not decode exactly; nothing written")
+    _write_output(output, data, force)
+    summary = bbcodec.inspect(data).to_dict()
+    summary.pop("names", None)
+    summary.pop("shapes", None)
+    if as_json:
+        click.echo(json.dumps(summary))
+    elif output != "-":
+        click.echo(f"{output}: {summary['n_images']} image(s), {summary['total_bytes']} bytes, "
+                   f"{summary['bits_per_dim']:.3f} bits/dim", err=True)
+
+
+def _safe_names(names: list[str] | None, count: int) -> list[str]:
+    """Output file names: stored base names (never a path) with .png, deduplicated."""
+    out, seen = [], set()
+    for i in range(count):
+        base = Path(names[i]).name if names else ""
+        stem = Path(base).stem if base not in ("", ".", "..") else f"image_{i:05d}"
+        candidate, k = f"{stem}.png", 1
+        while candidate in seen:
+            candidate, k = f"{stem}_{k}.png", k + 1
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+@main.command()
+@click.argument("source")
+@click.option("-o", "--output", required=True,
+              help="One image: the PNG to write ('-' = stdout). Several: a directory for them.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+def decode(source: str, output: str, force: bool) -> None:
+    """Decompress SOURCE (a .bbc file, '-' = stdin) back to PNG images, bit-exact.
+
+    Decoding verifies the stored checksum of the original pixels and fails
+    (exit code 5) rather than writing a single wrong pixel.
+    """
+    data = _read_input(source)
+    n = bbcodec.inspect(data).n_images
+    with _progress(n, "decoding", n > 1) as tick:
+        images = bbcodec.decompress(data, progress=tick)
+    header_names = bbcodec.inspect(data).names
+    if len(images) == 1 and not (output != "-" and Path(output).is_dir()):
+        _write_output(output, png_bytes(images[0]), force)
+        return
+    if output == "-":
+        raise OutputError("this file holds several images: give a directory with -o")
+    directory = Path(output)
+    names = _safe_names(header_names, len(images))
+    clashes = [name for name in names if (directory / name).exists()]
+    if clashes and not force:
+        raise OutputError(f"{directory / clashes[0]} exists; pass --force to overwrite")
+    for name, image in zip(names, images):
+        atomic_write(directory / name, png_bytes(image), force=True)
+    click.echo(f"{len(images)} images written to {directory}", err=True)
+
+
+@main.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (keys include bits_per_dim, n_images).")
+def info(source: str, as_json: bool) -> None:
+    """Describe a .bbc file without decoding it: model, images, rate and overheads.
+
+    \b
+    bits_per_dim   whole file size x 8 / (sum of H x W x C): what you pay on disk
+    header_bytes   format overhead (magic, model id, shapes, partition, CRCs, names)
+    initial_bits   bits the chain borrowed to start and cannot return (first image)
+    """
+    result = bbcodec.inspect(_read_input(source))
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    shapes = sorted({f"{h}x{w}x{c}" for h, w, c in result.shapes})
+    click.echo(f"model:         {result.model}{' (lossy)' if result.lossy else ''}")
+    click.echo(f"images:        {result.n_images} ({', '.join(shapes)})")
+    click.echo(f"size:          {result.total_bytes} bytes ({result.bits_per_dim:.4f} bits/dim)")
+    click.echo(f"header:        {result.header_bytes} bytes")
+    click.echo(f"initial bits:  {result.initial_bits}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json: bool) -> None:
+    """List the shipped models with the test rate stated in their model card."""
+    rows = [
+        {"name": m.name, "arch": m.arch, "channels": m.image_channels, "test_bpd": m.test_bpd,
+         "sha256": m.sha256[:16], "path": str(m.path)}
+        for m in bbcodec.list_models()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("no models installed")
+    for r in rows:
+        rate = f"{r['test_bpd']:.4f} bits/dim (test -ELBO)" if r["test_bpd"] is not None else "unscored"
+        kind = "grayscale" if r["channels"] == 1 else "RGB"
+        click.echo(f"{r['name']:<12} {r['arch']:<6} {kind:<9} {rate}")
+
+
+if __name__ == "__main__":
+    main()

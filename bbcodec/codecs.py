@@ -1,0 +1,193 @@
+"""Composable codecs: a codec is a pair of functions ``push(stack, symbols)`` and
+``pop(stack) -> symbols`` (craystack's design, on constriction's exact coder).
+
+Distribution codecs take per-symbol parameter arrays, so one call codes a whole
+batch. All probabilities become fixed-point (24-bit) tables inside constriction;
+every symbol of the alphabet keeps a nonzero probability, so any input can be coded.
+
+Exactness: the encoder and the decoder must hand *bit-identical* floats to these
+functions. They do when both compute them with the same calls (same batch, same
+dtype, same memory format); the pixel CRC in the container catches anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from bbcodec.ans import Stack, models
+from bbcodec.contract import GaussianLatent, LogisticMixture
+
+# constriction's lazy categorical can drive the last symbol's quantised probability
+# to zero when that symbol is very unlikely (float32 rounding of the running sum) and
+# then panics. A guard symbol of mass 2^-16 after the alphabet absorbs that rounding;
+# it is never coded and costs 2.2e-5 bits per symbol.
+GUARD_MASS = 2.0**-16
+PIXEL_CHUNK = 1 << 15  # pixels per table chunk: bounds memory at ~100 MB
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A reversible pair: ``pop(stack)`` undoes ``push(stack, symbols)``."""
+
+    push: Callable[[Stack, np.ndarray], None]
+    pop: Callable[[Stack], np.ndarray]
+
+
+def serial(codecs: Sequence[Codec], splits: Sequence[int]) -> Codec:
+    """Code a flat array as consecutive pieces, each with its own codec."""
+    bounds = np.cumsum([0, *splits])
+
+    def push(stack: Stack, symbols: np.ndarray) -> None:
+        for codec, lo, hi in reversed(list(zip(codecs, bounds[:-1], bounds[1:]))):
+            codec.push(stack, symbols[lo:hi])
+
+    def pop(stack: Stack) -> np.ndarray:
+        return np.concatenate([codec.pop(stack) for codec in codecs])
+
+    return Codec(push, pop)
+
+
+def categorical(probs: np.ndarray) -> Codec:
+    """One categorical per row of ``probs`` (N, K): nonnegative, any normalisation."""
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be (N, K), got shape {probs.shape}")
+    if not np.isfinite(probs).all() or (probs < 0).any():
+        raise ValueError("probabilities must be finite and nonnegative")
+    totals = probs.sum(axis=1, keepdims=True, dtype=np.float32)
+    if (totals <= 0).any():
+        raise ValueError("every row of probs needs a positive total")
+    guarded = np.concatenate([probs / totals, np.full((len(probs), 1), GUARD_MASS, np.float32)], axis=1)
+    guarded = np.ascontiguousarray(guarded)
+    family = models.Categorical(perfect=False)
+    k = probs.shape[1]
+
+    def push(stack: Stack, symbols: np.ndarray) -> None:
+        symbols = np.asarray(symbols).ravel()
+        if symbols.size != len(guarded):
+            raise ValueError(f"expected {len(guarded)} symbols, got {symbols.size}")
+        if symbols.size and (symbols.min() < 0 or symbols.max() >= k):
+            raise ValueError(f"symbols must lie in [0, {k})")
+        stack.push(symbols, family, guarded)
+
+    def pop(stack: Stack) -> np.ndarray:
+        symbols = stack.pop(family, guarded)
+        if symbols.size and symbols.max() >= k:  # only a foreign stack can yield the guard
+            from bbcodec.errors import FormatError
+
+            raise FormatError("decoded an impossible symbol: the data is corrupt")
+        return symbols
+
+    return Codec(push, pop)
+
+
+def uniform(n_symbols: int, count: int) -> Codec:
+    """``count`` i.i.d. uniform symbols over ``[0, n_symbols)``: exactly log2(n) bits each."""
+    model = models.Uniform(n_symbols)
+
+    def push(stack: Stack, symbols: np.ndarray) -> None:
+        symbols = np.asarray(symbols).ravel()
+        if symbols.size != count:
+            raise ValueError(f"expected {count} symbols, got {symbols.size}")
+        if count:
+            stack.push(symbols, model)
+
+    def pop(stack: Stack) -> np.ndarray:
+        return stack.pop(model, count=count)
+
+    return Codec(push, pop)
+
+
+# --- pixels: discretised logistic mixture -------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _pixel_edges(levels: int) -> torch.Tensor:
+    """Interior bin edges of ``levels`` pixel values mapped to [-1, 1]."""
+    j = torch.arange(levels - 1, dtype=torch.float32)
+    return (2.0 * j + 1.0) / (levels - 1) - 1.0
+
+
+def logistic_mixture_probs(logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> np.ndarray:
+    """Probability tables (M, 256) for M pixels with K-component params (M, K).
+
+    The first and last bins take the tails below and above, exactly like the
+    training loss, so the table is the model's own distribution.
+    """
+    edges = _pixel_edges(256)
+    weights = torch.softmax(logits.float(), dim=1)
+    inv_scales = torch.exp(-log_scales.float())
+    tables = []
+    for start in range(0, len(means), PIXEL_CHUNK // 8):
+        sl = slice(start, start + PIXEL_CHUNK // 8)
+        cdf = torch.sigmoid((edges - means[sl, :, None]) * inv_scales[sl, :, None])  # (m, K, 255)
+        cdf = torch.einsum("mk,mke->me", weights[sl], cdf)
+        padded = torch.nn.functional.pad(cdf, (1, 0), value=0.0)
+        padded = torch.nn.functional.pad(padded, (0, 1), value=1.0)
+        tables.append(torch.diff(padded, dim=1).clamp_(min=0.0))
+    return torch.cat(tables).numpy()
+
+
+def pixels(obs: LogisticMixture) -> Codec:
+    """Codec for uint8 pixels (N, C, H, W) under a discretised logistic mixture."""
+    n, k, c, h, w = obs.means.shape
+
+    def flat(t: torch.Tensor) -> torch.Tensor:
+        return t.permute(0, 2, 3, 4, 1).reshape(-1, k)
+
+    probs = logistic_mixture_probs(flat(obs.logits), flat(obs.means), flat(obs.log_scales))
+    inner = categorical(probs)
+    shape = (n, c, h, w)
+
+    def push(stack: Stack, x: np.ndarray) -> None:
+        inner.push(stack, np.asarray(x).reshape(-1))
+
+    def pop(stack: Stack) -> np.ndarray:
+        return inner.pop(stack).astype(np.uint8).reshape(shape)
+
+    return Codec(push, pop)
+
+
+# --- latents: Gaussians on bins of equal prior mass -----------------------------------
+
+
+@lru_cache(maxsize=8)
+def _standard_quantiles(precision: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standard-normal quantiles at the 2^p − 1 interior bin edges and the 2^p centres."""
+    n = 2**precision
+    edges = torch.special.ndtri(torch.arange(1, n, dtype=torch.float64) / n).float()
+    centres = torch.special.ndtri((torch.arange(n, dtype=torch.float64) + 0.5) / n).float()
+    return edges, centres
+
+
+def latent_values(layer: GaussianLatent, indices: np.ndarray, precision: int) -> torch.Tensor:
+    """The value fed to the network for bin ``indices``: the prior's bin-centre quantile."""
+    _, centres = _standard_quantiles(precision)
+    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(layer.prior_mean.shape)
+    return layer.prior_mean + layer.prior_std * centres[idx]
+
+
+def prior_bins(layer: GaussianLatent, precision: int) -> Codec:
+    """Under its own (conditional) prior every bin is equally likely: p bits per dim."""
+    return uniform(2**precision, layer.prior_mean.numel())
+
+
+def posterior_on_prior_bins(layer: GaussianLatent, precision: int) -> Codec:
+    """The posterior's mass in each of the prior's 2^p equal-mass bins."""
+    if layer.post_mean is None or layer.post_std is None:
+        raise ValueError("posterior parameters are needed (encode with x)")
+    edges, _ = _standard_quantiles(precision)
+    prior_mean = layer.prior_mean.reshape(-1, 1).float()
+    prior_std = layer.prior_std.reshape(-1, 1).float()
+    post_mean = layer.post_mean.reshape(-1, 1).float()
+    post_std = layer.post_std.reshape(-1, 1).float()
+    z_edges = prior_mean + prior_std * edges
+    cdf = torch.special.ndtr((z_edges - post_mean) / post_std)
+    cdf = torch.nn.functional.pad(cdf, (1, 0), value=0.0)
+    cdf = torch.nn.functional.pad(cdf, (0, 1), value=1.0)
+    return categorical(torch.diff(cdf, dim=1).clamp_(min=0.0).numpy())

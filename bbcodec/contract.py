@@ -1,0 +1,69 @@
+"""The contract between a latent-variable model and the bits-back coder.
+
+A model exposes its latent layers *top-down* as a generator (DESIGN.md §3)::
+
+    steps = model.latent_steps(x)          # x is None when decoding
+    layer = next(steps)                    # a GaussianLatent: prior (+ posterior if x)
+    layer = steps.send(z)                  # hand back the value that was coded
+    ...
+    # StopIteration.value is the observation model p(x | z)
+
+The coder never sees an architecture, only these parameter tensors, so a plain VAE,
+a hierarchical VAE and a VAE with an autoregressive decoder share one bits-back
+routine. Training uses the very same generator (with reparameterised samples), so
+the distributions that are trained are the distributions that are coded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class GaussianLatent:
+    """One latent layer: diagonal Gaussian prior and (when x is known) posterior.
+
+    All tensors have the layer's shape ``(N, C, H, W)``. The prior may depend on the
+    layers above (a *conditional* prior); the coder discretises each layer with bins
+    of equal mass under that prior (HiLLoC's dynamic discretisation).
+    """
+
+    prior_mean: torch.Tensor
+    prior_std: torch.Tensor
+    post_mean: torch.Tensor | None = None
+    post_std: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class LogisticMixture:
+    """Discretised logistic mixture over 8-bit pixels (PixelCNN++ parameterisation).
+
+    Shapes ``(N, K, C, H, W)``; pixel values are mapped to ``[-1, 1]`` and every
+    bin is ``2/255`` wide. The tails below 0 and above 255 fall into the edge bins.
+    """
+
+    logits: torch.Tensor
+    means: torch.Tensor
+    log_scales: torch.Tensor
+
+
+ObservationModel = LogisticMixture
+
+LatentSteps = Generator[GaussianLatent, torch.Tensor, ObservationModel]
+
+
+@runtime_checkable
+class LatentModel(Protocol):
+    """What bits-back needs from a model; see the module docstring."""
+
+    def latent_steps(self, x: torch.Tensor | None, shape: tuple[int, int, int, int]) -> LatentSteps:
+        """Yield layers top-down for images of ``shape`` (N, C, H, W).
+
+        ``x`` is the uint8 batch when encoding (posteriors are then filled in) and
+        None when decoding.
+        """
+        ...

@@ -1,0 +1,175 @@
+"""A top-down hierarchical VAE (LVAE/vdvae/BIVA family) in one file.
+
+Bottom-up: a ResNet that keeps one feature map per resolution stage.
+Top-down: from a learned constant at the coarsest stage, each latent layer reads
+its conditional prior from the deterministic top-down state (so every z_i depends
+on all layers above it, BIVA's skip path), its posterior from that state joined
+with the bottom-up features, and writes its sample back into the state. The last
+state becomes a discretised logistic mixture over pixels.
+
+The posterior is parameterised *relative* to the prior (NVAE): it starts equal to
+it, which keeps the KL small and stable early in training, and its std is a bounded
+fraction of the prior std, which is what the coder's prior-equal-mass bins need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bbcodec.contract import GaussianLatent, LatentSteps, LogisticMixture
+from bbcodec.nn.layers import ResBlock, bounded_softplus, conv, fp32
+from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, pixels_to_unit
+from bbcodec.nn.objective import elbo_terms
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    """One latent layer: the resolution stage it lives at and its channel count."""
+
+    stage: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class HVAEConfig:
+    """Everything needed to rebuild the network; stored inside every checkpoint."""
+
+    image_channels: int = 1
+    width: int = 64
+    stages: int = 3  # resolutions 1, 1/2, 1/4 of the image
+    blocks_per_stage: int = 1
+    full_res_blocks: int = 0  # ResBlocks at full resolution are the costliest on a CPU
+    latents: tuple[LatentSpec, ...] = field(
+        default_factory=lambda: (LatentSpec(2, 4), LatentSpec(2, 4), LatentSpec(1, 2))
+    )
+    mixture_components: int = 3
+    prior_std_floor: float = 0.03
+    posterior_ratio_floor: float = 0.02
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HVAEConfig:
+        d = dict(d)
+        d["latents"] = tuple(LatentSpec(**spec) for spec in d.get("latents", ()))
+        return cls(**d)
+
+    @property
+    def downsampling(self) -> int:
+        """Image sides must be a multiple of this (the coder pads to it)."""
+        return 2 ** (self.stages - 1)
+
+
+class LatentBlock(nn.Module):
+    """Prior and posterior heads of one layer plus the write-back of its sample."""
+
+    def __init__(self, width: int, channels: int, cfg: HVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.prior_head = nn.Sequential(conv(width, width), nn.SiLU(), conv(width, 2 * channels, 1))
+        self.post_head = nn.Sequential(
+            conv(2 * width, width), nn.SiLU(), conv(width, 2 * channels, 1, zero_init=True)
+        )
+        self.z_in = conv(channels, width, 1)
+        self.res = ResBlock(width)
+
+    def prior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with fp32():
+            mean, raw = self.prior_head(h.float()).chunk(2, dim=1)
+        return mean, bounded_softplus(raw, self.cfg.prior_std_floor)
+
+    def posterior(
+        self, h: torch.Tensor, features: torch.Tensor, prior_mean: torch.Tensor, prior_std: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with fp32():
+            shift, raw = self.post_head(torch.cat([h, features], dim=1).float()).chunk(2, dim=1)
+        ratio = bounded_softplus(raw, self.cfg.posterior_ratio_floor) / (1.0 + self.cfg.posterior_ratio_floor)
+        return prior_mean + prior_std * shift, prior_std * ratio
+
+    def absorb(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.res(h + self.z_in(z.to(h.dtype)))
+
+
+class HVAE(nn.Module):
+    """Hierarchical VAE implementing :class:`bbcodec.contract.LatentModel`."""
+
+    def __init__(self, cfg: HVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        self.stem = conv(cfg.image_channels, w)
+        self.bu_blocks = nn.ModuleList(self._stage_blocks(s) for s in range(cfg.stages))
+        self.downs = nn.ModuleList(nn.Conv2d(w, w, 3, stride=2, padding=1) for _ in range(cfg.stages - 1))
+        self.h_top = nn.Parameter(torch.zeros(1, w, 1, 1))
+        self.latent_blocks = nn.ModuleList(LatentBlock(w, spec.channels, cfg) for spec in cfg.latents)
+        self.td_blocks = nn.ModuleList(self._stage_blocks(s) for s in range(cfg.stages))
+        self.ups = nn.ModuleList(conv(w, w) for _ in range(cfg.stages - 1))
+        k = cfg.mixture_components
+        self.out = conv(w, 3 * k * cfg.image_channels)
+        self._check_config()
+
+    def _stage_blocks(self, stage: int) -> nn.Sequential:
+        count = self.cfg.full_res_blocks if stage == 0 else self.cfg.blocks_per_stage
+        return nn.Sequential(*[ResBlock(self.cfg.width) for _ in range(count)])
+
+    def _check_config(self) -> None:
+        stages = [spec.stage for spec in self.cfg.latents]
+        if not stages or stages != sorted(stages, reverse=True):
+            raise ValueError("latents must be listed top-down (non-increasing stage)")
+        if any(not 0 <= s < self.cfg.stages for s in stages):
+            raise ValueError(f"latent stages must lie in [0, {self.cfg.stages})")
+
+    def bottom_up(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.stem(pixels_to_unit(x))
+        features = []
+        for s, blocks in enumerate(self.bu_blocks):
+            h = blocks(h)
+            features.append(h)
+            if s < self.cfg.stages - 1:
+                h = self.downs[s](F.silu(h))
+        return features
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Training pass for (Distributed)DataParallel: per-image NLL and per-layer KLs."""
+        terms = elbo_terms(self, x)
+        return terms.nll, tuple(terms.kl_per_layer)
+
+    def latent_steps(self, x: torch.Tensor | None, shape: tuple[int, int, int, int]) -> LatentSteps:
+        n, c, height, width = shape
+        d = self.cfg.downsampling
+        if height % d or width % d:
+            raise ValueError(f"image sides must be multiples of {d}, got {height}x{width}")
+        features = self.bottom_up(x) if x is not None else None
+        top = self.cfg.stages - 1
+        h = self.h_top.expand(n, -1, height // d, width // d)
+        latent_index = 0
+        for stage in range(top, -1, -1):
+            while latent_index < len(self.cfg.latents) and self.cfg.latents[latent_index].stage == stage:
+                block = self.latent_blocks[latent_index]
+                prior_mean, prior_std = block.prior(h)
+                post_mean = post_std = None
+                if features is not None:
+                    post_mean, post_std = block.posterior(h, features[stage], prior_mean, prior_std)
+                z = yield GaussianLatent(prior_mean, prior_std, post_mean, post_std)
+                h = block.absorb(h, z)
+                latent_index += 1
+            h = self.td_blocks[stage](h)
+            if stage > 0:
+                h = self.ups[stage - 1](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self._observation(h, n, c, height, width)
+
+    def _observation(self, h: torch.Tensor, n: int, c: int, height: int, width: int) -> LogisticMixture:
+        k = self.cfg.mixture_components
+        with fp32():
+            params = self.out(F.silu(h.float())).view(n, 3, k, c, height, width)
+        return LogisticMixture(
+            logits=params[:, 0],
+            means=params[:, 1],
+            log_scales=params[:, 2].clamp(min=LOG_SCALE_FLOOR),
+        )

@@ -1,0 +1,111 @@
+"""Registry of shipped models: a name maps to a folder with weights and a card.
+
+A model folder holds ``weights.safetensors`` (architecture, config and test scores
+inside its metadata) and ``CARD.md``. Folders are looked up, in order, in
+``$BBCODEC_MODELS_DIR``, the source checkout's ``models/`` and the installed package
+data ``bbcodec/zoo_data`` (the same folder, shipped in the wheel).
+A .bbc file names its model and the first bytes of the weights' sha256, so decoding
+with other weights is refused instead of producing garbage.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from bbcodec.errors import ModelMismatchError
+from bbcodec.weights import file_sha256, load_weights, read_meta
+
+DEFAULT_MODEL = "mnist"
+
+
+def search_path() -> list[Path]:
+    paths = []
+    if os.environ.get("BBCODEC_MODELS_DIR"):
+        paths.append(Path(os.environ["BBCODEC_MODELS_DIR"]))
+    here = Path(__file__).resolve().parent
+    paths.append(here.parent / "models")
+    paths.append(here / "zoo_data")
+    return [p for p in paths if p.is_dir()]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `bbcodec models` lists: name, where, and the scores its card reports."""
+
+    name: str
+    path: Path
+    arch: str
+    image_channels: int
+    downsampling: int
+    test_bpd: float | None
+    sha256: str
+
+    @property
+    def weights_hash(self) -> bytes:
+        return bytes.fromhex(self.sha256)[:4]
+
+
+def _info(name: str, folder: Path) -> ModelInfo:
+    weights = folder / "weights.safetensors"
+    meta = read_meta(weights)
+    config = meta["config"]
+    return ModelInfo(
+        name=name,
+        path=weights,
+        arch=meta["arch"],
+        image_channels=int(config.get("image_channels", 1)),
+        downsampling=2 ** (int(config.get("stages", 1)) - 1),
+        test_bpd=meta.get("test_bpd"),
+        sha256=file_sha256(weights),
+    )
+
+
+def list_models() -> list[ModelInfo]:
+    """Every shipped model, first folder on the search path winning per name."""
+    seen: dict[str, ModelInfo] = {}
+    for root in search_path():
+        for weights in sorted(root.glob("*/weights.safetensors")):
+            name = weights.parent.name
+            if name not in seen:
+                seen[name] = _info(name, weights.parent)
+    return list(seen.values())
+
+
+def find_model(name: str) -> ModelInfo:
+    for info in list_models():
+        if info.name == name:
+            return info
+    known = ", ".join(m.name for m in list_models()) or "none"
+    raise ModelMismatchError(f"model {name!r} is not installed (shipped models: {known})")
+
+
+@lru_cache(maxsize=8)
+def _load(path: Path, sha256: str) -> torch.nn.Module:
+    model, _ = load_weights(path)
+    return model
+
+
+def load_model(name: str = DEFAULT_MODEL) -> tuple[torch.nn.Module, ModelInfo]:
+    """The network (eval mode, no grad) and its registry entry."""
+    info = find_model(name)
+    return _load(info.path, info.sha256), info
+
+
+def model_for_file(name: str, weights_hash: bytes) -> tuple[torch.nn.Module, ModelInfo]:
+    """The model a file was written with, refusing other weights under the same name."""
+    try:
+        model, info = load_model(name)
+    except ModelMismatchError as exc:
+        raise ModelMismatchError(f"this file needs model {name!r}, which is not installed: {exc}") from exc
+    if info.weights_hash != weights_hash:
+        raise ModelMismatchError(
+            f"this file was written with different weights for model {name!r} "
+            f"(file: {weights_hash.hex()}, installed: {info.weights_hash.hex()}); "
+            "install the bbcodec version that wrote it"
+        )
+    return model, info
