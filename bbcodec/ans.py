@@ -3,8 +3,8 @@
 An ANS coder is a stack (last in, first out): ``push`` writes symbols, ``pop``
 reads them back in reverse order of pushing. Bits-back coding relies on popping
 symbols that were never pushed, which *reads* bits from the stack; constriction
-then silently yields zeros when the stack is empty, so this layer refuses to pop
-from an empty stack instead (``StackUnderflowError``).
+silently yields zeros once the stack runs dry, so bits-back callers check
+:meth:`Stack.ensure_not_drained` after such pops (``StackUnderflowError``).
 
 Words are 32-bit; the bottom of the stack is the start of :meth:`Stack.words`.
 """
@@ -41,12 +41,15 @@ class Stack:
 
     def pop(self, family: object, *params: np.ndarray, count: int | None = None) -> np.ndarray:
         """Pop one symbol per parameter row (or ``count`` i.i.d. symbols of a concrete model)."""
-        if self._coder.is_empty():
-            raise StackUnderflowError("the ANS stack is empty: bits-back needs initial bits")
         if count is not None:
             return self._coder.decode(family, count) if count else np.zeros(0, np.int32)
         n = len(params[0]) if params else 0
         return self._coder.decode(family, *params) if n else np.zeros(0, np.int32)
+
+    def ensure_not_drained(self, reserve_bits: int = 64) -> None:
+        """Raise if pops may have read past the data (constriction would not say so)."""
+        if self._coder.num_valid_bits() < reserve_bits:
+            raise StackUnderflowError("the ANS stack ran dry: bits-back needs more initial bits")
 
     def words(self) -> np.ndarray:
         """The stack's content as uint32 words, bottom first (a copy)."""

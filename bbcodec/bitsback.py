@@ -110,6 +110,7 @@ class BitsBackCoder:
         xt = torch.from_numpy(np.ascontiguousarray(x))
         before = stack.num_bits()
         layers, indices, obs = self._walk(xt, tuple(x.shape), lambda layer: codecs.posterior_on_prior_bins(layer, p).pop(stack))
+        stack.ensure_not_drained()
         popped = before - stack.num_bits()
         codecs.pixels(obs).push(stack, x)
         for layer, idx in zip(reversed(layers), reversed(indices)):

@@ -22,11 +22,10 @@ import torch
 from bbcodec.ans import Stack, models
 from bbcodec.contract import GaussianLatent, LogisticMixture
 
-# constriction's lazy categorical can drive the last symbol's quantised probability
+# constriction's lazy categorical can drive the *last* symbol's quantised probability
 # to zero when that symbol is very unlikely (float32 rounding of the running sum) and
-# then panics. A guard symbol of mass 2^-16 after the alphabet absorbs that rounding;
-# it is never coded and costs 2.2e-5 bits per symbol.
-GUARD_MASS = 2.0**-16
+# then panics. Each table is therefore rotated so that its most probable symbol comes
+# last: same distribution, same rate, and no tiny mass where the rounding collects.
 PIXEL_CHUNK = 1 << 15  # pixels per table chunk: bounds memory at ~100 MB
 
 
@@ -62,26 +61,21 @@ def categorical(probs: np.ndarray) -> Codec:
     totals = probs.sum(axis=1, keepdims=True, dtype=np.float32)
     if (totals <= 0).any():
         raise ValueError("every row of probs needs a positive total")
-    guarded = np.concatenate([probs / totals, np.full((len(probs), 1), GUARD_MASS, np.float32)], axis=1)
-    guarded = np.ascontiguousarray(guarded)
-    family = models.Categorical(perfect=False)
     k = probs.shape[1]
+    shift = (probs.argmax(axis=1) + 1).astype(np.int64)[:, None]  # most likely symbol -> last slot
+    rotated = np.ascontiguousarray(np.take_along_axis(probs / totals, (np.arange(k) + shift) % k, axis=1))
+    family = models.Categorical(perfect=False)
 
     def push(stack: Stack, symbols: np.ndarray) -> None:
         symbols = np.asarray(symbols).ravel()
-        if symbols.size != len(guarded):
-            raise ValueError(f"expected {len(guarded)} symbols, got {symbols.size}")
+        if symbols.size != len(rotated):
+            raise ValueError(f"expected {len(rotated)} symbols, got {symbols.size}")
         if symbols.size and (symbols.min() < 0 or symbols.max() >= k):
             raise ValueError(f"symbols must lie in [0, {k})")
-        stack.push(symbols, family, guarded)
+        stack.push((symbols - shift[:, 0]) % k, family, rotated)
 
     def pop(stack: Stack) -> np.ndarray:
-        symbols = stack.pop(family, guarded)
-        if symbols.size and symbols.max() >= k:  # only a foreign stack can yield the guard
-            from bbcodec.errors import FormatError
-
-            raise FormatError("decoded an impossible symbol: the data is corrupt")
-        return symbols
+        return (stack.pop(family, rotated) + shift[:, 0]) % k
 
     return Codec(push, pop)
 

@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny randomly initialised models registered as a model zoo.
+
+Tiny random models check losslessness and the format quickly; the shipped, trained
+model is exercised separately (test_shipped_model.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bbcodec.nn.hvae import HVAE, HVAEConfig, LatentSpec
+from bbcodec.weights import save_weights
+
+TINY_CONFIG = HVAEConfig(
+    image_channels=1, width=8, stages=3, blocks_per_stage=1,
+    latents=(LatentSpec(2, 2), LatentSpec(1, 1)), mixture_components=2,
+)
+
+
+def make_tiny(config: HVAEConfig, seed: int) -> HVAE:
+    torch.manual_seed(seed)
+    model = HVAE(config)
+    # Random, non-trivial posteriors: perturb the zero-initialised heads.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def write_zoo_model(root: Path, name: str, model: HVAE) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(model, folder / "weights.safetensors", {"arch": "hvae", "config": model.cfg.to_dict(), "test_bpd": None})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("zoo")
+    write_zoo_model(root, "tiny", make_tiny(TINY_CONFIG, 0))
+    rgb = HVAEConfig(**{**TINY_CONFIG.__dict__, "image_channels": 3})
+    write_zoo_model(root, "tiny-rgb", make_tiny(rgb, 1))
+    return root
+
+
+@pytest.fixture()
+def zoo_env(tiny_zoo, monkeypatch) -> Path:
+    monkeypatch.setenv("BBCODEC_MODELS_DIR", str(tiny_zoo))
+    return tiny_zoo
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> HVAE:
+    return make_tiny(TINY_CONFIG, 0)
+
+
+def random_digits(n: int, seed: int = 0, size: int = 28) -> np.ndarray:
+    """Sparse, MNIST-like images: mostly 0, some 255, some grey."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((n, size, size))
+    img = np.where(base < 0.75, 0, np.where(base < 0.9, 255, rng.integers(0, 256, (n, size, size))))
+    return img.astype(np.uint8)

@@ -1,0 +1,93 @@
+"""The CLI as a user drives it (click's CliRunner), on tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from bbcodec.cli import main
+from tests.conftest import random_digits
+
+
+@pytest.fixture()
+def digits(tmp_path) -> list[Path]:
+    paths = []
+    for i, img in enumerate(random_digits(3, 7)):
+        p = tmp_path / f"digit{i}.png"
+        Image.fromarray(img).save(p)
+        paths.append(p)
+    return paths
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def test_encode_decode_many_restores_names(zoo_env, digits, tmp_path):
+    out = tmp_path / "all.bbc"
+    r = run("encode", *digits, "-o", out, "--model", "tiny")
+    assert r.exit_code == 0, r.output
+    r = run("decode", out, "-o", tmp_path / "restored")
+    assert r.exit_code == 0, r.output
+    for p in digits:
+        restored = np.asarray(Image.open(tmp_path / "restored" / p.name))
+        np.testing.assert_array_equal(restored, np.asarray(Image.open(p)))
+
+
+def test_single_image_verify_and_info_json(zoo_env, digits, tmp_path):
+    out = tmp_path / "one.bbc"
+    assert run("encode", digits[0], "-o", out, "--verify", "--model", "tiny").exit_code == 0
+    r = run("info", out, "--json")
+    info = json.loads(r.output)
+    assert info["n_images"] == 1 and info["bits_per_dim"] > 0 and info["model"] == "tiny"
+    png = tmp_path / "back.png"
+    assert run("decode", out, "-o", png).exit_code == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), np.asarray(Image.open(digits[0])))
+
+
+def test_never_overwrites_without_force(zoo_env, digits, tmp_path):
+    out = tmp_path / "x.bbc"
+    out.write_bytes(b"precious")
+    r = run("encode", digits[0], "-o", out, "--model", "tiny")
+    assert r.exit_code == 8 and out.read_bytes() == b"precious"
+    assert run("encode", digits[0], "-o", out, "--force", "--model", "tiny").exit_code == 0
+    assert out.read_bytes()[:3] == b"BBC"
+
+
+def test_stdin_stdout(zoo_env, digits):
+    r = CliRunner().invoke(main, ["encode", "-", "-o", "-", "--model", "tiny"], input=digits[0].read_bytes())
+    assert r.exit_code == 0
+    data = r.stdout_bytes
+    r = CliRunner().invoke(main, ["decode", "-", "-o", "-"], input=data)
+    assert r.exit_code == 0
+    assert r.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors_have_exit_codes_and_leave_nothing(zoo_env, digits, tmp_path):
+    bad = tmp_path / "bad.bbc"
+    bad.write_bytes(b"not a bbc file at all")
+    r = run("decode", bad, "-o", tmp_path / "o.png")
+    assert r.exit_code == 3 and "not a .bbc file" in r.output and not (tmp_path / "o.png").exists()
+    rgba = tmp_path / "rgba.png"
+    Image.new("RGBA", (8, 8)).save(rgba)
+    r = run("encode", rgba, "-o", tmp_path / "r.bbc")
+    assert r.exit_code == 6 and "alpha" in r.output and not (tmp_path / "r.bbc").exists()
+    r = run("encode", digits[0], "-o", tmp_path / "m.bbc", "--model", "nonexistent")
+    assert r.exit_code == 4 and "not installed" in r.output
+    assert list(tmp_path.glob("*.partial")) == [] and list(tmp_path.glob(".*partial")) == []
+
+
+def test_models_lists_shipped(zoo_env):
+    r = run("models", "--json")
+    names = [m["name"] for m in json.loads(r.output)]
+    assert "tiny" in names and "tiny-rgb" in names
+
+
+def test_help_teaches():
+    r = run("--help")
+    assert "bits/dim" in r.output and "encode" in r.output

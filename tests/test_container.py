@@ -1,0 +1,89 @@
+"""The .bbc container: round trips, compact headers, and hostile bytes -> FormatError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bbcodec import container
+from bbcodec.container import Header, ImageShape
+from bbcodec.errors import FormatError
+
+
+def _header(n=3, names=None):
+    return Header(model_name="mnist", weights_hash=b"\x01\x02\x03\x04", latent_precision=8,
+                  shapes=[ImageShape(28, 28, 1)] * n, groups=[1] * n, initial_words=4096,
+                  untouched_initial_words=4000, pixel_crc=0xDEADBEEF, names=names)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 300), st.integers(1, 300), st.sampled_from([1, 3])), min_size=1, max_size=20),
+       st.lists(st.integers(0, 2**32 - 1), max_size=50), st.booleans(), st.integers(2, 16))
+def test_pack_unpack_round_trip(shapes, words, with_names, precision):
+    sh = [ImageShape(*s) for s in shapes]
+    groups, start = [], 0
+    while start < len(sh):  # groups of equal shape, as the encoder makes them
+        size = 1
+        while start + size < len(sh) and sh[start + size] == sh[start] and size < 3:
+            size += 1
+        groups.append(size)
+        start += size
+    names = [f"img{i}.png" for i in range(len(sh))] if with_names else None
+    h = Header("m", b"abcd", precision, sh, groups, 10, 3, 123, names)
+    data = container.pack(h, np.array(words, dtype=np.uint32))
+    h2, w2 = container.unpack(data)
+    assert h2 == h
+    assert w2.tolist() == words
+
+
+def test_single_image_header_is_small():
+    data = container.pack(_header(1), np.zeros(0, np.uint32))
+    assert len(data) <= 40, len(data)
+
+
+def test_bad_magic_version_and_empty():
+    good = container.pack(_header(), np.arange(5, dtype=np.uint32))
+    for bad in (b"", b"BBC", b"PNG\x89" + good[4:], good[:3] + b"\x09" + good[4:]):
+        with pytest.raises(FormatError):
+            container.unpack(bad)
+
+
+def test_every_truncation_and_bit_flip_is_caught():
+    good = container.pack(_header(names=["a.png", "b.png", "c.png"]), np.arange(20, dtype=np.uint32))
+    for cut in range(len(good)):
+        with pytest.raises(FormatError):
+            container.unpack(good[:cut])
+    for i in range(len(good)):
+        for bit in (0, 3, 7):
+            flipped = bytearray(good)
+            flipped[i] ^= 1 << bit
+            with pytest.raises(FormatError):
+                container.unpack(bytes(flipped))
+
+
+def _repack_crc(body: bytes) -> bytes:
+    import zlib
+
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+def test_edited_header_fields_with_valid_crc_are_refused_before_allocation():
+    # 10^7 images of 65536 x 65536 declared in a few bytes: refused by limits, not allocated.
+    body = bytearray(b"BBC\x01\x00\x05mnist\x01\x02\x03\x04\x08")
+    container._put_varint(body, 1)
+    for v in (10_000_000, 65536, 65536, 1):
+        container._put_varint(body, v)
+    with pytest.raises(FormatError, match="limit"):
+        container.unpack(_repack_crc(bytes(body)))
+
+
+@settings(max_examples=300, deadline=1000)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_crash(blob):
+    for data in (blob, b"BBC\x01" + blob, _repack_crc(b"BBC\x01" + blob)):
+        try:
+            container.unpack(data)
+        except FormatError:
+            pass

@@ -1,0 +1,39 @@
+"""Golden files pin the .bbc format: old files must keep decoding, bit-exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bbcodec
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.fixture()
+def golden_zoo(monkeypatch):
+    monkeypatch.setenv("BBCODEC_MODELS_DIR", str(GOLDEN / "zoo"))
+
+
+def test_golden_file_decodes_exactly(golden_zoo):
+    images = bbcodec.decompress((GOLDEN / "digits.bbc").read_bytes())
+    expected = np.load(GOLDEN / "digits.npy")
+    assert len(images) == 3
+    for got, want in zip(images, expected):
+        np.testing.assert_array_equal(got, want)
+    assert bbcodec.inspect((GOLDEN / "digits.bbc").read_bytes()).names == ["a.png", "b.png", "c.png"]
+
+
+def test_encoder_reproduces_golden_bytes(golden_zoo):
+    """Encoding is deterministic: the same images give the same bytes (this platform)."""
+    images = list(np.load(GOLDEN / "digits.npy"))
+    data = bbcodec.compress(images, model="tiny", names=["a.png", "b.png", "c.png"])
+    assert data == (GOLDEN / "digits.bbc").read_bytes()
+
+
+def test_golden_header_layout():
+    data = (GOLDEN / "digits.bbc").read_bytes()
+    assert data[:4] == b"BBC\x01"
+    assert data[6:10] == b"tiny"
