@@ -120,11 +120,17 @@ def logistic_mixture_probs(logits: torch.Tensor, means: torch.Tensor, log_scales
     for start in range(0, len(means), PIXEL_CHUNK // 8):
         sl = slice(start, start + PIXEL_CHUNK // 8)
         cdf = torch.sigmoid((edges - means[sl, :, None]) * inv_scales[sl, :, None])  # (m, K, 255)
-        cdf = torch.einsum("mk,mke->me", weights[sl], cdf)
-        padded = torch.nn.functional.pad(cdf, (1, 0), value=0.0)
-        padded = torch.nn.functional.pad(padded, (0, 1), value=1.0)
-        tables.append(torch.diff(padded, dim=1).clamp_(min=0.0))
+        tables.append(bin_masses(torch.einsum("mk,mke->me", weights[sl], cdf)))
     return torch.cat(tables).numpy()
+
+
+def bin_masses(cdf: torch.Tensor) -> torch.Tensor:
+    """Masses of n bins from the CDF at their n − 1 interior edges (tails in the end bins)."""
+    out = torch.empty(cdf.shape[0], cdf.shape[1] + 1, dtype=cdf.dtype)
+    out[:, 0] = cdf[:, 0]
+    torch.sub(cdf[:, 1:], cdf[:, :-1], out=out[:, 1:-1])
+    torch.sub(1.0, cdf[:, -1], out=out[:, -1])
+    return out.clamp_(min=0.0)
 
 
 def pixels(obs: LogisticMixture) -> Codec:
@@ -182,6 +188,4 @@ def posterior_on_prior_bins(layer: GaussianLatent, precision: int) -> Codec:
     post_std = layer.post_std.reshape(-1, 1).float()
     z_edges = prior_mean + prior_std * edges
     cdf = torch.special.ndtr((z_edges - post_mean) / post_std)
-    cdf = torch.nn.functional.pad(cdf, (1, 0), value=0.0)
-    cdf = torch.nn.functional.pad(cdf, (0, 1), value=1.0)
-    return categorical(torch.diff(cdf, dim=1).clamp_(min=0.0).numpy())
+    return categorical(bin_masses(cdf).numpy())

@@ -1,0 +1,1 @@
+"""bbcodec's benchmark harness: ``python -m bench --help``."""
