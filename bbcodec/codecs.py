@@ -24,8 +24,8 @@ from bbcodec.contract import GaussianLatent, LogisticMixture
 
 # constriction's lazy categorical can drive the *last* symbol's quantised probability
 # to zero when that symbol is very unlikely (float32 rounding of the running sum) and
-# then panics. Each table is therefore rotated so that its most probable symbol comes
-# last: same distribution, same rate, and no tiny mass where the rounding collects.
+# then panics. Each table therefore swaps its most probable symbol into the last slot:
+# same distribution, same rate, and no tiny mass where the rounding collects.
 PIXEL_CHUNK = 1 << 15  # pixels per table chunk: bounds memory at ~100 MB
 
 
@@ -51,31 +51,39 @@ def serial(codecs: Sequence[Codec], splits: Sequence[int]) -> Codec:
     return Codec(push, pop)
 
 
-def categorical(probs: np.ndarray) -> Codec:
+def categorical(probs: np.ndarray | torch.Tensor) -> Codec:
     """One categorical per row of ``probs`` (N, K): nonnegative, any normalisation."""
-    probs = np.asarray(probs, dtype=np.float32)
-    if probs.ndim != 2:
-        raise ValueError(f"probs must be (N, K), got shape {probs.shape}")
-    if not np.isfinite(probs).all() or (probs < 0).any():
-        raise ValueError("probabilities must be finite and nonnegative")
-    totals = probs.sum(axis=1, keepdims=True, dtype=np.float32)
-    if (totals <= 0).any():
-        raise ValueError("every row of probs needs a positive total")
-    k = probs.shape[1]
-    shift = (probs.argmax(axis=1) + 1).astype(np.int64)[:, None]  # most likely symbol -> last slot
-    rotated = np.ascontiguousarray(np.take_along_axis(probs / totals, (np.arange(k) + shift) % k, axis=1))
+    table = torch.as_tensor(probs, dtype=torch.float32)
+    if table.ndim != 2:
+        raise ValueError(f"probs must be (N, K), got shape {tuple(table.shape)}")
+    n, k = table.shape
+    totals = table.sum(dim=1)
+    if n and (not bool(torch.isfinite(totals).all()) or bool((totals <= 0).any()) or float(table.min()) < 0):
+        raise ValueError("probabilities must be finite and nonnegative, with a positive total per row")
+    # Swap each row's most likely symbol with the last one (see the note above).
+    rows = torch.arange(n)
+    top = table.argmax(dim=1)
+    swapped = table.clone()
+    swapped[rows, k - 1] = table[rows, top]
+    swapped[rows, top] = table[rows, k - 1]
+    params = swapped.numpy()
+    top_np = top.numpy()
     family = models.Categorical(perfect=False)
+
+    def transpose(symbols: np.ndarray) -> np.ndarray:
+        """The swap is its own inverse: top <-> k-1, everything else fixed."""
+        return np.where(symbols == top_np, k - 1, np.where(symbols == k - 1, top_np, symbols))
 
     def push(stack: Stack, symbols: np.ndarray) -> None:
         symbols = np.asarray(symbols).ravel()
-        if symbols.size != len(rotated):
-            raise ValueError(f"expected {len(rotated)} symbols, got {symbols.size}")
+        if symbols.size != n:
+            raise ValueError(f"expected {n} symbols, got {symbols.size}")
         if symbols.size and (symbols.min() < 0 or symbols.max() >= k):
             raise ValueError(f"symbols must lie in [0, {k})")
-        stack.push((symbols - shift[:, 0]) % k, family, rotated)
+        stack.push(transpose(symbols), family, params)
 
     def pop(stack: Stack) -> np.ndarray:
-        return (stack.pop(family, rotated) + shift[:, 0]) % k
+        return transpose(stack.pop(family, params))
 
     return Codec(push, pop)
 
@@ -107,7 +115,7 @@ def _pixel_edges(levels: int) -> torch.Tensor:
     return (2.0 * j + 1.0) / (levels - 1) - 1.0
 
 
-def logistic_mixture_probs(logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> np.ndarray:
+def logistic_mixture_probs(logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
     """Probability tables (M, 256) for M pixels with K-component params (M, K).
 
     The first and last bins take the tails below and above, exactly like the
@@ -121,7 +129,7 @@ def logistic_mixture_probs(logits: torch.Tensor, means: torch.Tensor, log_scales
         sl = slice(start, start + PIXEL_CHUNK // 8)
         cdf = torch.sigmoid((edges - means[sl, :, None]) * inv_scales[sl, :, None])  # (m, K, 255)
         tables.append(bin_masses(torch.einsum("mk,mke->me", weights[sl], cdf)))
-    return torch.cat(tables).numpy()
+    return torch.cat(tables)
 
 
 def bin_masses(cdf: torch.Tensor) -> torch.Tensor:
@@ -188,4 +196,4 @@ def posterior_on_prior_bins(layer: GaussianLatent, precision: int) -> Codec:
     post_std = layer.post_std.reshape(-1, 1).float()
     z_edges = prior_mean + prior_std * edges
     cdf = torch.special.ndtr((z_edges - post_mean) / post_std)
-    return categorical(bin_masses(cdf).numpy())
+    return categorical(bin_masses(cdf))
