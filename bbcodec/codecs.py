@@ -88,6 +88,14 @@ def categorical(probs: np.ndarray | torch.Tensor) -> Codec:
     return Codec(push, pop)
 
 
+def bernoulli(p_one: np.ndarray | torch.Tensor) -> Codec:
+    """Binary symbols with P(1) = ``p_one`` per symbol (binarised images, flags)."""
+    p = torch.as_tensor(p_one, dtype=torch.float32).reshape(-1)
+    if p.numel() and (not bool(torch.isfinite(p).all()) or float(p.min()) < 0 or float(p.max()) > 1):
+        raise ValueError("Bernoulli probabilities must lie in [0, 1]")
+    return categorical(torch.stack([1.0 - p, p], dim=1))
+
+
 def uniform(n_symbols: int, count: int) -> Codec:
     """``count`` i.i.d. uniform symbols over ``[0, n_symbols)``: exactly log2(n) bits each."""
     model = models.Uniform(n_symbols)

@@ -143,3 +143,24 @@ def test_stack_words_round_trip(words):
     if words[-1] == 0:  # constriction normalises away leading zero words at the top
         words[-1] = 1
     assert np.array_equal(Stack(words).words(), words)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=300), st.integers(0, 2**32 - 1))
+def test_bernoulli_round_trip_including_certain_outcomes(ps, seed):
+    p = np.array(ps, dtype=np.float32)
+    bits = (np.random.default_rng(seed).random(len(p)) < 0.5).astype(np.int64)  # even impossible ones
+    codec = codecs.bernoulli(p)
+    stack = Stack()
+    codec.push(stack, bits)
+    np.testing.assert_array_equal(codec.pop(stack), bits)
+
+
+def test_serial_combinator_codes_pieces_in_order():
+    pieces = [codecs.uniform(4, 3), codecs.categorical(np.ones((2, 10))), codecs.bernoulli(np.array([0.9]))]
+    codec = codecs.serial(pieces, [3, 2, 1])
+    symbols = np.array([3, 0, 2, 9, 4, 1])
+    stack = Stack()
+    codec.push(stack, symbols)
+    np.testing.assert_array_equal(codec.pop(stack), symbols)
+    assert stack.is_empty()

@@ -1,0 +1,70 @@
+"""The shipped, trained model on real MNIST digits: exact, and as cheap as its ELBO."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import bbcodec
+from bbcodec.data import load_mnist
+from bbcodec.nn.objective import LN2, elbo_terms
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    images, _ = load_mnist("test")
+    return images[:200]
+
+
+def test_default_model_for_grayscale_is_the_shipped_mnist(monkeypatch):
+    monkeypatch.delenv("BBCODEC_MODELS_DIR", raising=False)
+    info = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None)
+    assert info.name == "mnist" and info.test_bpd is not None and info.test_bpd < 1.30
+
+
+def test_chain_of_real_digits_costs_the_elbo_and_decodes_exactly_in_a_fresh_process(digits, tmp_path):
+    data = bbcodec.compress(list(digits))
+    info = bbcodec.inspect(data)
+    model, _ = bbcodec.load_model("mnist")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        neg_elbo = elbo_terms(model, torch.from_numpy(digits[:, None].copy())).negative_elbo().mean().item()
+    elbo_bpd = neg_elbo / 784 / LN2
+    net_bpd = (8 * info.payload_bytes - info.initial_bits) / digits.size
+    assert net_bpd < elbo_bpd * 1.01 + 0.005, (net_bpd, elbo_bpd)
+    (tmp_path / "d.bbc").write_bytes(data)
+    np.save(tmp_path / "d.npy", digits)
+    script = ("import sys, numpy as np, bbcodec; imgs = bbcodec.decompress(open(sys.argv[1], 'rb').read()); "
+              "exp = np.load(sys.argv[2]); sys.exit(0 if all((a == b).all() for a, b in zip(imgs, exp)) else 1)")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "d.bbc"), str(tmp_path / "d.npy")], check=True, cwd=ROOT)
+
+
+def test_partition_does_not_change_correctness(digits):
+    """Different group sizes give different (valid) files that all decode exactly."""
+    for max_group in (1, 7, 64):
+        data = bbcodec.compress(list(digits[:40]), settings=bbcodec.CoderSettings(max_group=max_group))
+        assert all((a == b).all() for a, b in zip(bbcodec.decompress(data), digits[:40]))
+
+
+def test_odd_sizes_are_padded_and_cropped(digits):
+    odd = [digits[0][:27, :25], np.tile(digits[1], (2, 3))[:50, :61]]
+    restored = bbcodec.decompress(bbcodec.compress(odd))
+    assert [r.shape for r in restored] == [(27, 25), (50, 61)]
+    assert all((a == b).all() for a, b in zip(odd, restored))
+
+
+def test_wrong_weights_are_refused(digits, tmp_path, monkeypatch):
+    data = bytearray(bbcodec.compress([digits[0]]))
+    data[12] ^= 0xFF  # inside the weights hash (magic 3 + version + flags + len + 'mnist' = 11)
+    import zlib
+
+    body = bytes(data[:-4])
+    with pytest.raises(bbcodec.ModelMismatchError, match="different weights"):
+        bbcodec.decompress(body + zlib.crc32(body).to_bytes(4, "little"))
