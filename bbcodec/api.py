@@ -91,6 +91,12 @@ def compress(
     if names is not None and len(names) != len(image_list):
         raise ValueError("names must have one entry per image")
     info = choose_model(image_list, model)
+    too_big = [img.shape for img in image_list if img.size > container.MAX_GROUP_PIXELS]
+    if too_big:
+        raise UnsupportedImageError(
+            f"image of shape {too_big[0]} exceeds {container.MAX_GROUP_PIXELS} samples; "
+            "this version codes an image in one piece (tiled coding of large photos is not implemented yet)"
+        )
     net, _ = zoo.load_model(info.name)
     settings = settings or CoderSettings()
     padded = [_padded(img, info.downsampling) for img in image_list]

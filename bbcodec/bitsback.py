@@ -32,6 +32,7 @@ import torch
 from bbcodec import codecs
 from bbcodec.ans import Stack, StackUnderflowError
 from bbcodec.contract import GaussianLatent, LatentModel, LogisticMixture
+from bbcodec.container import MAX_GROUP_PIXELS
 from bbcodec.errors import DecodeMismatchError
 
 INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"
@@ -160,7 +161,7 @@ class BitsBackCoder:
             while start < len(images):
                 surplus = stack.num_bits() - 32 * initial
                 size = self._next_group_size(surplus, per_image_pop)
-                size = min(size, len(images) - start)
+                size = min(size, len(images) - start, max(1, MAX_GROUP_PIXELS // images[0].size))
                 popped = self.encode_group(stack, images[start : start + size])
                 popped_total += popped
                 per_image_pop = max(per_image_pop, popped / size)

@@ -28,6 +28,7 @@ MAX_CHANNELS = 4
 MAX_TOTAL_PIXELS = 1 << 34
 MAX_NAME_BYTES = 4096
 MAX_INITIAL_WORDS = 1 << 24
+MAX_GROUP_PIXELS = 1 << 22  # one network batch: bounds the decoder's memory (~1 GB of activations)
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,8 @@ def _check_groups_uniform(shapes: list[ImageShape], groups: list[int]) -> None:
     for size in groups:
         if len(set(shapes[start : start + size])) != 1:
             raise FormatError("a group mixes image shapes")
+        if size * shapes[start].dims > MAX_GROUP_PIXELS:
+            raise FormatError("a group declares more pixels than one batch may hold")
         start += size
 
 

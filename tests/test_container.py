@@ -87,3 +87,10 @@ def test_random_bytes_never_crash(blob):
             container.unpack(data)
         except FormatError:
             pass
+
+
+def test_a_group_too_large_for_memory_is_refused():
+    h = _header(1)
+    h.shapes = [ImageShape(4096, 4096, 1)]
+    with pytest.raises(FormatError, match="more pixels"):
+        container.unpack(container.pack(h, np.arange(3, dtype=np.uint32)))

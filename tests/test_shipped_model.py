@@ -41,9 +41,12 @@ def test_chain_of_real_digits_costs_the_elbo_and_decodes_exactly_in_a_fresh_proc
     assert net_bpd < elbo_bpd * 1.01 + 0.005, (net_bpd, elbo_bpd)
     (tmp_path / "d.bbc").write_bytes(data)
     np.save(tmp_path / "d.npy", digits)
-    script = ("import sys, numpy as np, bbcodec; imgs = bbcodec.decompress(open(sys.argv[1], 'rb').read()); "
+    script = ("import sys, torch, numpy as np, bbcodec; torch.set_num_threads(int(sys.argv[3])); "
+              "imgs = bbcodec.decompress(open(sys.argv[1], 'rb').read()); "
               "exp = np.load(sys.argv[2]); sys.exit(0 if all((a == b).all() for a, b in zip(imgs, exp)) else 1)")
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "d.bbc"), str(tmp_path / "d.npy")], check=True, cwd=ROOT)
+    for threads in ("1", "2"):  # a fresh process, with either thread count
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "d.bbc"), str(tmp_path / "d.npy"), threads],
+                       check=True, cwd=ROOT)
 
 
 def test_partition_does_not_change_correctness(digits):
