@@ -15,15 +15,21 @@ import numpy as np
 from bbcodec import container, zoo
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.container import Header, ImageShape
-from bbcodec.errors import DecodeMismatchError, UnsupportedImageError
+from bbcodec.errors import DecodeMismatchError, FormatError, UnsupportedImageError
 from bbcodec.images import as_image_array, channels_of
 
 Progress = Callable[[int], None]
 
 
 def _to_list(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
-    if isinstance(images, np.ndarray) and images.ndim == 2:
-        return [as_image_array(images)]
+    """A list of images from a list, one image (HxW or HxWx3) or a stacked batch.
+
+    A bare array is one image when it is HxW or HxWx3, a batch when (N, H, W) with
+    a last axis other than 3, or (N, H, W, 3); pass a list to be unambiguous.
+    """
+    if isinstance(images, np.ndarray):
+        if images.ndim == 2 or (images.ndim == 3 and images.shape[2] == 3):
+            return [as_image_array(images)]
     return [as_image_array(img) for img in images]
 
 
@@ -62,15 +68,19 @@ def _padded(image: np.ndarray, multiple: int) -> np.ndarray:
     return np.ascontiguousarray(chw)
 
 
-def _batches(padded: list[np.ndarray]) -> list[np.ndarray]:
-    """Consecutive images of equal padded shape stacked into (N, C, H, W) batches."""
-    out: list[list[np.ndarray]] = []
-    for img in padded:
-        if out and out[-1][0].shape == img.shape:
-            out[-1].append(img)
+def _batches(images: list[np.ndarray], multiple: int) -> list[np.ndarray]:
+    """Runs of consecutive images of equal *original* shape, padded, as (N, C, H, W).
+
+    Runs follow original shapes (not padded ones) because the file stores original
+    shapes and a group must never mix them.
+    """
+    runs: list[list[np.ndarray]] = []
+    for img in images:
+        if runs and runs[-1][0].shape == img.shape:
+            runs[-1].append(img)
         else:
-            out.append([img])
-    return [np.stack(run) for run in out]
+            runs.append([img])
+    return [np.stack([_padded(img, multiple) for img in run]) for run in runs]
 
 
 def compress(
@@ -91,21 +101,16 @@ def compress(
     if names is not None and len(names) != len(image_list):
         raise ValueError("names must have one entry per image")
     info = choose_model(image_list, model)
-    too_big = [img.shape for img in image_list if img.size > container.MAX_GROUP_PIXELS]
-    if too_big:
-        raise UnsupportedImageError(
-            f"image of shape {too_big[0]} exceeds {container.MAX_GROUP_PIXELS} samples; "
-            "this version codes an image in one piece (tiled coding of large photos is not implemented yet)"
-        )
+    shapes = [ImageShape(img.shape[0], img.shape[1], channels_of(img)) for img in image_list]
+    container.check_packable(shapes, list(names) if names is not None else None)
     net, _ = zoo.load_model(info.name)
     settings = settings or CoderSettings()
-    padded = [_padded(img, info.downsampling) for img in image_list]
-    result = BitsBackCoder(net, settings).encode(_batches(padded), progress=progress)
+    result = BitsBackCoder(net, settings).encode(_batches(image_list, info.downsampling), progress=progress)
     header = Header(
         model_name=info.name,
         weights_hash=info.weights_hash,
         latent_precision=settings.latent_precision,
-        shapes=[ImageShape(img.shape[0], img.shape[1], channels_of(img)) for img in image_list],
+        shapes=shapes,
         groups=result.groups,
         initial_words=result.initial_words,
         untouched_initial_words=result.untouched_initial_words,
@@ -118,11 +123,11 @@ def compress(
 def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray]:
     """Decode a .bbc byte string back to the exact original uint8 arrays."""
     header, words = container.unpack(data)
+    if header.lossy:
+        raise FormatError("this file is lossy; this bbcodec version decodes lossless files only")
     net, info = zoo.model_for_file(header.model_name, header.weights_hash)
     m = info.downsampling
     if any(s.channels != info.image_channels for s in header.shapes):
-        from bbcodec.errors import FormatError
-
         raise FormatError("the file declares images with a channel count its model cannot code")
     coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision))
     group_shapes = [(s.channels, s.height + (-s.height % m), s.width + (-s.width % m))

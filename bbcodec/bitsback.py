@@ -32,8 +32,8 @@ import torch
 from bbcodec import codecs
 from bbcodec.ans import Stack, StackUnderflowError
 from bbcodec.contract import GaussianLatent, LatentModel, LogisticMixture
-from bbcodec.container import MAX_GROUP_PIXELS
-from bbcodec.errors import DecodeMismatchError
+from bbcodec.container import MAX_GROUP_IMAGES, MAX_GROUP_PIXELS, MAX_INITIAL_WORDS, MAX_LATENT_PRECISION
+from bbcodec.errors import DecodeMismatchError, FormatError
 
 INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"
 DEFAULT_INITIAL_WORDS = 4096
@@ -47,10 +47,10 @@ class CoderSettings:
     max_group: int = 64  # images per network batch once the chain is warm
 
     def __post_init__(self) -> None:
-        if not 2 <= self.latent_precision <= 16:
-            raise ValueError("latent_precision must lie in [2, 16]")
-        if not 1 <= self.max_group <= 4096:
-            raise ValueError("max_group must lie in [1, 4096]")
+        if not 2 <= self.latent_precision <= MAX_LATENT_PRECISION:
+            raise ValueError(f"latent_precision must lie in [2, {MAX_LATENT_PRECISION}]")
+        if not 1 <= self.max_group <= MAX_GROUP_IMAGES:
+            raise ValueError(f"max_group must lie in [1, {MAX_GROUP_IMAGES}]")
 
 
 @dataclass
@@ -149,6 +149,8 @@ class BitsBackCoder:
             try:
                 return self._encode_with(batches, initial, progress)
             except StackUnderflowError:
+                if initial * 4 > MAX_INITIAL_WORDS:
+                    raise
                 initial *= 4  # the first groups popped more than the initial bits
 
     def _encode_with(self, batches: list[np.ndarray], initial: int, progress) -> EncodeResult:
@@ -184,7 +186,10 @@ class BitsBackCoder:
                shapes: Iterator[tuple[int, int, int]], progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
         """Inverse of :meth:`encode`; ``shapes`` gives (C, H, W) per group, in file order."""
         seed = initial_words(initial)
-        stack = Stack(np.concatenate([seed[:untouched], words]))
+        try:
+            stack = Stack(np.concatenate([seed[:untouched], words]))
+        except ValueError as exc:  # e.g. constriction refuses a stack ending in a zero word
+            raise FormatError(f"the coded data is malformed: {exc}") from exc
         group_shapes = list(shapes)
         out: list[np.ndarray] = [None] * len(groups)  # type: ignore[list-item]
         for g in range(len(groups) - 1, -1, -1):

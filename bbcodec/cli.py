@@ -31,23 +31,32 @@ class OutputError(BBCodecError):
     exit_code = EXIT_WRITE
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes, force: bool) -> None:
     """Write via a temp file in the same folder and rename: no partial file, ever."""
     if path.exists() and not force:
         raise OutputError(f"{path} exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".bbc-", suffix=".partial")
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from other users
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+        tmp = None
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _write_output(target: str, data: bytes, force: bool) -> None:
@@ -132,7 +141,10 @@ def encode(images: tuple[str, ...], output: str, model: str | None, force: bool,
     if output != "-" and Path(output).exists() and not force:
         raise OutputError(f"{output} exists; pass --force to overwrite it")
     arrays = [read_image(_read_input(p) if p == "-" else p) for p in images]
-    names = None if no_names else [Path(p).name if p != "-" else "stdin" for p in images]
+    # File names may hold undecodable bytes (surrogate escapes); store them readably.
+    names = None if no_names else [
+        (Path(p).name if p != "-" else "stdin").encode("utf-8", "replace").decode("utf-8")[:255] for p in images
+    ]
     with _progress(len(arrays), "encoding", len(arrays) > 1 and output != "-") as tick:
         data = bbcodec.compress(arrays, model=model, names=names, progress=tick)
     if verify:
@@ -151,11 +163,13 @@ def encode(images: tuple[str, ...], output: str, model: str | None, force: bool,
 
 
 def _safe_names(names: list[str] | None, count: int) -> list[str]:
-    """Output file names: stored base names (never a path) with .png, deduplicated."""
+    """Output file names: stored base names (never a path), printable, short, .png, unique."""
     out, seen = [], set()
     for i in range(count):
-        base = Path(names[i]).name if names else ""
-        stem = Path(base).stem if base not in ("", ".", "..") else f"image_{i:05d}"
+        base = Path(names[i].replace("\\", "/")).name if names else ""
+        stem = "".join(ch for ch in Path(base).stem if ch.isprintable() and ch not in '<>:"|?*')[:120]
+        if stem in ("", ".", ".."):
+            stem = f"image_{i:05d}"
         candidate, k = f"{stem}.png", 1
         while candidate in seen:
             candidate, k = f"{stem}_{k}.png", k + 1
@@ -190,8 +204,17 @@ def decode(source: str, output: str, force: bool) -> None:
     clashes = [name for name in names if (directory / name).exists()]
     if clashes and not force:
         raise OutputError(f"{directory / clashes[0]} exists; pass --force to overwrite")
-    for name, image in zip(names, images):
-        atomic_write(directory / name, png_bytes(image), force=True)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory} is a file; several images need a directory")
+    written: list[Path] = []
+    try:
+        for name, image in zip(names, images):
+            atomic_write(directory / name, png_bytes(image), force=True)
+            written.append(directory / name)
+    except BaseException:
+        for path in written:  # all or nothing
+            path.unlink(missing_ok=True)
+        raise
     click.echo(f"{len(images)} images written to {directory}", err=True)
 
 

@@ -26,7 +26,7 @@ from bbcodec.contract import GaussianLatent, LogisticMixture
 # to zero when that symbol is very unlikely (float32 rounding of the running sum) and
 # then panics. Each table therefore swaps its most probable symbol into the last slot:
 # same distribution, same rate, and no tiny mass where the rounding collects.
-PIXEL_CHUNK = 1 << 15  # pixels per table chunk: bounds memory at ~100 MB
+TABLE_BUDGET = 1 << 22  # table entries built at once (16 MB of float32), whatever the image size
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,31 @@ def serial(codecs: Sequence[Codec], splits: Sequence[int]) -> Codec:
 
     def pop(stack: Stack) -> np.ndarray:
         return np.concatenate([codec.pop(stack) for codec in codecs])
+
+    return Codec(push, pop)
+
+
+def chunked(n: int, rows: int, make: Callable[[int, int], Codec]) -> Codec:
+    """Code ``n`` symbols in pieces of ``rows``, building each piece's codec on demand.
+
+    ``make(lo, hi)`` returns the codec of symbols ``lo:hi``. Pieces are pushed last
+    first so that popping returns them in order; only one piece's probability tables
+    exist at a time, so memory is bounded whatever the image size.
+    """
+    starts = list(range(0, n, max(1, rows)))
+
+    def push(stack: Stack, symbols: np.ndarray) -> None:
+        symbols = np.asarray(symbols).ravel()
+        if symbols.size != n:
+            raise ValueError(f"expected {n} symbols, got {symbols.size}")
+        for lo in reversed(starts):
+            hi = min(lo + rows, n)
+            make(lo, hi).push(stack, symbols[lo:hi])
+
+    def pop(stack: Stack) -> np.ndarray:
+        if not starts:
+            return np.zeros(0, np.int64)
+        return np.concatenate([make(lo, min(lo + rows, n)).pop(stack) for lo in starts])
 
     return Codec(push, pop)
 
@@ -132,12 +157,8 @@ def logistic_mixture_probs(logits: torch.Tensor, means: torch.Tensor, log_scales
     edges = _pixel_edges(256)
     weights = torch.softmax(logits.float(), dim=1)
     inv_scales = torch.exp(-log_scales.float())
-    tables = []
-    for start in range(0, len(means), PIXEL_CHUNK // 8):
-        sl = slice(start, start + PIXEL_CHUNK // 8)
-        cdf = torch.sigmoid((edges - means[sl, :, None]) * inv_scales[sl, :, None])  # (m, K, 255)
-        tables.append(bin_masses(torch.einsum("mk,mke->me", weights[sl], cdf)))
-    return torch.cat(tables)
+    cdf = torch.sigmoid((edges - means.float()[:, :, None]) * inv_scales[:, :, None])  # (M, K, 255)
+    return bin_masses(torch.einsum("mk,mke->me", weights, cdf))
 
 
 def bin_masses(cdf: torch.Tensor) -> torch.Tensor:
@@ -156,8 +177,10 @@ def pixels(obs: LogisticMixture) -> Codec:
     def flat(t: torch.Tensor) -> torch.Tensor:
         return t.permute(0, 2, 3, 4, 1).reshape(-1, k)
 
-    probs = logistic_mixture_probs(flat(obs.logits), flat(obs.means), flat(obs.log_scales))
-    inner = categorical(probs)
+    logits, means, log_scales = flat(obs.logits), flat(obs.means), flat(obs.log_scales)
+    rows = TABLE_BUDGET // (256 * k)
+    inner = chunked(len(means), rows, lambda lo, hi: categorical(
+        logistic_mixture_probs(logits[lo:hi], means[lo:hi], log_scales[lo:hi])))
     shape = (n, c, h, w)
 
     def push(stack: Stack, x: np.ndarray) -> None:
@@ -198,10 +221,11 @@ def posterior_on_prior_bins(layer: GaussianLatent, precision: int) -> Codec:
     if layer.post_mean is None or layer.post_std is None:
         raise ValueError("posterior parameters are needed (encode with x)")
     edges, _ = _standard_quantiles(precision)
-    prior_mean = layer.prior_mean.reshape(-1, 1).float()
-    prior_std = layer.prior_std.reshape(-1, 1).float()
-    post_mean = layer.post_mean.reshape(-1, 1).float()
-    post_std = layer.post_std.reshape(-1, 1).float()
-    z_edges = prior_mean + prior_std * edges
-    cdf = torch.special.ndtr((z_edges - post_mean) / post_std)
-    return categorical(bin_masses(cdf))
+    prior_mean, prior_std = layer.prior_mean.reshape(-1, 1).float(), layer.prior_std.reshape(-1, 1).float()
+    post_mean, post_std = layer.post_mean.reshape(-1, 1).float(), layer.post_std.reshape(-1, 1).float()
+
+    def piece(lo: int, hi: int) -> Codec:
+        z_edges = prior_mean[lo:hi] + prior_std[lo:hi] * edges
+        return categorical(bin_masses(torch.special.ndtr((z_edges - post_mean[lo:hi]) / post_std[lo:hi])))
+
+    return chunked(len(prior_mean), TABLE_BUDGET // 2**precision, piece)

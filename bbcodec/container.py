@@ -29,6 +29,8 @@ MAX_TOTAL_PIXELS = 1 << 34
 MAX_NAME_BYTES = 4096
 MAX_INITIAL_WORDS = 1 << 24
 MAX_GROUP_PIXELS = 1 << 22  # one network batch: bounds the decoder's memory (~1 GB of activations)
+MAX_GROUP_IMAGES = 4096
+MAX_LATENT_PRECISION = 12
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,33 @@ def pixel_crc(images: list[np.ndarray]) -> int:
     return crc
 
 
+def check_packable(shapes: list[ImageShape], names: list[str] | None) -> None:
+    """Refuse, before any coding work, what :func:`unpack` would refuse to read back."""
+    from bbcodec.errors import UnsupportedImageError
+
+    if len(shapes) > MAX_IMAGES:
+        raise UnsupportedImageError(f"at most {MAX_IMAGES} images per file")
+    for s in shapes:
+        if max(s.height, s.width) > MAX_SIDE or s.channels > MAX_CHANNELS:
+            raise UnsupportedImageError(f"image of {s.height}x{s.width}x{s.channels} exceeds the format's limits "
+                                        f"(sides <= {MAX_SIDE}, <= {MAX_CHANNELS} channels)")
+        if s.dims > MAX_GROUP_PIXELS:
+            raise UnsupportedImageError(
+                f"image of {s.height}x{s.width}x{s.channels} exceeds {MAX_GROUP_PIXELS} samples; this version codes "
+                "an image in one piece (tiled coding of large photos is not implemented yet)")
+    for name in names or []:
+        try:
+            raw = name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"image name {name!r} is not valid UTF-8") from exc
+        if len(raw) > MAX_NAME_BYTES:
+            raise ValueError(f"image name longer than {MAX_NAME_BYTES} bytes")
+
+
 def pack(header: Header, words: np.ndarray) -> bytes:
+    check_packable(header.shapes, header.names)
+    if not 2 <= header.latent_precision <= MAX_LATENT_PRECISION:
+        raise ValueError(f"latent precision must lie in [2, {MAX_LATENT_PRECISION}]")
     out = bytearray(MAGIC)
     out.append(FORMAT_VERSION)
     flags = (FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
@@ -190,13 +218,15 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     if flags & ~KNOWN_FLAGS:
         raise FormatError(f"unknown flags {flags:#x}")
     name_len = r.byte()
+    if name_len == 0:
+        raise FormatError("empty model name")
     try:
         model_name = r.take(name_len).decode("ascii")
     except UnicodeDecodeError as exc:
         raise FormatError("model name is not ASCII") from exc
     weights_hash = r.take(4)
     precision = r.byte()
-    if not 2 <= precision <= 16:
+    if not 2 <= precision <= MAX_LATENT_PRECISION:
         raise FormatError(f"latent precision {precision} out of range")
     shapes: list[ImageShape] = []
     total_pixels = 0
@@ -213,15 +243,17 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     if not shapes:
         raise FormatError("file declares no images")
     groups: list[int] = []
+    covered = 0
     for _ in range(r.varint(len(shapes), "group runs")):
-        size = r.varint(len(shapes), "group size")
+        size = r.varint(min(len(shapes), MAX_GROUP_IMAGES), "group size")
         count = r.varint(len(shapes), "group count")
         if size == 0 or count == 0:
             raise FormatError("empty group")
-        groups.extend([size] * count)
-        if sum(groups) > len(shapes):
+        covered += size * count
+        if covered > len(shapes):
             raise FormatError("groups cover more images than the file declares")
-    if sum(groups) != len(shapes):
+        groups.extend([size] * count)
+    if covered != len(shapes):
         raise FormatError("groups do not cover the declared images")
     _check_groups_uniform(shapes, groups)
     initial = r.varint(MAX_INITIAL_WORDS, "initial words")
@@ -250,7 +282,7 @@ def _check_groups_uniform(shapes: list[ImageShape], groups: list[int]) -> None:
     for size in groups:
         if len(set(shapes[start : start + size])) != 1:
             raise FormatError("a group mixes image shapes")
-        if size * shapes[start].dims > MAX_GROUP_PIXELS:
+        if size * shapes[start].dims > MAX_GROUP_PIXELS:  # also bounds a group's table memory
             raise FormatError("a group declares more pixels than one batch may hold")
         start += size
 

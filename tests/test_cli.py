@@ -91,3 +91,25 @@ def test_models_lists_shipped(zoo_env):
 def test_help_teaches():
     r = run("--help")
     assert "bits/dim" in r.output and "encode" in r.output
+
+
+def test_hostile_stored_names_stay_inside_the_output_folder(zoo_env, tmp_path):
+    import bbcodec
+
+    imgs = list(random_digits(3, 8))
+    data = bbcodec.compress(imgs, model="tiny", names=["../../evil.png", "x" * 300 + ".png", "a\x00b/c.png"])
+    (tmp_path / "h.bbc").write_bytes(data)
+    r = run("decode", tmp_path / "h.bbc", "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(written) == 3 and all(len(n) < 200 for n in written) and "evil.png" in written
+    assert not (tmp_path.parent / "evil.png").exists()
+
+
+def test_undecodable_file_names_are_stored_readably(zoo_env, tmp_path):
+    import os
+
+    src = tmp_path / os.fsdecode(b"\xff-digit.png")
+    Image.fromarray(random_digits(1, 9)[0]).save(src)
+    r = run("encode", src, "-o", tmp_path / "n.bbc", "--model", "tiny")
+    assert r.exit_code == 0, r.output

@@ -20,7 +20,7 @@ def _header(n=3, names=None):
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 300), st.integers(1, 300), st.sampled_from([1, 3])), min_size=1, max_size=20),
-       st.lists(st.integers(0, 2**32 - 1), max_size=50), st.booleans(), st.integers(2, 16))
+       st.lists(st.integers(0, 2**32 - 1), max_size=50), st.booleans(), st.integers(2, 12))
 def test_pack_unpack_round_trip(shapes, words, with_names, precision):
     sh = [ImageShape(*s) for s in shapes]
     groups, start = [], 0
@@ -89,8 +89,37 @@ def test_random_bytes_never_crash(blob):
             pass
 
 
-def test_a_group_too_large_for_memory_is_refused():
+def test_a_group_too_large_for_memory_is_refused(monkeypatch):
     h = _header(1)
     h.shapes = [ImageShape(4096, 4096, 1)]
+    monkeypatch.setattr(container, "check_packable", lambda *a: None)  # forge what bbcodec never writes
     with pytest.raises(FormatError, match="more pixels"):
         container.unpack(container.pack(h, np.arange(3, dtype=np.uint32)))
+
+
+def test_many_group_runs_parse_in_linear_time():
+    import time
+
+    n = 50000  # one shape run of n 1x1 images, then n group runs of (1, 1): ~150 KB
+    body = bytearray(b"BBC\x01\x00\x01m" + b"abcd" + b"\x08")
+    for v in (1, n, 1, 1, 1, n):
+        container._put_varint(body, v)
+    body += b"\x01\x01" * n
+    for v in (10, 3):
+        container._put_varint(body, v)
+    body += b"\x00" * 4 + np.arange(1, 3, dtype="<u4").tobytes()
+    t = time.perf_counter()
+    header, _ = container.unpack(_repack_crc(bytes(body)))
+    assert header.groups == [1] * n
+    assert time.perf_counter() - t < 2.0
+
+
+def test_encoder_refuses_what_the_parser_would_refuse():
+    from bbcodec.errors import UnsupportedImageError
+
+    with pytest.raises(UnsupportedImageError):
+        container.check_packable([ImageShape(1, 70000, 1)], None)
+    with pytest.raises(ValueError):
+        container.check_packable([ImageShape(2, 2, 1)], ["x" * 5000])
+    with pytest.raises(ValueError):
+        container.check_packable([ImageShape(2, 2, 1)], ["bad\udcff.png"])
