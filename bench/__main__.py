@@ -13,7 +13,8 @@ Metrics (bits/dim = bits / (H x W x C)):
   overhead_pct      file_bpd over neg_elbo_bpd, in percent
   encode/decode_img_per_s   throughput; decode runs in a fresh process from the file on disk
   peak_rss_mb       peak resident memory of the benchmark process
-Results: bench/out/results.json (one record per row) and bench/out/results.md.
+Results: <out>/results.json (one record per row), <out>/results.md and
+<out>/mnist_rates.png (bar chart); <out> is bench/results (committed) or bench/out.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import bbcodec  # noqa: E402
 from bbcodec.data import load_mnist  # noqa: E402
 from bbcodec.nn.objective import LN2, elbo_terms, iwae_bound  # noqa: E402
 from bench.classical import classical_rows  # noqa: E402
+from bench.plots import rate_bars  # noqa: E402
 
 DECODE_SCRIPT = """
 import sys, time, numpy as np, bbcodec
@@ -131,17 +133,21 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=200, help="images coded one per file for single_image_bpd")
     parser.add_argument("--iwae-k", type=int, default=1000, help="importance samples for the IWAE bound")
     parser.add_argument("--iwae-images", type=int, default=100, help="images the IWAE bound is computed on")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="output folder")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: bench/results for a full run, bench/out for --quick)")
     parser.add_argument("--update-readme", action="store_true",
                         help="replace the results table in README.md with this run's table")
     args = parser.parse_args()
     if args.quick:
         args.images, args.singles, args.iwae_k, args.iwae_images = 500, 20, 16, 20
+    if args.out is None:
+        args.out = ROOT / "bench" / ("out" if args.quick else "results")
     rows = bench_mnist(args.images, args.singles, args.iwae_k, args.iwae_images, args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    rate_bars(rows, args.out / "mnist_rates.png")
     table = markdown(rows)
     (args.out / "results.md").write_text(table)
     print(table)
