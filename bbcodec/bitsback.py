@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,21 @@ from bbcodec.errors import DecodeMismatchError, FormatError
 
 INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"
 DEFAULT_INITIAL_WORDS = 4096
+# torch's results depend on its intra-op thread count (measured: a 1x1 channels_last
+# conv differs between 1 and 2 threads for batches > 1), so every distribution
+# parameter is computed with this fixed count, whatever the caller set.
+CODING_THREADS = 2
+
+
+@contextmanager
+def coding_threads() -> Iterator[None]:
+    """Run torch with :data:`CODING_THREADS` intra-op threads, then restore the caller's."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(CODING_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,7 @@ class BitsBackCoder:
         return walk_latents(self.model, x, shape, self.settings.latent_precision, choose, n_layers)
 
     @torch.no_grad()
+    @coding_threads()
     def encode_group(self, stack: Stack, x: np.ndarray) -> int:
         """Code a batch ``x`` (N, C, H, W) uint8 onto ``stack``; returns bits popped."""
         p = self.settings.latent_precision
@@ -130,6 +147,7 @@ class BitsBackCoder:
         return popped
 
     @torch.no_grad()
+    @coding_threads()
     def decode_group(self, stack: Stack, shape: tuple[int, int, int, int]) -> np.ndarray:
         """Exact inverse of :meth:`encode_group`."""
         p = self.settings.latent_precision
