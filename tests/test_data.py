@@ -27,11 +27,16 @@ def test_missing_mnist_says_how_to_get_it(tmp_path, monkeypatch):
         data.load_mnist("test")
 
 
-def test_corrupt_mnist_is_refused(tmp_path, monkeypatch):
+def _copy_mnist(target, compress: bool) -> None:
+    """The real MNIST files (raw or gzipped, wherever they are) copied into ``target``."""
     real = data.mnist_dir()
     for name in data.MNIST_SHA256:
-        src = real / name
-        (tmp_path / name).write_bytes(src.read_bytes() if src.exists() else gzip.decompress((real / f"{name}.gz").read_bytes()))
+        raw = data._read_maybe_gzip(data._find_idx(real, name))
+        (target / (f"{name}.gz" if compress else name)).write_bytes(gzip.compress(raw, 1) if compress else raw)
+
+
+def test_corrupt_mnist_is_refused(tmp_path, monkeypatch):
+    _copy_mnist(tmp_path, compress=False)
     blob = bytearray((tmp_path / "t10k-images-idx3-ubyte").read_bytes())
     blob[1000] ^= 1
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(bytes(blob))
@@ -41,9 +46,7 @@ def test_corrupt_mnist_is_refused(tmp_path, monkeypatch):
 
 
 def test_gzip_idx_files_are_accepted(tmp_path, monkeypatch):
-    real = data.mnist_dir()
-    for name in data.MNIST_SHA256:
-        (tmp_path / f"{name}.gz").write_bytes(gzip.compress((real / name).read_bytes(), 1))
+    _copy_mnist(tmp_path, compress=True)
     monkeypatch.setenv("BBCODEC_MNIST_DIR", str(tmp_path))
     images, labels = data.load_mnist("test")
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
