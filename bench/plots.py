@@ -21,7 +21,7 @@ def rate_bars(rows: list[dict], path: Path) -> Path | None:
             values.append(r["bits_per_dim"])
             colours.append("#9e9e9e")
         elif r["kind"] != "classical":
-            for key, name, colour in (("neg_elbo_bpd", "model −ELBO", "#90caf9"), ("iwae_bpd", "model −IWAE bound", "#bbdefb"),
+            for key, name, colour in (("neg_elbo_bpd", "model −ELBO", "#90caf9"), ("iwae_bpd", "model −IWAE bound (subset)", "#bbdefb"),
                                       ("file_bpd", "bbcodec, one file", "#1565c0"),
                                       ("single_image_bpd", "bbcodec, one image per file", "#64b5f6")):
                 if r.get(key) is not None:
