@@ -143,7 +143,8 @@ def encode(images: tuple[str, ...], output: str, model: str | None, force: bool,
     arrays = [read_image(_read_input(p) if p == "-" else p) for p in images]
     # File names may hold undecodable bytes (surrogate escapes); store them readably.
     names = None if no_names else [
-        (Path(p).name if p != "-" else "stdin").encode("utf-8", "replace").decode("utf-8")[:255] for p in images
+        (Path(p).name if p != "-" else "stdin").encode("utf-8", "replace").decode("utf-8").replace("\0", "")[:255]
+        for p in images
     ]
     with _progress(len(arrays), "encoding", len(arrays) > 1 and output != "-") as tick:
         data = bbcodec.compress(arrays, model=model, names=names, progress=tick)

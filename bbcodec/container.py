@@ -155,6 +155,8 @@ def check_packable(shapes: list[ImageShape], names: list[str] | None) -> None:
             raise ValueError(f"image name {name!r} is not valid UTF-8") from exc
         if len(raw) > MAX_NAME_BYTES:
             raise ValueError(f"image name longer than {MAX_NAME_BYTES} bytes")
+        if b"\0" in raw:
+            raise ValueError("image names cannot contain NUL")
 
 
 def pack(header: Header, words: np.ndarray) -> bytes:
@@ -188,10 +190,12 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     _put_varint(out, header.untouched_initial_words)
     out += header.pixel_crc.to_bytes(4, "little")
     if header.names is not None:
-        for n in header.names:
-            raw = n.encode("utf-8")
-            _put_varint(out, len(raw))
-            out += raw
+        raw = b"\0".join(n.encode("utf-8") for n in header.names)
+        packed = zlib.compress(raw, 9)
+        method, block = (1, packed) if len(packed) < len(raw) else (0, raw)
+        out.append(method)
+        _put_varint(out, len(block))
+        out += block
     out += np.asarray(words, dtype="<u4").tobytes()
     out += zlib.crc32(out).to_bytes(4, "little")
     return bytes(out)
@@ -259,15 +263,7 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     initial = r.varint(MAX_INITIAL_WORDS, "initial words")
     untouched = r.varint(initial, "untouched initial words")
     crc = int.from_bytes(r.take(4), "little")
-    names = None
-    if flags & FLAG_NAMES:
-        names = []
-        for _ in shapes:
-            raw = r.take(r.varint(MAX_NAME_BYTES, "name length"))
-            try:
-                names.append(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise FormatError("image name is not UTF-8") from exc
+    names = _read_names(r, len(shapes)) if flags & FLAG_NAMES else None
     rest = len(body) - r.pos
     if rest % 4:
         raise FormatError("payload is not a whole number of 32-bit words")
@@ -275,6 +271,33 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
                     lossy=bool(flags & FLAG_LOSSY))
     return header, words
+
+
+def _read_names(r: _Reader, count: int) -> list[str]:
+    """The names block: UTF-8 names joined by NUL (names never hold NUL), stored raw
+    (method 0) or zlib-compressed (method 1), whichever is shorter."""
+    method = r.byte()
+    if method not in (0, 1):
+        raise FormatError(f"unknown names method {method}")
+    block = r.take(r.varint(len(r.data), "names block length"))
+    limit = count * (MAX_NAME_BYTES + 1)
+    if method == 0:
+        raw = block
+    else:
+        inflater = zlib.decompressobj()
+        try:
+            raw = inflater.decompress(block, limit)
+        except zlib.error as exc:
+            raise FormatError("the names block is corrupt") from exc
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise FormatError("the names block is corrupt or too large")
+    parts = raw.split(b"\0")
+    if len(parts) != count or any(len(p) > MAX_NAME_BYTES for p in parts):
+        raise FormatError("the names block does not hold one name per image")
+    try:
+        return [p.decode("utf-8") for p in parts]
+    except UnicodeDecodeError as exc:
+        raise FormatError("an image name is not UTF-8") from exc
 
 
 def _check_groups_uniform(shapes: list[ImageShape], groups: list[int]) -> None:
