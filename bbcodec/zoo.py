@@ -44,6 +44,7 @@ class ModelInfo:
     downsampling: int
     test_bpd: float | None
     sha256: str
+    kl_bits_per_layer: tuple[float, ...] = ()
 
     @property
     def weights_hash(self) -> bytes:
@@ -62,6 +63,7 @@ def _info(name: str, folder: Path) -> ModelInfo:
         downsampling=2 ** (int(config.get("stages", 1)) - 1),
         test_bpd=meta.get("test_bpd"),
         sha256=file_sha256(weights),
+        kl_bits_per_layer=tuple(meta.get("kl_bits_per_layer", ())),
     )
 
 

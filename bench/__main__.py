@@ -40,7 +40,7 @@ import bbcodec  # noqa: E402
 from bbcodec.data import load_mnist  # noqa: E402
 from bbcodec.nn.objective import LN2, elbo_terms, iwae_bound  # noqa: E402
 from bench.classical import classical_rows  # noqa: E402
-from bench.plots import rate_bars  # noqa: E402
+from bench.plots import kl_per_layer, rate_bars  # noqa: E402
 
 DECODE_SCRIPT = """
 import sys, time, numpy as np, bbcodec
@@ -155,6 +155,7 @@ def main() -> None:
                 "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     rate_bars(rows, args.out / "mnist_rates.png")
+    kl_per_layer(bbcodec.load_model("mnist")[1].kl_bits_per_layer, "mnist", args.out / "mnist_kl_per_layer.png")
     table = markdown(rows)
     (args.out / "results.md").write_text(table)
     print(table)

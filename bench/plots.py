@@ -39,3 +39,25 @@ def rate_bars(rows: list[dict], path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def kl_per_layer(kl_bits: list[float], model: str, path: Path) -> Path | None:
+    """Posterior-collapse check (BIVA fig. 5): bits each latent layer carries per image."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3))
+    names = [f"layer {i + 1}" + (" (top)" if i == 0 else "") for i in range(len(kl_bits))]
+    ax.bar(names, kl_bits, color="#1565c0")
+    for i, v in enumerate(kl_bits):
+        ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("KL(q || p), bits per image")
+    ax.set_title(f"{model}: information per latent layer (test set)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
