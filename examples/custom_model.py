@@ -52,7 +52,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = TinyVAE()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for step in range(300):
+    for _ in range(300):
         x = torch.from_numpy(train[np.random.randint(0, len(train), 64)][:, None].copy())
         loss = elbo_terms(model, x).negative_elbo().mean() / 784
         opt.zero_grad()

@@ -8,7 +8,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bbcodec.bitsback import BitsBackCoder, CoderSettings, initial_words
-from bbcodec.errors import DecodeMismatchError
 from tests.conftest import random_digits
 
 
@@ -58,13 +57,13 @@ def test_initial_words_are_stable():
 
 
 def test_decoding_with_other_weights_is_detected(tiny_model):
+    """Other weights compute other distributions: the stack check refuses, never wrong pixels."""
+    from bbcodec.errors import BBCodecError
     from tests.conftest import TINY_CONFIG, make_tiny
 
     x = random_digits(6, 9)[:, None]
     result = BitsBackCoder(tiny_model).encode([x])
     other = BitsBackCoder(make_tiny(TINY_CONFIG, 42))
-    with pytest.raises((DecodeMismatchError, Exception)):
-        out = other.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
-                           [(1, 28, 28)] * len(result.groups))
-        assert not np.array_equal(np.concatenate(out), x)
-        raise DecodeMismatchError("wrong pixels")
+    with pytest.raises(BBCodecError):
+        other.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
+                     [(1, 28, 28)] * len(result.groups))
