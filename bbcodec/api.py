@@ -17,6 +17,7 @@ from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.container import Header, ImageShape
 from bbcodec.errors import DecodeMismatchError, FormatError, UnsupportedImageError
 from bbcodec.images import as_image_array, channels_of
+from bbcodec.lossy import LossyCoder
 
 Progress = Callable[[int], None]
 
@@ -33,32 +34,49 @@ def _to_list(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
     return [as_image_array(img) for img in images]
 
 
-def choose_model(images: list[np.ndarray], model: str | None) -> zoo.ModelInfo:
-    """The named model, or the default shipped model for the images' channel count."""
+def choose_model(images: list[np.ndarray], model: str | None, lossy: bool = False) -> zoo.ModelInfo:
+    """The named model, or the best shipped model that codes every image given.
+
+    Without a name, candidates must code the images' channel count and sizes (a
+    model with a global latent codes one size only); the first of
+    :data:`bbcodec.zoo.PREFERENCE` among them wins.
+    """
     channels = {channels_of(img) for img in images}
+    sizes = {img.shape[:2] for img in images}
     if model is not None:
         info = zoo.find_model(model)
     else:
         if len(channels) != 1:
             raise UnsupportedImageError("mixing grayscale and RGB images in one file needs --model")
-        candidates = [m for m in zoo.list_models() if m.image_channels == next(iter(channels))]
+        candidates = [m for m in zoo.list_models() if m.image_channels == next(iter(channels))
+                      and all(m.accepts(*hw) for hw in sizes) and (m.autoregressive or not lossy)
+                      and m.pixel_levels == 256]
         if not candidates:
             raise UnsupportedImageError(
-                f"no shipped model codes {next(iter(channels))}-channel images "
+                f"no shipped model codes these {next(iter(channels))}-channel images{' lossily' if lossy else ''} "
                 f"(shipped: {', '.join(m.name for m in zoo.list_models()) or 'none'})"
             )
-        preferred = [m for m in candidates if m.name == zoo.DEFAULT_MODEL]
-        info = (preferred or candidates)[0]
+        candidates.sort(key=lambda m: zoo.PREFERENCE.index(m.name) if m.name in zoo.PREFERENCE else len(zoo.PREFERENCE))
+        info = candidates[0]
     wrong = [c for c in channels if c != info.image_channels]
     if wrong:
         kind = {1: "grayscale", 3: "RGB"}
         raise UnsupportedImageError(
             f"model {info.name!r} codes {kind.get(info.image_channels)} images; got {kind.get(wrong[0], wrong[0])} ones"
         )
+    if info.pixel_levels == 2 and any(int(img.max(initial=0)) > 1 for img in images):
+        raise UnsupportedImageError(
+            f"model {info.name!r} codes binarised images: every pixel must be 0 or 1 (threshold or sample first)")
+    misfit = [hw for hw in sizes if not info.accepts(*hw)]
+    if misfit:
+        raise UnsupportedImageError(
+            f"model {info.name!r} codes {info.image_size}x{info.image_size} images only (its latent is global); "
+            f"got {misfit[0][0]}x{misfit[0][1]}. Use a model that codes any size, e.g. --model {zoo.DEFAULT_MODEL}"
+        )
     return info
 
 
-def _padded(image: np.ndarray, multiple: int) -> np.ndarray:
+def padded_chw(image: np.ndarray, multiple: int) -> np.ndarray:
     """(C, H', W') with H', W' rounded up to ``multiple`` by edge replication."""
     chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
     h, w = chw.shape[1:]
@@ -80,7 +98,7 @@ def _batches(images: list[np.ndarray], multiple: int) -> list[np.ndarray]:
             runs[-1].append(img)
         else:
             runs.append([img])
-    return [np.stack([_padded(img, multiple) for img in run]) for run in runs]
+    return [np.stack([padded_chw(img, multiple) for img in run]) for run in runs]
 
 
 def compress(
@@ -89,23 +107,30 @@ def compress(
     names: Sequence[str] | None = None,
     settings: CoderSettings | None = None,
     progress: Progress | None = None,
+    lossy_step: float | None = None,
 ) -> bytes:
-    """Losslessly compress uint8 images (HxW or HxWx3) into one .bbc byte string.
+    """Compress uint8 images (HxW or HxWx3) into one .bbc byte string.
 
-    All images share one bits-back chain, so each image's bits-back pays for the
-    next; ``names`` (e.g. file names) are stored for ``bbcodec decode`` to restore.
+    Lossless by default: all images share one bits-back chain, so each image's
+    bits-back pays for the next. With ``lossy_step`` only the latents are sent
+    (quantised with that step; see :mod:`bbcodec.lossy`) and decoding returns the
+    model's reconstruction. ``names`` (e.g. file names) are stored for
+    ``bbcodec decode`` to restore.
     """
     image_list = _to_list(images)
     if not image_list:
         raise ValueError("no images to compress")
     if names is not None and len(names) != len(image_list):
         raise ValueError("names must have one entry per image")
-    info = choose_model(image_list, model)
+    info = choose_model(image_list, model, lossy=lossy_step is not None)
     shapes = [ImageShape(img.shape[0], img.shape[1], channels_of(img)) for img in image_list]
     container.check_packable(shapes, list(names) if names is not None else None)
     net, _ = zoo.load_model(info.name)
-    settings = settings or CoderSettings()
-    result = BitsBackCoder(net, settings).encode(_batches(image_list, info.downsampling), progress=progress)
+    batches = _batches(image_list, info.downsampling)
+    if lossy_step is not None:
+        return _compress_lossy(net, info, batches, shapes, names, lossy_step, progress)
+    settings = settings or CoderSettings(max_group=info.coding_group)
+    result = BitsBackCoder(net, settings).encode(batches, progress=progress)
     header = Header(
         model_name=info.name,
         weights_hash=info.weights_hash,
@@ -120,25 +145,62 @@ def compress(
     return container.pack(header, result.words)
 
 
+def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes: list[ImageShape],
+                    names: Sequence[str] | None, step: float, progress: Progress | None) -> bytes:
+    coder = LossyCoder(net, step, group=info.coding_group)
+    result = coder.encode(batches, progress=progress)
+    header = Header(
+        model_name=info.name,
+        weights_hash=info.weights_hash,
+        latent_precision=8,
+        shapes=shapes,
+        groups=result.groups,
+        initial_words=0,
+        untouched_initial_words=0,
+        pixel_crc=container.pixel_crc(_cropped(result.reconstructions, shapes)),
+        names=list(names) if names is not None else None,
+        lossy=True,
+        lossy_step=coder.step,
+    )
+    return container.pack(header, result.words)
+
+
+def _cropped(decoded: list[np.ndarray], shapes: list[ImageShape]) -> list[np.ndarray]:
+    """Padded (N, C, H', W') groups -> the original-size HxW / HxWx3 images."""
+    images = []
+    for chw, shape in zip((img for batch in decoded for img in batch), shapes):
+        crop = chw[:, : shape.height, : shape.width]
+        images.append(np.ascontiguousarray(crop[0] if shape.channels == 1 else crop.transpose(1, 2, 0)))
+    return images
+
+
 def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray]:
-    """Decode a .bbc byte string back to the exact original uint8 arrays."""
+    """Decode a .bbc byte string: the exact original uint8 arrays, or for a lossy file
+    the model's reconstruction (check :func:`inspect` ``.lossy``)."""
     header, words = container.unpack(data)
-    if header.lossy:
-        raise FormatError("this file is lossy; this bbcodec version decodes lossless files only")
     net, info = zoo.model_for_file(header.model_name, header.weights_hash)
     m = info.downsampling
     if any(s.channels != info.image_channels for s in header.shapes):
         raise FormatError("the file declares images with a channel count its model cannot code")
-    coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision))
+    if any(not info.accepts(s.height, s.width) for s in header.shapes):
+        raise FormatError(f"the file declares image sizes its model {info.name!r} cannot code")
     group_shapes = [(s.channels, s.height + (-s.height % m), s.width + (-s.width % m))
                     for s in container.group_shapes(header)]
-    decoded = coder.decode(words, header.untouched_initial_words, header.initial_words, header.groups,
-                           group_shapes, progress=progress)
-    images = []
-    for chw, shape in zip((img for batch in decoded for img in batch), header.shapes):
-        crop = chw[:, : shape.height, : shape.width]
-        images.append(np.ascontiguousarray(crop[0] if shape.channels == 1 else crop.transpose(1, 2, 0)))
+    if header.lossy:
+        if header.initial_words or header.lossy_step is None:
+            raise FormatError("a lossy file declares a bits-back chain")
+        decoded = LossyCoder(net, header.lossy_step, group=info.coding_group).decode(
+            words, header.groups, group_shapes, progress=progress)
+    else:
+        coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision))
+        decoded = coder.decode(words, header.untouched_initial_words, header.initial_words, header.groups,
+                               group_shapes, progress=progress)
+    images = _cropped(decoded, header.shapes)
     if container.pixel_crc(images) != header.pixel_crc:
+        if header.lossy:
+            raise DecodeMismatchError(
+                "the reconstruction differs from the one the encoder computed (its checksum fails): this "
+                "machine computes the model differently (another CPU, torch or thread setting)")
         raise DecodeMismatchError(
             "decoded pixels fail the file's checksum. The file is intact, so this machine computes the "
             "model differently from the one that wrote it (another CPU, torch or thread setting); "
@@ -160,6 +222,7 @@ class FileInfo:
     initial_bits: int
     bits_per_dim: float
     lossy: bool
+    lossy_step: float | None
     names: list[str] | None
 
     def to_dict(self) -> dict:
@@ -181,5 +244,6 @@ def inspect(data: bytes) -> FileInfo:
         initial_bits=32 * (header.initial_words - header.untouched_initial_words),
         bits_per_dim=8 * len(data) / dims,
         lossy=header.lossy,
+        lossy_step=header.lossy_step,
         names=header.names,
     )

@@ -32,8 +32,8 @@ import torch
 
 from bbcodec import codecs
 from bbcodec.ans import Stack, StackUnderflowError
-from bbcodec.contract import GaussianLatent, LatentModel, LogisticMixture
 from bbcodec.container import MAX_GROUP_IMAGES, MAX_GROUP_PIXELS, MAX_INITIAL_WORDS, MAX_LATENT_PRECISION
+from bbcodec.contract import GaussianLatent, LatentModel, LogisticMixture
 from bbcodec.errors import DecodeMismatchError, FormatError
 
 INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"

@@ -22,6 +22,7 @@ import click
 import bbcodec
 from bbcodec.errors import BBCodecError
 from bbcodec.images import png_bytes, read_image
+from bbcodec.lossy import DEFAULT_STEP
 
 EXIT_WRITE = 8
 EXIT_INTERRUPTED = 130
@@ -129,15 +130,26 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--verify", is_flag=True, help="Decode in-process and compare before writing (twice the time).")
 @click.option("--no-names", is_flag=True, help="Do not store file names (saves a few bytes per image).")
+@click.option("--lossy", is_flag=True,
+              help="Send only the latent code (a few bytes per image); decoding returns the model's "
+                   "reconstruction, not the original pixels. Needs a model with a global latent (vlae-mnist).")
+@click.option("--lossy-step", type=click.FloatRange(1 / 64, 16), default=None, metavar="STEP",
+              help="Rate knob of --lossy: latent quantisation step in prior standard deviations "
+                   "(default 1.0; larger = fewer bits, coarser). Implies --lossy.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 def encode(images: tuple[str, ...], output: str, model: str | None, force: bool, verify: bool,
-           no_names: bool, as_json: bool) -> None:
+           no_names: bool, lossy: bool, lossy_step: float | None, as_json: bool) -> None:
     """Compress IMAGE files (PNG, PGM, BMP, TIFF, WebP, JPEG pixels; '-' = stdin) into one .bbc file.
 
     Every pixel comes back exactly. Images are coded in one bits-back chain, so a file
     of many images costs close to the model's -ELBO per image; a single image also
     pays the chain's start-up ("initial bits"), shown by `bbcodec info`.
+
+    With --lossy only the latent code is stored and decoding shows what the model
+    rebuilds from it.
     """
+    if lossy and lossy_step is None:
+        lossy_step = DEFAULT_STEP
     if output != "-" and Path(output).exists() and not force:
         raise OutputError(f"{output} exists; pass --force to overwrite it")
     arrays = [read_image(_read_input(p) if p == "-" else p) for p in images]
@@ -147,10 +159,10 @@ def encode(images: tuple[str, ...], output: str, model: str | None, force: bool,
         for p in images
     ]
     with _progress(len(arrays), "encoding", len(arrays) > 1 and output != "-") as tick:
-        data = bbcodec.compress(arrays, model=model, names=names, progress=tick)
+        data = bbcodec.compress(arrays, model=model, names=names, progress=tick, lossy_step=lossy_step)
     if verify:
-        decoded = bbcodec.decompress(data)
-        if any(a.shape != b.shape or (a != b).any() for a, b in zip(arrays, decoded)):
+        decoded = bbcodec.decompress(data)  # a lossy file checks its reconstruction's CRC here
+        if lossy_step is None and any(a.shape != b.shape or (a != b).any() for a, b in zip(arrays, decoded)):
             raise bbcodec.DecodeMismatchError("verification failed: the file would not decode exactly; nothing written")
     _write_output(output, data, force)
     summary = bbcodec.inspect(data).to_dict()
@@ -188,7 +200,8 @@ def decode(source: str, output: str, force: bool) -> None:
     """Decompress SOURCE (a .bbc file, '-' = stdin) back to PNG images, bit-exact.
 
     Decoding verifies the stored checksum of the original pixels and fails
-    (exit code 5) rather than writing a single wrong pixel.
+    (exit code 5) rather than writing a single wrong pixel. A lossy file (see
+    `bbcodec info`) decodes to the model's reconstruction, checked the same way.
     """
     data = _read_input(source)
     n = bbcodec.inspect(data).n_images
@@ -235,7 +248,8 @@ def info(source: str, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict()))
         return
     shapes = sorted({f"{h}x{w}x{c}" for h, w, c in result.shapes})
-    click.echo(f"model:         {result.model}{' (lossy)' if result.lossy else ''}")
+    lossy = f" (LOSSY: latent code only, step {result.lossy_step:g})" if result.lossy else ""
+    click.echo(f"model:         {result.model}{lossy}")
     click.echo(f"images:        {result.n_images} ({', '.join(shapes)})")
     click.echo(f"size:          {result.total_bytes} bytes ({result.bits_per_dim:.4f} bits/dim)")
     click.echo(f"header:        {result.header_bytes} bytes")

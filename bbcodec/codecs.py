@@ -20,7 +20,13 @@ import numpy as np
 import torch
 
 from bbcodec.ans import Stack, models
-from bbcodec.contract import GaussianLatent, LogisticMixture
+from bbcodec.contract import (
+    Autoregressive,
+    Bernoulli,
+    GaussianLatent,
+    ObservationModel,
+    PixelDistribution,
+)
 
 # constriction's lazy categorical can drive the *last* symbol's quantised probability
 # to zero when that symbol is very unlikely (float32 rounding of the running sum) and
@@ -170,24 +176,92 @@ def bin_masses(cdf: torch.Tensor) -> torch.Tensor:
     return out.clamp_(min=0.0)
 
 
-def pixels(obs: LogisticMixture) -> Codec:
-    """Codec for uint8 pixels (N, C, H, W) under a discretised logistic mixture."""
-    n, k, c, h, w = obs.means.shape
+def _table_rows(dist: PixelDistribution) -> tuple[tuple[int, ...], int, Callable[[int, int], torch.Tensor]]:
+    """(pixel shape, table entries per pixel, ``rows(lo, hi)`` -> tables of pixels lo:hi).
+
+    Pixels are taken image-major, then channel, row, column: the order of ``x.ravel()``.
+    """
+    if isinstance(dist, Bernoulli):
+        p_one = torch.sigmoid(dist.logits.float()).reshape(-1)
+        return tuple(dist.logits.shape), 2, lambda lo, hi: torch.stack([1.0 - p_one[lo:hi], p_one[lo:hi]], dim=1)
+    n, k, c, h, w = dist.means.shape
 
     def flat(t: torch.Tensor) -> torch.Tensor:
         return t.permute(0, 2, 3, 4, 1).reshape(-1, k)
 
-    logits, means, log_scales = flat(obs.logits), flat(obs.means), flat(obs.log_scales)
-    rows = TABLE_BUDGET // (256 * k)
-    inner = chunked(len(means), rows, lambda lo, hi: categorical(
-        logistic_mixture_probs(logits[lo:hi], means[lo:hi], log_scales[lo:hi])))
-    shape = (n, c, h, w)
+    logits, means, log_scales = flat(dist.logits), flat(dist.means), flat(dist.log_scales)
+    return (n, c, h, w), 256 * k, lambda lo, hi: logistic_mixture_probs(logits[lo:hi], means[lo:hi], log_scales[lo:hi])
+
+
+def pixel_shape(dist: PixelDistribution) -> tuple[int, ...]:
+    """(N, C, H, W) of the pixels ``dist`` describes."""
+    return _table_rows(dist)[0]
+
+
+def pixel_tables(dist: PixelDistribution) -> torch.Tensor:
+    """Probability tables (M, levels) of all M pixels of ``dist``, in ``x.ravel()`` order."""
+    shape, _, rows = _table_rows(dist)
+    return rows(0, int(np.prod(shape)))
+
+
+def pixels(obs: ObservationModel) -> Codec:
+    """Codec for uint8 pixels (N, C, H, W) under any observation model of the contract."""
+    if isinstance(obs, Autoregressive):
+        return autoregressive_pixels(obs)
+    shape, per_pixel, rows = _table_rows(obs)
+    inner = chunked(int(np.prod(shape)), TABLE_BUDGET // per_pixel, lambda lo, hi: categorical(rows(lo, hi)))
 
     def push(stack: Stack, x: np.ndarray) -> None:
         inner.push(stack, np.asarray(x).reshape(-1))
 
     def pop(stack: Stack) -> np.ndarray:
         return inner.pop(stack).astype(np.uint8).reshape(shape)
+
+    return Codec(push, pop)
+
+
+def autoregressive_pixels(obs: Autoregressive) -> Codec:
+    """Pixels of every image in lockstep, one raster position per step.
+
+    The decoder must pop position ``t`` before it can compute position ``t + 1``; the
+    encoder therefore walks the positions exactly like the decoder (writing the true
+    pixels, so both see identical canvases and compute identical parameters), keeps
+    the small per-step parameters, and pushes the positions last-first in chunks
+    whose tables fit :data:`TABLE_BUDGET`.
+    """
+    n, c, h, w = obs.shape
+    per_step = n * c
+
+    def values_at(x: np.ndarray, t: int) -> np.ndarray:
+        i, j = obs.position(t)
+        return x[:, :, i, j]
+
+    def push(stack: Stack, x: np.ndarray) -> None:
+        x = np.asarray(x)
+        if x.shape != (n, c, h, w):
+            raise ValueError(f"expected pixels of shape {(n, c, h, w)}, got {x.shape}")
+        obs.reset()
+        dists = []
+        for t in range(obs.num_steps):
+            dists.append(obs.step_distribution(t))
+            obs.write(t, torch.from_numpy(np.ascontiguousarray(values_at(x, t))))
+        per_pixel = _table_rows(dists[0])[1] if dists else 1
+        steps_per_chunk = max(1, TABLE_BUDGET // (per_step * per_pixel))
+        for lo in reversed(range(0, obs.num_steps, steps_per_chunk)):
+            hi = min(lo + steps_per_chunk, obs.num_steps)
+            tables = torch.cat([pixel_tables(d) for d in dists[lo:hi]])
+            symbols = np.concatenate([values_at(x, t).reshape(-1) for t in range(lo, hi)])
+            categorical(tables).push(stack, symbols)
+
+    def pop(stack: Stack) -> np.ndarray:
+        out = np.empty((n, c, h, w), dtype=np.uint8)
+        obs.reset()
+        for t in range(obs.num_steps):
+            values = categorical(pixel_tables(obs.step_distribution(t))).pop(stack).astype(np.uint8).reshape(n, c)
+            i, j = obs.position(t)
+            out[:, :, i, j] = values
+            obs.write(t, torch.from_numpy(values))
+        return out
 
     return Codec(push, pop)
 

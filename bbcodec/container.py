@@ -31,6 +31,8 @@ MAX_INITIAL_WORDS = 1 << 24
 MAX_GROUP_PIXELS = 1 << 22  # one network batch: bounds the decoder's memory (~1 GB of activations)
 MAX_GROUP_IMAGES = 4096
 MAX_LATENT_PRECISION = 12
+LOSSY_STEP_UNIT = 1.0 / 256.0  # lossy files store their quantisation step in these units
+MIN_LOSSY_STEP_UNITS, MAX_LOSSY_STEP_UNITS = 4, 4096  # steps 1/64 .. 16
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Header:
     pixel_crc: int
     names: list[str] | None = None
     lossy: bool = False
+    lossy_step: float | None = None  # latent quantisation step of a lossy file
     extra: dict = field(default_factory=dict)
 
     @property
@@ -189,6 +192,11 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     _put_varint(out, header.initial_words)
     _put_varint(out, header.untouched_initial_words)
     out += header.pixel_crc.to_bytes(4, "little")
+    if header.lossy:
+        units = round((header.lossy_step or 0.0) / LOSSY_STEP_UNIT)
+        if not MIN_LOSSY_STEP_UNITS <= units <= MAX_LOSSY_STEP_UNITS:
+            raise ValueError("a lossy file needs a quantisation step in [1/64, 16]")
+        _put_varint(out, units)
     if header.names is not None:
         raw = b"\0".join(n.encode("utf-8") for n in header.names)
         packed = zlib.compress(raw, 9)
@@ -263,13 +271,19 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     initial = r.varint(MAX_INITIAL_WORDS, "initial words")
     untouched = r.varint(initial, "untouched initial words")
     crc = int.from_bytes(r.take(4), "little")
+    lossy_step = None
+    if flags & FLAG_LOSSY:
+        units = r.varint(MAX_LOSSY_STEP_UNITS, "lossy step")
+        if units < MIN_LOSSY_STEP_UNITS:
+            raise FormatError(f"lossy step {units} units is below the minimum {MIN_LOSSY_STEP_UNITS}")
+        lossy_step = units * LOSSY_STEP_UNIT
     names = _read_names(r, len(shapes)) if flags & FLAG_NAMES else None
     rest = len(body) - r.pos
     if rest % 4:
         raise FormatError("payload is not a whole number of 32-bit words")
     words = np.frombuffer(body, dtype="<u4", offset=r.pos).astype(np.uint32)
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
-                    lossy=bool(flags & FLAG_LOSSY))
+                    lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step)
     return header, words
 
 

@@ -51,7 +51,51 @@ class LogisticMixture:
     log_scales: torch.Tensor
 
 
-ObservationModel = LogisticMixture
+@dataclass(frozen=True)
+class Bernoulli:
+    """Binary pixels (binarised images): ``P(x = 1) = sigmoid(logits)``, shape (N, C, H, W)."""
+
+    logits: torch.Tensor
+
+
+PixelDistribution = LogisticMixture | Bernoulli
+
+
+@runtime_checkable
+class Autoregressive(Protocol):
+    """p(x | z) factorised over raster positions: each pixel depends on the ones before.
+
+    Training and likelihood bounds use :meth:`log_prob` (all pixels at once, teacher
+    forcing). The coder walks the positions in order: :meth:`reset`, then for each
+    step ``t`` it asks :meth:`step_distribution` and hands the pixel back through
+    :meth:`write`. The *encoder* walks exactly like the decoder (writing the true
+    pixels), so both compute every parameter with identical calls on identical
+    inputs (DESIGN.md §4).
+    """
+
+    shape: tuple[int, int, int, int]
+    num_steps: int
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) per pixel, shape (N, C, H, W)."""
+        ...
+
+    def reset(self) -> None: ...
+
+    def position(self, t: int) -> tuple[int, int]:
+        """Row and column written at step ``t`` (all channels of that pixel)."""
+        ...
+
+    def step_distribution(self, t: int) -> PixelDistribution:
+        """Distribution of pixel ``t`` of every image, spatial size 1×1."""
+        ...
+
+    def write(self, t: int, values: torch.Tensor) -> None:
+        """Hand back the coded values (N, C) of pixel ``t``."""
+        ...
+
+
+ObservationModel = LogisticMixture | Bernoulli | Autoregressive
 
 LatentSteps = Generator[GaussianLatent, torch.Tensor, ObservationModel]
 

@@ -1,4 +1,4 @@
-"""Datasets: MNIST from IDX files, CIFAR-10 from the official tarball.
+"""Datasets: MNIST from IDX files, CIFAR-10 from the official tarball (or its first 20 test images).
 
 Every file is verified by sha256 before use; a wrong or missing file is a clear
 :class:`~bbcodec.errors.DataError` that says how to get the right one. Nothing is
@@ -14,6 +14,7 @@ import os
 import pickle
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -129,6 +130,9 @@ def load_mnist(split: str = "test", fetch: bool = True) -> tuple[np.ndarray, np.
     return arrays[0], arrays[1]
 
 
+BINARIZED_TEST_SEED = 0  # binarised-MNIST test set: binarize(test images, seed=0), fixed forever
+
+
 def binarize(images: np.ndarray, seed: int | None = None) -> np.ndarray:
     """Dynamic binarisation: pixel ~ Bernoulli(intensity / 255); fixed seed for test sets."""
     rng = np.random.default_rng(seed)
@@ -156,3 +160,56 @@ def load_cifar10(tarball: str | os.PathLike, split: str = "test") -> tuple[np.nd
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
             labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
+
+
+FOOLBOX_WHEEL = "foolbox==3.3.4"
+FOOLBOX_WHEEL_SHA256 = "11049d515d38e765e206a73ace9cc648b81a0d6d1da9ad9057e149ee117989cb"
+FOOLBOX_HELP = (
+    "The 20 CIFAR-10 test images come from the PyPI wheel foolbox==3.3.4 (fetched with "
+    "`pip download foolbox==3.3.4 --no-deps`), or set BBCODEC_FOOLBOX_WHEEL to that wheel's path."
+)
+
+
+def _foolbox_wheel(fetch: bool) -> Path:
+    override = os.environ.get("BBCODEC_FOOLBOX_WHEEL")
+    if override:
+        return Path(override)
+    directory = cache_dir() / "foolbox"
+    found = sorted(directory.glob("foolbox-3.3.4-*.whl"))
+    if found or not fetch:
+        if not found:
+            raise DataError(f"no foolbox wheel in {directory}. {FOOLBOX_HELP}")
+        return found[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "download", FOOLBOX_WHEEL, "--no-deps", "-d", str(directory), "-q"],
+                       check=True, capture_output=True, timeout=600)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise DataError(f"`pip download {FOOLBOX_WHEEL}` failed: {exc}. {FOOLBOX_HELP}") from exc
+    found = sorted(directory.glob("foolbox-3.3.4-*.whl"))
+    if not found:
+        raise DataError(f"pip did not leave a foolbox wheel in {directory}. {FOOLBOX_HELP}")
+    return found[0]
+
+
+def load_cifar10_samples(fetch: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The first 20 CIFAR-10 *test* images (20, 32, 32, 3) uint8 and labels, as shipped
+    losslessly (PNG) in the foolbox 3.3.4 wheel; the wheel is checked by sha256."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    wheel = _foolbox_wheel(fetch)
+    if not wheel.exists() or _digest(wheel) != FOOLBOX_WHEEL_SHA256:
+        raise DataError(f"{wheel} is missing or not the official foolbox 3.3.4 wheel (sha256 mismatch). {FOOLBOX_HELP}")
+    images, labels = [], []
+    with zipfile.ZipFile(wheel) as zf:
+        names = sorted(n for n in zf.namelist() if n.startswith("foolbox/data/cifar10_") and n.endswith(".png"))
+        for name in names:
+            with Image.open(io.BytesIO(zf.read(name))) as img:
+                images.append(np.asarray(img.convert("RGB")))
+            labels.append(int(name.rsplit("_", 1)[1].split(".")[0]))
+    if len(images) != 20:
+        raise DataError(f"expected 20 CIFAR-10 images in {wheel}, found {len(images)}")
+    return np.stack(images), np.asarray(labels)

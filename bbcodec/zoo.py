@@ -18,9 +18,12 @@ from pathlib import Path
 import torch
 
 from bbcodec.errors import ModelMismatchError
+from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, load_weights, read_meta
 
 DEFAULT_MODEL = "mnist"
+# Without --model, the first of these that codes the images wins (then any other).
+PREFERENCE = ("mnist", "vlae-mnist")
 
 
 def search_path() -> list[Path]:
@@ -45,6 +48,17 @@ class ModelInfo:
     test_bpd: float | None
     sha256: str
     kl_bits_per_layer: tuple[float, ...] = ()
+    image_size: int | None = None  # models with a global latent code one square size only
+    autoregressive: bool = False  # decodes pixel by pixel: wants large lockstep groups
+    pixel_levels: int = 256  # 2 for a binarised-image model: pixels must be 0 or 1
+
+    @property
+    def coding_group(self) -> int:
+        """Images per network batch once the chain is warm (the speed/memory trade-off)."""
+        return 512 if self.autoregressive else 64
+
+    def accepts(self, height: int, width: int) -> bool:
+        return self.image_size is None or (height, width) == (self.image_size, self.image_size)
 
     @property
     def weights_hash(self) -> bytes:
@@ -54,16 +68,19 @@ class ModelInfo:
 def _info(name: str, folder: Path) -> ModelInfo:
     weights = folder / "weights.safetensors"
     meta = read_meta(weights)
-    config = meta["config"]
+    config = build_config(meta["arch"], meta["config"])
     return ModelInfo(
         name=name,
         path=weights,
         arch=meta["arch"],
-        image_channels=int(config.get("image_channels", 1)),
-        downsampling=2 ** (int(config.get("stages", 1)) - 1),
+        image_channels=config.image_channels,
+        downsampling=config.downsampling,
         test_bpd=meta.get("test_bpd"),
         sha256=file_sha256(weights),
         kl_bits_per_layer=tuple(meta.get("kl_bits_per_layer", ())),
+        image_size=getattr(config, "image_size", None),
+        autoregressive=getattr(config, "autoregressive", False),
+        pixel_levels=2 if getattr(config, "likelihood", "logistic") == "bernoulli" else 256,
     )
 
 

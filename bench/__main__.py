@@ -1,20 +1,29 @@
-"""Benchmark: achieved file rates against the model's own bounds and classical codecs.
+"""Benchmark: achieved file rates against the models' own bounds, the papers' numbers
+and classical codecs, all measured in one run.
 
-    python -m bench --quick          # < 2 minutes: 500 MNIST test digits
-    python -m bench                  # all 10,000 MNIST test digits
+    python -m bench --quick                  # < 2 minutes (CI smoke test)
+    python -m bench                          # full: all 10,000 MNIST / binarised MNIST test digits
+    python -m bench --cifar10 cifar-10-python.tar.gz --folder photos/
 
 \b
-Metrics (bits/dim = bits / (H x W x C)):
-  neg_elbo_bpd      the model's -ELBO on the same images (what bits-back should cost)
-  iwae_bpd          the tighter -L_k bound (k importance samples, on a subset)
+Datasets: mnist (8-bit test set), mnist-binary (test set binarised with seed 0),
+cifar10-samples (the 20 CIFAR-10 test PNGs of foolbox 3.3.4, always), cifar10
+(official tarball, with --cifar10), folder (any images, with --folder).
+\b
+Metrics (bits/dim = bits / (H x W x C); binarised MNIST also in nats per image):
+  neg_elbo_bpd      the model's -ELBO (L1) on the same images: what bits-back should cost
+  iwae_bpd          the tighter -L_k bound (k importance samples) on the first iwae_images images
   file_bpd          size of ONE .bbc file holding all images, header and initial bits included
   net_bpd           file_bpd without header and initial bits: the steady-state cost per image
   single_image_bpd  mean size of one-image .bbc files: what a CLI user sees for one image
   overhead_pct      file_bpd over neg_elbo_bpd, in percent
   encode/decode_img_per_s   throughput; decode runs in a fresh process from the file on disk
-  peak_rss_mb       peak resident memory of the benchmark process
-Results: <out>/results.json (one record per row), <out>/results.md and
-<out>/mnist_rates.png (bar chart); <out> is bench/results (committed) or bench/out.
+  decode_peak_rss_mb        peak memory of that decoding process
+  lossy rows: bits_per_image (whole file / images), psnr_db, label_agreement (a classifier
+  trained on MNIST train gives the same label to original and reconstruction)
+Outputs in <out> (bench/results for a full run, bench/out for --quick): results.json
+(schema: bench/README.md), results.md, and PNG plots. The README's results section
+is generated from results.json (--update-readme), never typed by hand.
 """
 
 from __future__ import annotations
@@ -23,140 +32,192 @@ import argparse
 import json
 import math
 import platform
-import resource
-import subprocess
+import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import bbcodec  # noqa: E402
-from bbcodec.data import load_mnist  # noqa: E402
-from bbcodec.nn.objective import LN2, elbo_terms, iwae_bound  # noqa: E402
-from bench.classical import classical_rows  # noqa: E402
-from bench.plots import kl_per_layer, rate_bars  # noqa: E402
+import bbcodec
+from bbcodec.api import choose_model
+from bench import datasets
+from bench.classical import classical_rows
+from bench.lossless import lossless_row
+from bench.plots import image_grid, kl_per_layer, lossy_tradeoff, rate_bars
 
-DECODE_SCRIPT = """
-import sys, time, numpy as np, bbcodec
-data = open(sys.argv[1], 'rb').read()
-expected = np.load(sys.argv[2])
-t = time.perf_counter()
-images = bbcodec.decompress(data)
-elapsed = time.perf_counter() - t
-ok = len(images) == len(expected) and all(np.array_equal(a, b) for a, b in zip(images, expected))
-print(elapsed, int(ok))
-"""
+REPORTED = Path(__file__).resolve().parent / "reported.json"
 
 
-@torch.no_grad()
-def model_bounds(model: torch.nn.Module, images: np.ndarray, iwae_k: int, iwae_n: int) -> dict:
-    x = torch.from_numpy(images[:, None].copy())
-    torch.manual_seed(0)
-    total = sum(elbo_terms(model, x[i : i + 500]).negative_elbo().sum().item() for i in range(0, len(x), 500))
-    dims = images[0].size
-    out = {"neg_elbo_bpd": total / len(x) / dims / LN2}
-    if iwae_k > 1 and iwae_n > 0:
-        sub = x[:iwae_n]
-        lk = torch.cat([iwae_bound(model, sub[i : i + 4], iwae_k, chunk=min(iwae_k, 256)) for i in range(0, len(sub), 4)])
-        sub_elbo = sum(elbo_terms(model, sub[i : i + 500]).negative_elbo().sum().item() for i in range(0, len(sub), 500))
-        out.update({"iwae_k": iwae_k, "iwae_images": iwae_n, "iwae_bpd": lk.mean().item() / dims / LN2,
-                    "neg_elbo_bpd_iwae_subset": sub_elbo / iwae_n / dims / LN2})
-    return out
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def bench_mnist(n: int, singles: int, iwae_k: int, iwae_n: int, out_dir: Path) -> list[dict]:
-    images, _ = load_mnist("test")
-    images = images[:n]
-    dims = int(images.size)
-    model, info = bbcodec.load_model("mnist")
+def models_for(data: datasets.BenchSet) -> list[str]:
+    """Every shipped model that codes this dataset's images as they are."""
+    if data.key.startswith("folder"):
+        return [choose_model(data.images, None).name]
+    channels = 3 if data.images[0].ndim == 3 else 1
+    h, w = data.images[0].shape[:2]
+    return [m.name for m in bbcodec.list_models() if m.image_channels == channels and m.accepts(h, w)
+            and m.pixel_levels == (2 if data.binary else 256)]
+
+
+def reported_rows(key: str) -> list[dict]:
+    if not REPORTED.exists():
+        return []
+    family = "mnist-binarized" if key.startswith("mnist-binarized") else key  # static and dynamic side by side
+    return [r for r in json.loads(REPORTED.read_text())["rows"] if r.get("dataset", "").startswith(family)]
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
+    sets = [datasets.mnist(args.images), datasets.mnist_binary(args.images), datasets.cifar10_samples()]
+    if args.cifar10:
+        sets.append(datasets.cifar10(args.cifar10, args.images))
+    if args.folder:
+        sets.extend(datasets.folder(args.folder))
     rows: list[dict] = []
-    bounds = model_bounds(model, images, iwae_k, iwae_n)
-    t = time.perf_counter()
-    data = bbcodec.compress(list(images), model="mnist")
-    encode_s = time.perf_counter() - t
-    fi = bbcodec.inspect(data)
-    with tempfile.TemporaryDirectory() as tmp:
-        bbc, npy = Path(tmp) / "mnist.bbc", Path(tmp) / "expected.npy"
-        bbc.write_bytes(data)
-        np.save(npy, images)
-        res = subprocess.run([sys.executable, "-c", DECODE_SCRIPT, str(bbc), str(npy)], capture_output=True, text=True,
-                             check=True, cwd=ROOT)
-        decode_s, ok = res.stdout.split()
-    single_sizes = [len(bbcodec.compress([img], model="mnist")) for img in images[:singles]]
-    file_bpd = 8 * len(data) / dims
-    rows.append({
-        "dataset": f"MNIST test ({n})", "model": "mnist", "kind": "bbcodec lossless",
-        **bounds,
-        "file_bpd": file_bpd,
-        "net_bpd": (8 * fi.payload_bytes - fi.initial_bits) / dims,
-        "single_image_bpd": 8 * float(np.mean(single_sizes)) / images[0].size if single_sizes else None,
-        "single_image_bytes": float(np.mean(single_sizes)) if single_sizes else None,
-        "single_images": singles,
-        "overhead_pct": 100 * (file_bpd / bounds["neg_elbo_bpd"] - 1),
-        "header_bytes": fi.header_bytes, "initial_bits": fi.initial_bits, "file_bytes": len(data),
-        "encode_img_per_s": n / encode_s, "decode_img_per_s": n / float(decode_s),
-        "decode_fresh_process_bit_exact": bool(int(ok)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    })
-    for row in classical_rows(list(images)):
-        rows.append({"dataset": f"MNIST test ({n})", "model": None, "kind": "classical", **row})
-    return rows
+    grids: dict = {}
+    for data in sets:
+        for name in models_for(data):
+            progress(f"{data.title}: {name} lossless ({len(data.images)} images)")
+            rows.append(lossless_row(name, data, args.singles, args.iwae_k, args.iwae_images))
+        progress(f"{data.title}: classical codecs")
+        shown = [img * 255 for img in data.images] if data.binary else data.images
+        for row in classical_rows(shown):
+            rows.append({"dataset": data.title, "dataset_key": data.key, "model": None, "kind": "classical", **row,
+                         **({"note": row["note"] + "; pixels as 0/255"} if data.binary else {})})
+        if data.key == "mnist-8bit":
+            from bench.lossy_eval import lossy_rows
+
+            for info in bbcodec.list_models():
+                if info.autoregressive and info.pixel_levels == 256 and info.accepts(28, 28):
+                    progress(f"{data.title}: {info.name} lossy, steps {args.lossy_steps}")
+                    subset = datasets.BenchSet(data.key, f"MNIST test ({args.lossy_images})",
+                                               data.images[: args.lossy_images], labels=data.labels[: args.lossy_images])
+                    lossy, grid = lossy_rows(info.name, subset, args.lossy_steps)
+                    rows.extend(lossy)
+                    grids[info.name] = grid
+    meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "quick": args.quick}
+    return rows, grids, meta
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| dataset | codec | bits/dim | −ELBO | IWAE | net | single image | enc img/s | dec img/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v, p=3: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{p}f}"  # noqa: E731
-    for r in rows:
-        if r["kind"] == "classical":
-            lines.append(f"| {r['dataset']} | {r['codec']} | {fmt(r['bits_per_dim'])} | | | | | | |")
-        else:
-            iwae = (f"{fmt(r.get('iwae_bpd'))} (k={r['iwae_k']}, first {r['iwae_images']} images, "
-                    f"whose −ELBO is {fmt(r['neg_elbo_bpd_iwae_subset'])})") if "iwae_bpd" in r else "—"
-            lines.append(
-                f"| {r['dataset']} | **bbcodec `{r['model']}`** | **{fmt(r['file_bpd'])}** | {fmt(r['neg_elbo_bpd'])} | "
-                f"{iwae} | {fmt(r['net_bpd'])} | {fmt(r['single_image_bpd'])} | "
-                f"{fmt(r['encode_img_per_s'], 0)} | {fmt(r['decode_img_per_s'], 0)} |")
-    return "\n".join(lines) + "\n"
+def fmt(v, p: int = 3) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{p}f}"
+
+
+def markdown(rows: list[dict], reported: list[dict]) -> str:
+    out = []
+    for title in dict.fromkeys(r["dataset"] for r in rows if r["kind"] != "lossy"):
+        group = [r for r in rows if r["dataset"] == title]
+        key = group[0]["dataset_key"]
+        binary = key.startswith("mnist-binarized")
+        out += [f"### {title}", "", "| codec / bound | bits/dim | " + ("nats/image | " if binary else "")
+                + "−ELBO | IWAE | net | single image | enc img/s | dec img/s | exact |",
+                "|---|---|---|---|---|---|---|---|---|" + ("---|" if binary else "")]
+        for r in group:
+            if r["kind"] == "bbcodec lossless":
+                iwae = (f"{fmt(r.get('iwae_bpd'))} (k={r['iwae_k']}, first {r['iwae_images']}; their −ELBO "
+                        f"{fmt(r['neg_elbo_bpd_iwae_subset'])})") if "iwae_bpd" in r else "—"
+                nats = (f"{fmt(r.get('file_nats'), 2)} (−ELBO {fmt(r.get('neg_elbo_nats'), 2)}) | " if binary else "")
+                out.append(f"| **bbcodec `{r['model']}`** | **{fmt(r['file_bpd'])}** | {nats}{fmt(r.get('neg_elbo_bpd'))} | "
+                           f"{iwae} | {fmt(r['net_bpd'])} | {fmt(r['single_image_bpd'])} | "
+                           f"{fmt(r['encode_img_per_s'], 0)} | {fmt(r['decode_img_per_s'], 0)} | "
+                           f"{'yes' if r['decode_fresh_process_bit_exact'] else '**NO**'} |")
+            elif r["kind"] == "classical":
+                out.append(f"| {r['codec']} | {fmt(r['bits_per_dim'])} | " + ("| " if binary else "") + "| | | | | | |")
+        family = "mnist-binarized" if binary else key
+        for r in [x for x in reported if x["dataset"].startswith(family)]:
+            value = f"{r['value']:.2f} nats" if r["unit"].startswith("nats") else f"{r['value']:.2f}"
+            mark = "" if r.get("verified") else " (unverified)"
+            setup = " static binarisation" if r["dataset"].endswith("static") else ""
+            label = f"{r['system']} ({r['kind']}, {r.get('bound', '')}{setup}), paper{mark}"
+            if r["unit"].startswith("nats"):
+                out.append(f"| {label} | | {value} | | | | | | | |" if binary else f"| {label} | {value} | | | | | | | |")
+            else:
+                out.append(f"| {label} | {value} | " + ("| " if binary else "") + "| | | | | | |")
+        out.append("")
+    lossy = [r for r in rows if r["kind"] == "lossy"]
+    if lossy:
+        heading = (f"### Lossy: {lossy[0]['dataset']}, classifier accuracy on originals "
+                   f"{fmt(lossy[0].get('classifier_accuracy_on_originals'), 4)}")
+        out += [heading, "",
+                "| codec | bits/image | label agreement | PSNR dB | one-image file bits | enc img/s | dec img/s |",
+                "|---|---|---|---|---|---|---|"]
+        for r in lossy:
+            out.append(f"| {r['codec']} | {fmt(r['bits_per_image'], 1)} | {fmt(r['label_agreement'], 4)} | "
+                       f"{fmt(r['psnr_db'], 2)} | {r['single_image_file_bits']} | {fmt(r.get('encode_img_per_s'), 0)} | "
+                       f"{fmt(r.get('decode_img_per_s'), 0)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def render(rows: list[dict], reported: list[dict], out: Path) -> list[Path]:
+    plots = []
+    for key in dict.fromkeys(r["dataset_key"] for r in rows if r["kind"] != "lossy"):
+        group = [r for r in rows if r["dataset_key"] == key and r["kind"] != "lossy"]
+        papers = [r for r in reported if r["dataset"] == key and r["unit"] == "bits/dim"]
+        path = rate_bars(group, out / f"{slug(key)}_rates.png", papers)
+        plots += [path] if path else []
+    for info in bbcodec.list_models():
+        path = kl_per_layer(list(info.kl_bits_per_layer), info.name, out / f"{slug(info.name)}_kl_per_layer.png",
+                            unit="dim" if info.autoregressive else "layer")
+        plots += [path] if path else []
+    lossy = [r for r in rows if r["kind"] == "lossy"]
+    if lossy:
+        path = lossy_tradeoff(lossy, out / "mnist_lossy_tradeoff.png")
+        plots += [path] if path else []
+    return plots
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="500 images, 20 single-image files, k=16 on 20 images")
-    parser.add_argument("--images", type=int, default=10_000, help="MNIST test images in the chained file")
-    parser.add_argument("--singles", type=int, default=200, help="images coded one per file for single_image_bpd")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI smoke test: 300 images, 5 single-image files, k=16 on 8 images, 200 lossy images")
+    parser.add_argument("--images", type=int, default=10_000, help="test images per dataset in the chained file")
+    parser.add_argument("--singles", type=int, default=100, help="images coded one per file for single_image_bpd")
     parser.add_argument("--iwae-k", type=int, default=1000, help="importance samples for the IWAE bound")
     parser.add_argument("--iwae-images", type=int, default=100, help="images the IWAE bound is computed on")
+    parser.add_argument("--lossy-images", type=int, default=10_000, help="MNIST test images for the lossy rows")
+    parser.add_argument("--lossy-steps", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
+                        help="latent quantisation steps of the lossy rows")
+    parser.add_argument("--cifar10", type=Path, default=None, help="path to the official cifar-10-python.tar.gz")
+    parser.add_argument("--folder", type=Path, default=None, help="also benchmark every image in this folder")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: bench/results for a full run, bench/out for --quick)")
     parser.add_argument("--render-only", action="store_true",
-                        help="re-render table, plot (and README with --update-readme) from <out>/results.json")
+                        help="re-render tables and plots (and README with --update-readme) from <out>/results.json")
     parser.add_argument("--update-readme", action="store_true",
-                        help="replace the results table in README.md with this run's table")
+                        help="replace the results section of README.md with this run's tables")
     args = parser.parse_args()
     if args.quick:
-        args.images, args.singles, args.iwae_k, args.iwae_images = 500, 20, 16, 20
+        args.images, args.singles, args.iwae_k, args.iwae_images, args.lossy_images = 300, 5, 16, 8, 200
+        args.lossy_steps = [1.0]
     if args.out is None:
         args.out = ROOT / "bench" / ("out" if args.quick else "results")
+    args.out.mkdir(parents=True, exist_ok=True)
     if args.render_only:
         saved = json.loads((args.out / "results.json").read_text())
-        meta, rows = saved["meta"], saved["rows"]
+        meta, rows, reported = saved["meta"], saved["rows"], saved["reported"]
     else:
-        rows = bench_mnist(args.images, args.singles, args.iwae_k, args.iwae_images, args.out)
-        args.out.mkdir(parents=True, exist_ok=True)
-        meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    rate_bars(rows, args.out / "mnist_rates.png")
-    kl_per_layer(bbcodec.load_model("mnist")[1].kl_bits_per_layer, "mnist", args.out / "mnist_kl_per_layer.png")
-    table = markdown(rows)
+        rows, grids, meta = run(args)
+        keys = {r["dataset_key"] for r in rows}
+        reported = [r for key in sorted(keys) for r in reported_rows(key)]
+        (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows, "reported": reported}, indent=1))
+        for name, grid in grids.items():
+            image_grid(grid, args.out / f"{slug(name)}_lossy_grid.png")
+    render(rows, reported, args.out)
+    table = markdown(rows, reported)
     (args.out / "results.md").write_text(table)
     print(table)
     if args.update_readme:
@@ -167,7 +228,7 @@ README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def update_readme(table: str, meta: dict) -> None:
-    """Splice the generated table into README.md: results are never typed by hand."""
+    """Splice the generated tables into README.md: results are never typed by hand."""
     readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)

@@ -1,18 +1,30 @@
-"""PNG plots from benchmark rows: one bar chart of bits/dim per dataset."""
+"""PNG plots from benchmark rows (matplotlib, headless)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 
-def rate_bars(rows: list[dict], path: Path) -> Path | None:
-    """Achieved bbcodec rates beside the model's bounds and the classical codecs."""
+
+def _pyplot():
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def rate_bars(rows: list[dict], path: Path, reported: list[dict] = ()) -> Path | None:
+    """Achieved bbcodec rates beside the models' bounds, the papers' numbers and classical codecs.
+
+    ``rows`` are one dataset's rows; ``reported`` the papers' bits/dim rows for it.
+    """
+    plt = _pyplot()
+    if plt is None or not rows:
         return None
     labels, values, colours = [], [], []
     for r in rows:
@@ -20,20 +32,26 @@ def rate_bars(rows: list[dict], path: Path) -> Path | None:
             labels.append(r["codec"])
             values.append(r["bits_per_dim"])
             colours.append("#9e9e9e")
-        elif r["kind"] != "classical":
-            for key, name, colour in (("neg_elbo_bpd", "model −ELBO", "#90caf9"), ("iwae_bpd", "model −IWAE bound (subset)", "#bbdefb"),
+        elif r["kind"] == "bbcodec lossless":
+            for key, name, colour in (("neg_elbo_bpd", "−ELBO", "#90caf9"), ("iwae_bpd", "−IWAE bound (subset)", "#bbdefb"),
                                       ("file_bpd", "bbcodec, one file", "#1565c0"),
                                       ("single_image_bpd", "bbcodec, one image per file", "#64b5f6")):
                 if r.get(key) is not None:
-                    labels.append(name)
+                    labels.append(f"{r['model']}: {name}")
                     values.append(r[key])
                     colours.append(colour)
+    for r in reported:
+        labels.append(f"{r['system']} ({'codec' if r['kind'] == 'codec' else r.get('bound', 'NLL')}, paper)"
+                      + ("" if r.get("verified") else " *"))
+        values.append(r["value"])
+        colours.append("#ffb74d" if r["kind"] == "codec" else "#ffe0b2")
     order = sorted(range(len(values)), key=lambda i: values[i])
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(values) + 1))
     ax.barh([labels[i] for i in order], [values[i] for i in order], color=[colours[i] for i in order])
     for y, i in enumerate(order):
         ax.text(values[i], y, f" {values[i]:.3f}", va="center", fontsize=8)
-    ax.set_xlabel("bits per dimension (lower is better)")
+    ax.set_xlabel("bits per dimension (lower is better)" + ("; * not verified" if any(
+        not r.get("verified") for r in reported) else ""))
     ax.set_title(rows[0]["dataset"])
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -41,22 +59,69 @@ def rate_bars(rows: list[dict], path: Path) -> Path | None:
     return path
 
 
-def kl_per_layer(kl_bits: list[float], model: str, path: Path) -> Path | None:
-    """Posterior-collapse check (BIVA fig. 5): bits each latent layer carries per image."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+def kl_per_layer(kl_bits: list[float], model: str, path: Path, unit: str = "layer") -> Path | None:
+    """Posterior-collapse check (BIVA fig. 5): bits each latent layer (or dimension) carries per image."""
+    plt = _pyplot()
+    if plt is None or not kl_bits:
         return None
-    fig, ax = plt.subplots(figsize=(5, 3))
-    names = [f"layer {i + 1}" + (" (top)" if i == 0 else "") for i in range(len(kl_bits))]
+    fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(kl_bits)), 3))
+    names = [f"{unit} {i + 1}" + (" (top)" if i == 0 and unit == "layer" else "") for i in range(len(kl_bits))]
     ax.bar(names, kl_bits, color="#1565c0")
     for i, v in enumerate(kl_bits):
-        ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
+        ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8 if len(kl_bits) < 12 else 6)
+    if len(kl_bits) > 8:
+        ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     ax.set_ylabel("KL(q || p), bits per image")
     ax.set_title(f"{model}: information per latent layer (test set)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def lossy_tradeoff(rows: list[dict], path: Path) -> Path | None:
+    """Bits per image against label agreement and PSNR, one point per lossy setting."""
+    plt = _pyplot()
+    if plt is None or not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, label in ((axes[0], "label_agreement", "label agreement with the original"),
+                           (axes[1], "psnr_db", "PSNR (dB)")):
+        ours = [r for r in rows if r.get("model")]
+        ax.plot([r["bits_per_image"] for r in ours], [r[key] for r in ours], "o-", color="#1565c0",
+                label="bbcodec latent only")
+        for r in ours:
+            ax.annotate(f"step {r['step']:g}", (r["bits_per_image"], r[key]), fontsize=7,
+                        textcoords="offset points", xytext=(4, -8))
+        for r in rows:
+            if not r.get("model"):
+                ax.plot(r["bits_per_image"], r[key], "s", label=r["codec"])
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per image (log scale)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(rows[0]["dataset"] + ": lossy rate against fidelity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def image_grid(grids: dict[str, np.ndarray], path: Path) -> Path | None:
+    """One row of images per entry (originals first), titled by the entry's name."""
+    plt = _pyplot()
+    if plt is None or not grids:
+        return None
+    cols = max(len(v) for v in grids.values())
+    fig, axes = plt.subplots(len(grids), cols, figsize=(cols * 0.9, len(grids) * 1.05), squeeze=False)
+    for r, (title, images) in enumerate(grids.items()):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(images):
+                ax.imshow(images[c], cmap="gray", vmin=0, vmax=255 if images.max() > 1 else 1)
+        axes[r][0].set_title(title, loc="left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

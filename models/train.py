@@ -33,10 +33,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bbcodec.data import load_mnist  # noqa: E402
-from bbcodec.nn import build_model  # noqa: E402
-from bbcodec.nn.objective import LN2, ElboTerms, elbo_terms  # noqa: E402
-from bbcodec.weights import save_weights  # noqa: E402
+from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_mnist
+from bbcodec.nn import build_model
+from bbcodec.nn.objective import LN2, ElboTerms, elbo_terms
+from bbcodec.weights import save_weights
 
 
 def load_recipe(path: Path) -> dict:
@@ -59,11 +59,21 @@ def load_recipe(path: Path) -> dict:
 
 
 def dataset(recipe: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    if recipe["dataset"] != "mnist":
+    """Training images (8-bit; binarised per batch when the recipe says so) and test images."""
+    if recipe["dataset"] not in ("mnist", "mnist-binary"):
         raise SystemExit(f"unknown dataset {recipe['dataset']!r}")
     train, _ = load_mnist("train")
     test, _ = load_mnist("test")
+    if recipe["dataset"] == "mnist-binary":
+        test = binarize(test, seed=BINARIZED_TEST_SEED)  # the fixed test set every report uses
     return torch.from_numpy(train.copy()).unsqueeze(1), torch.from_numpy(test.copy()).unsqueeze(1)
+
+
+def training_batch(recipe: dict, images: torch.Tensor) -> torch.Tensor:
+    """Dynamic binarisation (a fresh Bernoulli draw every time an image is seen) when asked."""
+    if recipe["dataset"] == "mnist-binary":
+        return (torch.rand(images.shape) * 255.0 < images.float()).to(torch.uint8)
+    return images
 
 
 def free_bits_kl(kls: list[torch.Tensor], nats: float) -> torch.Tensor:
@@ -213,7 +223,7 @@ class Trainer:
             window, skipped, t0 = [], 0, time.time()
             for i in range(max(0, first), steps_per_epoch):
                 batch = order[i * r["batch_size"] : (i + 1) * r["batch_size"]]
-                x = train[batch[self.rank * per_rank : (self.rank + 1) * per_rank]]
+                x = training_batch(r, train[batch[self.rank * per_rank : (self.rank + 1) * per_rank]])
                 x = x.contiguous(memory_format=torch.channels_last)  # +20% on CPU, measured
                 out = self.train_step(x, total_steps)
                 if out.get("skipped"):

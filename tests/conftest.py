@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bbcodec.nn.hvae import HVAE, HVAEConfig, LatentSpec
+from bbcodec.nn.vlae import VLAE, VLAEConfig
 from bbcodec.weights import save_weights
 
 TINY_CONFIG = HVAEConfig(
@@ -21,9 +22,13 @@ TINY_CONFIG = HVAEConfig(
 )
 
 
-def make_tiny(config: HVAEConfig, seed: int) -> HVAE:
+TINY_VLAE_CONFIG = VLAEConfig(image_size=12, width=8, hidden=16, pixel_blocks=1, latent_dims=4, made_hidden=16,
+                              mixture_components=2)
+
+
+def make_tiny(config: HVAEConfig | VLAEConfig, seed: int) -> HVAE | VLAE:
     torch.manual_seed(seed)
-    model = HVAE(config)
+    model = VLAE(config) if isinstance(config, VLAEConfig) else HVAE(config)
     # Random, non-trivial posteriors: perturb the zero-initialised heads.
     with torch.no_grad():
         for p in model.parameters():
@@ -31,10 +36,11 @@ def make_tiny(config: HVAEConfig, seed: int) -> HVAE:
     return model.eval()
 
 
-def write_zoo_model(root: Path, name: str, model: HVAE) -> Path:
+def write_zoo_model(root: Path, name: str, model: HVAE | VLAE) -> Path:
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
-    save_weights(model, folder / "weights.safetensors", {"arch": "hvae", "config": model.cfg.to_dict(), "test_bpd": None})
+    arch = "vlae" if isinstance(model, VLAE) else "hvae"
+    save_weights(model, folder / "weights.safetensors", {"arch": arch, "config": model.cfg.to_dict(), "test_bpd": None})
     return folder
 
 
@@ -44,6 +50,9 @@ def tiny_zoo(tmp_path_factory) -> Path:
     write_zoo_model(root, "tiny", make_tiny(TINY_CONFIG, 0))
     rgb = HVAEConfig(**{**TINY_CONFIG.__dict__, "image_channels": 3})
     write_zoo_model(root, "tiny-rgb", make_tiny(rgb, 1))
+    write_zoo_model(root, "tiny-vlae", make_tiny(TINY_VLAE_CONFIG, 2))
+    binary = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "likelihood": "bernoulli"})
+    write_zoo_model(root, "tiny-vlae-binary", make_tiny(binary, 3))
     return root
 
 

@@ -95,7 +95,7 @@ def test_pixel_tables_match_training_likelihood():
     obs = LogisticMixture(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen) * 0.8,
                           torch.randn(shape, generator=gen) - 3)
     x = torch.randint(0, 256, (4, 1, 6, 6), generator=gen).to(torch.uint8)
-    flat = lambda t: t.permute(0, 2, 3, 4, 1).reshape(-1, 3)  # noqa: E731
+    flat = lambda t: t.permute(0, 2, 3, 4, 1).reshape(-1, 3)
     table = codecs.logistic_mixture_probs(flat(obs.logits), flat(obs.means), flat(obs.log_scales)).numpy()
     from_table = np.log(np.maximum(table[np.arange(len(table)), x.numpy().ravel()], 1e-30))
     from_loss = logistic_mixture_log_prob(obs, x).numpy().ravel()

@@ -43,6 +43,23 @@ def test_fresh_process_any_threads_any_partition(zoo_env, tmp_path, encode_threa
                             decode_threads], check=True, cwd=ROOT, env=env)
 
 
+@pytest.mark.parametrize("lossy_step", [None, 0.5])
+def test_autoregressive_model_fresh_process_any_threads(zoo_env, tmp_path, lossy_step):
+    """The VLAE path (pixel-by-pixel lockstep decoding, per-dimension AF prior, and the
+    lossy reconstruction) computes identical parameters in a fresh process, 1 or 2 threads."""
+    images = random_digits(9, 13, size=12)
+    files = {g: bbcodec.compress(list(images), model="tiny-vlae", lossy_step=lossy_step,
+                                 settings=bbcodec.CoderSettings(max_group=g)) for g in (2, 64)}
+    expected = images if lossy_step is None else np.stack(bbcodec.decompress(files[2]))
+    np.save(tmp_path / "x.npy", expected)
+    env = {**os.environ, "BBCODEC_MODELS_DIR": str(zoo_env)}
+    for g, data in files.items():
+        (tmp_path / f"{g}.bbc").write_bytes(data)
+        for decode_threads in ("1", "2"):
+            subprocess.run([sys.executable, "-c", DECODE, str(tmp_path / f"{g}.bbc"), str(tmp_path / "x.npy"),
+                            decode_threads], check=True, cwd=ROOT, env=env)
+
+
 def test_cli_verify_decodes_before_keeping(zoo_env, tmp_path):
     from click.testing import CliRunner
     from PIL import Image

@@ -11,7 +11,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from bbcodec.contract import GaussianLatent, LogisticMixture
+from bbcodec.contract import Autoregressive, Bernoulli, GaussianLatent, LogisticMixture, ObservationModel
 
 BIN_HALF_WIDTH = 1.0 / 255.0
 LOG_SCALE_FLOOR = -7.0
@@ -46,6 +46,22 @@ def logistic_mixture_log_prob(obs: LogisticMixture, x: torch.Tensor) -> torch.Te
         xs < -0.999, log_cdf_plus, torch.where(xs > 0.999, log_one_minus_cdf_min, log_mid)
     )
     return torch.logsumexp(log_probs + F.log_softmax(obs.logits.float(), dim=1), dim=1)
+
+
+def bernoulli_log_prob(obs: Bernoulli, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) per pixel for binary x (uint8 0/1)."""
+    return -F.binary_cross_entropy_with_logits(obs.logits.float(), x.float(), reduction="none")
+
+
+def observation_log_prob(obs: ObservationModel, x: torch.Tensor) -> torch.Tensor:
+    """log p(x | z) per pixel (N, C, H, W) for any observation model of the contract."""
+    if isinstance(obs, LogisticMixture):
+        return logistic_mixture_log_prob(obs, x)
+    if isinstance(obs, Bernoulli):
+        return bernoulli_log_prob(obs, x)
+    if isinstance(obs, Autoregressive):
+        return obs.log_prob(x)
+    raise TypeError(f"unknown observation model {type(obs).__name__}")
 
 
 def gaussian_kl(layer: GaussianLatent) -> torch.Tensor:

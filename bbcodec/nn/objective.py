@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from bbcodec.contract import LatentModel
-from bbcodec.nn.likelihoods import gaussian_kl, gaussian_log_prob, logistic_mixture_log_prob
+from bbcodec.nn.likelihoods import gaussian_kl, gaussian_log_prob, observation_log_prob
 
 LN2 = math.log(2.0)
 
@@ -47,7 +47,7 @@ def elbo_terms(model: LatentModel, x: torch.Tensor, sample: bool = True) -> Elbo
             layer = steps.send(z)
     except StopIteration as stop:
         obs = stop.value
-    nll = -logistic_mixture_log_prob(obs, x).flatten(1).sum(1)
+    nll = -observation_log_prob(obs, x).flatten(1).sum(1)
     return ElboTerms(nll=nll, kl_per_layer=kls)
 
 
@@ -69,7 +69,7 @@ def iwae_bound(model: LatentModel, x: torch.Tensor, k: int, chunk: int = 16) -> 
                 log_w += (log_p - log_q).double()
                 layer = steps.send(z)
         except StopIteration as stop:
-            log_w += logistic_mixture_log_prob(stop.value, xr).flatten(1).sum(1).double()
+            log_w += observation_log_prob(stop.value, xr).flatten(1).sum(1).double()
         log_weights.append(log_w.view(x.shape[0], reps))
     all_w = torch.cat(log_weights, dim=1)
     return -(torch.logsumexp(all_w, dim=1) - math.log(k))

@@ -17,7 +17,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from tests.conftest import TINY_CONFIG, make_tiny, random_digits, write_zoo_model  # noqa: E402
+from tests.conftest import TINY_CONFIG, make_tiny, random_digits, write_zoo_model
 
 
 def main() -> None:

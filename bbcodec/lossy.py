@@ -1,0 +1,161 @@
+"""Lossy mode: transmit only the latent code; rebuild the image from p(x | z).
+
+Bits-back needs ``x`` at the receiver to return the posterior's bits, so a file
+that sends only ``z`` pays for ``z`` outright. Each latent dimension is quantised
+in the units of its *conditional prior*: ``ε = (μ_q − μ_p) / σ_p`` is rounded to a
+multiple of ``step``, and the integer is coded under a standard normal discretised
+on the same grid. The decoder walks the prior top-down with the same quantised
+values, so both sides see identical priors (the latents are the only data).
+
+Reconstruction is the per-pixel **mode** of p(x | z), taken in raster order and fed
+back for an autoregressive decoder (greedy decoding). The mode, not a sample: it is
+deterministic without any shared random state, and for digits it gives clean
+strokes on a clean background, where a sample adds speckle the latent never saw.
+The file stores a CRC of the reconstruction, so a decoder that computes
+differently raises instead of showing a different picture.
+
+``step`` is the rate knob: larger steps, fewer bits, coarser latents.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bbcodec import codecs
+from bbcodec.ans import Stack, models
+from bbcodec.bitsback import coding_threads
+from bbcodec.container import LOSSY_STEP_UNIT, MAX_LOSSY_STEP_UNITS, MIN_LOSSY_STEP_UNITS
+from bbcodec.contract import Autoregressive, GaussianLatent, LatentModel, ObservationModel
+from bbcodec.errors import DecodeMismatchError
+
+TAIL = 8.0  # prior standard deviations covered before clipping
+STEP_UNIT = LOSSY_STEP_UNIT  # the header stores step / STEP_UNIT as an integer
+MIN_STEP, MAX_STEP = MIN_LOSSY_STEP_UNITS * STEP_UNIT, MAX_LOSSY_STEP_UNITS * STEP_UNIT
+DEFAULT_STEP = 1.0
+DEFAULT_GROUP = 512
+
+
+def snap_step(step: float) -> float:
+    """The step as the header stores it (a multiple of :data:`STEP_UNIT`)."""
+    if not MIN_STEP <= step <= MAX_STEP:
+        raise ValueError(f"the lossy step must lie in [{MIN_STEP}, {MAX_STEP}], got {step}")
+    return round(step / STEP_UNIT) * STEP_UNIT
+
+
+def symbol_range(step: float) -> int:
+    """Quantised values run over ``[-m, m]``."""
+    return math.ceil(TAIL / step)
+
+
+def quantiser_model(step: float) -> object:
+    """A standard normal discretised on the grid ``step · q`` (tails in the end bins)."""
+    m = symbol_range(step)
+    edges = (torch.arange(-m, m, dtype=torch.float64) + 0.5) * step
+    cdf = torch.special.ndtr(edges)
+    masses = torch.cat([cdf[:1], cdf[1:] - cdf[:-1], 1.0 - cdf[-1:]])
+    return models.Categorical(masses.clamp(min=1e-12).numpy(), perfect=False)
+
+
+@dataclass
+class LossyResult:
+    words: np.ndarray
+    groups: list[int]
+    reconstructions: list[np.ndarray]  # (N, C, H, W) per group, what the decoder will show
+    latent_bits: int  # size of the coded latents (before the container rounds to words)
+
+
+def reconstruct(obs: ObservationModel) -> np.ndarray:
+    """Per-pixel mode of p(x | z); greedy, in raster order, for autoregressive models."""
+    if not isinstance(obs, Autoregressive):
+        modes = codecs.pixel_tables(obs).argmax(dim=1).to(torch.uint8).numpy()
+        return modes.reshape(codecs.pixel_shape(obs))
+    n, c, h, w = obs.shape
+    out = np.empty((n, c, h, w), dtype=np.uint8)
+    obs.reset()
+    for t in range(obs.num_steps):
+        mode = codecs.pixel_tables(obs.step_distribution(t)).argmax(dim=1).to(torch.uint8).view(n, c)
+        i, j = obs.position(t)
+        out[:, :, i, j] = mode.numpy()
+        obs.write(t, mode)
+    return out
+
+
+class LossyCoder:
+    """Quantise-and-code the latents of any contract model; decode by the mode."""
+
+    def __init__(self, model: LatentModel, step: float = DEFAULT_STEP, group: int = DEFAULT_GROUP) -> None:
+        self.model = model
+        self.step = snap_step(step)
+        self.group = group
+        self.limit = symbol_range(self.step)
+
+    def _walk(self, x: torch.Tensor | None, shape: tuple[int, int, int, int],
+              choose: Callable[[GaussianLatent], np.ndarray]) -> np.ndarray:
+        """Walk the prior with quantised values; returns the reconstruction."""
+        steps = self.model.latent_steps(x, shape)
+        layer = next(steps)
+        while True:
+            q = choose(layer)
+            value = layer.prior_mean + layer.prior_std * torch.from_numpy(q).view(layer.prior_mean.shape).float() * self.step
+            try:
+                layer = steps.send(value)
+            except StopIteration as stop:
+                return reconstruct(stop.value)
+
+    @torch.no_grad()
+    @coding_threads()
+    def encode_group(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        symbols: list[np.ndarray] = []
+
+        def quantise(layer: GaussianLatent) -> np.ndarray:
+            assert layer.post_mean is not None
+            eps = (layer.post_mean - layer.prior_mean) / layer.prior_std
+            q = torch.clamp(torch.round(eps / self.step), -self.limit, self.limit).to(torch.int64).numpy().ravel()
+            symbols.append(q)
+            return q
+
+        recon = self._walk(torch.from_numpy(np.ascontiguousarray(x)), tuple(x.shape), quantise)
+        return symbols, recon
+
+    @torch.no_grad()
+    @coding_threads()
+    def decode_group(self, stack: Stack, shape: tuple[int, int, int, int]) -> np.ndarray:
+        model = quantiser_model(self.step)
+
+        def pop(layer: GaussianLatent) -> np.ndarray:
+            return stack.pop(model, count=layer.prior_mean.numel()).astype(np.int64) - self.limit
+
+        return self._walk(None, shape, pop)
+
+    def encode(self, batches: list[np.ndarray], progress: Callable[[int], None] | None = None) -> LossyResult:
+        groups, recons, all_symbols = [], [], []
+        for images in batches:
+            for start in range(0, len(images), self.group):
+                chunk = images[start : start + self.group]
+                symbols, recon = self.encode_group(chunk)
+                groups.append(len(chunk))
+                recons.append(recon)
+                all_symbols.extend(symbols)
+                if progress:
+                    progress(len(chunk))
+        stack = Stack()
+        stack.push(np.concatenate(all_symbols) + self.limit, quantiser_model(self.step))
+        return LossyResult(stack.words(), groups, recons, stack.num_bits())
+
+    def decode(self, words: np.ndarray, groups: list[int], shapes: list[tuple[int, int, int]],
+               progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        stack = Stack(words)
+        out = []
+        for size, (c, h, w) in zip(groups, shapes):
+            out.append(self.decode_group(stack, (size, c, h, w)))
+            if progress:
+                progress(size)
+        if not stack.is_empty():
+            raise DecodeMismatchError("the latent code has data left over after decoding: the file is corrupt "
+                                      "or was written by a model that computes differently here")
+        return out

@@ -1,0 +1,283 @@
+"""Variational Lossy Autoencoder (Chen et al. 2017): a global latent, an AF prior and
+a *local* PixelCNN decoder, in one file.
+
+Why this shape:
+
+* **Local decoder.** Each pixel's distribution sees only a small causal window of
+  already-coded pixels (3 rows above and 3 pixels to the left, ±3 columns): one
+  type-A masked 4×7 convolution followed by per-pixel residual layers. Texture is
+  cheap to model locally, global structure is not, so the latent is forced to carry
+  the global shape, which is what makes a lossy mode that sends only the latent
+  meaningful. The bounded window is also what makes decoding fast: a decoding
+  step reads a 4×7 slice of the canvas, never a whole image.
+* **Global latent with an autoregressive-flow prior.** ``z`` is a vector of
+  ``latent_dims`` numbers. The prior is one MADE-parameterised autoregressive flow,
+  which for a single layer is exactly ``p(z) = Π_i N(z_i; μ_i(z_<i), σ_i(z_<i))``.
+  The model exposes each dimension as one layer of the coder contract, so bits-back
+  codes dimension ``i`` on bins of equal mass under its conditional prior, like any
+  hierarchy (DESIGN.md §3), and the KL per dimension is analytic given ``z_<i``.
+* **Conditioning is cached.** ``z`` becomes a feature map once per image; every
+  decoding step only looks up its pixel's row of that map.
+
+Pixels are a discretised logistic mixture (8-bit) or Bernoulli (binarised MNIST).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bbcodec.contract import Bernoulli, GaussianLatent, LatentSteps, LogisticMixture, PixelDistribution
+from bbcodec.nn.layers import ResBlock, bounded_softplus, conv
+from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, observation_log_prob, pixels_to_unit
+from bbcodec.nn.objective import elbo_terms
+
+WINDOW_ROWS, WINDOW_COLS = 4, 7  # causal window: 3 rows above, the current row, ±3 columns
+PAD_TOP, PAD_SIDE = WINDOW_ROWS - 1, WINDOW_COLS // 2
+
+
+@dataclass(frozen=True)
+class VLAEConfig:
+    """Everything needed to rebuild the network; stored inside every checkpoint."""
+
+    image_channels: int = 1
+    image_size: int = 28  # the latent is global, so the model codes one image size
+    likelihood: str = "logistic"  # "logistic" (8-bit) or "bernoulli" (binarised)
+    width: int = 64  # encoder / conditioning convolutions
+    hidden: int = 128  # per-pixel features of the local PixelCNN
+    pixel_blocks: int = 2  # residual per-pixel layers after the masked convolution
+    latent_dims: int = 32
+    made_hidden: int = 256
+    mixture_components: int = 5
+    prior_std_floor: float = 0.05
+    posterior_std_floor: float = 0.01
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VLAEConfig:
+        return cls(**d)
+
+    @property
+    def downsampling(self) -> int:
+        return 4
+
+    @property
+    def autoregressive(self) -> bool:
+        return True
+
+    @property
+    def params_per_pixel(self) -> int:
+        return 1 if self.likelihood == "bernoulli" else 3 * self.mixture_components
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose weight is multiplied by a fixed 0/1 mask (MADE)."""
+
+    def __init__(self, d_in: int, d_out: int, mask: torch.Tensor) -> None:
+        super().__init__(d_in, d_out)
+        self.register_buffer("mask", mask.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADEPrior(nn.Module):
+    """``μ_i, σ_i`` of every dimension from ``z_<i`` in one pass (Germain et al. 2015)."""
+
+    def __init__(self, dims: int, hidden: int, std_floor: float) -> None:
+        super().__init__()
+        self.dims, self.std_floor = dims, std_floor
+        degrees_in = torch.arange(1, dims + 1)
+        degrees_hidden = torch.arange(hidden) % max(1, dims - 1) + 1
+        self.layer1 = MaskedLinear(dims, hidden, degrees_hidden[:, None] >= degrees_in[None, :])
+        self.layer2 = MaskedLinear(hidden, hidden, degrees_hidden[:, None] >= degrees_hidden[None, :])
+        out_degrees = degrees_in.repeat(2)
+        self.out = MaskedLinear(hidden, 2 * dims, out_degrees[:, None] > degrees_hidden[None, :])
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.silu(self.layer1(z))
+        h = F.silu(self.layer2(h))
+        mean, raw = self.out(h).chunk(2, dim=1)
+        return mean, bounded_softplus(raw, self.std_floor)
+
+
+class PixelHead(nn.Module):
+    """Per-pixel residual MLP from local features to distribution parameters.
+
+    Works on the last dimension, so the training pass (all pixels at once) and a
+    decoding step (one pixel of every image) run the same layers.
+    """
+
+    def __init__(self, hidden: int, blocks: int, n_params: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                                  nn.Linear(hidden, hidden)) for _ in range(blocks))
+        for block in self.blocks:
+            nn.init.zeros_(block[-1].weight)
+            nn.init.zeros_(block[-1].bias)
+        self.out = nn.Linear(hidden, n_params)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(F.silu(h))
+
+
+def causal_mask(channels: int) -> torch.Tensor:
+    """Type-A mask of the 4×7 window: rows above, and pixels left of the current one."""
+    mask = torch.zeros(WINDOW_ROWS, WINDOW_COLS)
+    mask[: WINDOW_ROWS - 1, :] = 1.0
+    mask[WINDOW_ROWS - 1, :PAD_SIDE] = 1.0
+    return mask.expand(channels, -1, -1)
+
+
+class VLAE(nn.Module):
+    """VAE with a local PixelCNN decoder; implements :class:`bbcodec.contract.LatentModel`."""
+
+    def __init__(self, cfg: VLAEConfig) -> None:
+        super().__init__()
+        if cfg.likelihood not in ("logistic", "bernoulli"):
+            raise ValueError(f"likelihood must be 'logistic' or 'bernoulli', not {cfg.likelihood!r}")
+        if cfg.image_channels != 1:
+            raise ValueError("the local PixelCNN decoder codes one channel")
+        if cfg.image_size % 4:
+            raise ValueError("image_size must be a multiple of 4")
+        self.cfg = cfg
+        w, side = cfg.width, cfg.image_size // 4
+        # q(z | x): two stride-2 convolutions down to side×side, then a linear map to (mean, std).
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, w, 3, stride=2, padding=1),
+            ResBlock(w), nn.SiLU(), nn.Conv2d(w, w, 3, stride=2, padding=1), ResBlock(w), nn.SiLU(),
+        )
+        self.to_posterior = nn.Linear(w * side * side, 2 * cfg.latent_dims)
+        self.prior = MADEPrior(cfg.latent_dims, cfg.made_hidden, cfg.prior_std_floor)
+        # p(x | z), global part: z -> a feature map at full resolution, computed once.
+        self.from_latent = nn.Linear(cfg.latent_dims, w * side * side)
+        self.cond_low = ResBlock(w)
+        self.cond_mid = nn.Sequential(conv(w, w), ResBlock(w))
+        self.cond_high = conv(w, cfg.hidden, 1)  # full resolution is where a CPU pays: 1x1 only
+        # p(x | z), local part: masked convolution over [value, inside-image flag].
+        self.window = nn.Conv2d(2, cfg.hidden, (WINDOW_ROWS, WINDOW_COLS))
+        self.register_buffer("window_mask", causal_mask(2).clone())
+        self.head = PixelHead(cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel)
+
+    # --- pieces ---------------------------------------------------------------------
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel values as network inputs in [-1, 1]."""
+        return x.float() * 2.0 - 1.0 if self.cfg.likelihood == "bernoulli" else pixels_to_unit(x)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(self.to_unit(x))
+        mean, raw = self.to_posterior(h.flatten(1)).chunk(2, dim=1)
+        return mean, bounded_softplus(raw, self.cfg.posterior_std_floor)
+
+    def conditioning(self, z: torch.Tensor) -> torch.Tensor:
+        """Feature map (N, hidden, H, W) that carries z to every pixel."""
+        side = self.cfg.image_size // 4
+        h = self.cond_low(self.from_latent(z).view(len(z), self.cfg.width, side, side))
+        h = self.cond_mid(F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.cond_high(F.silu(F.interpolate(h, scale_factor=2.0, mode="nearest")))
+
+    def masked_window_weight(self) -> torch.Tensor:
+        return self.window.weight * self.window_mask
+
+    def pixel_params(self, x_unit: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Parameters of every pixel at once (teacher forcing), shape (N, H, W, P)."""
+        inside = torch.ones_like(x_unit)
+        canvas = F.pad(torch.cat([x_unit, inside], dim=1), (PAD_SIDE, PAD_SIDE, PAD_TOP, 0))
+        local = F.conv2d(canvas, self.masked_window_weight(), self.window.bias)
+        return self.head((local + cond).permute(0, 2, 3, 1))
+
+    def distribution(self, params: torch.Tensor) -> PixelDistribution:
+        """Parameters (..., P) -> a pixel distribution with shapes (N, [K,] 1, H, W)."""
+        if self.cfg.likelihood == "bernoulli":
+            return Bernoulli(logits=params[..., 0].unsqueeze(1))
+        k = self.cfg.mixture_components
+        p = params.unflatten(-1, (3, k)).permute(0, 3, 4, 1, 2)  # (N, 3, K, H, W)
+        return LogisticMixture(logits=p[:, 0].unsqueeze(2), means=p[:, 1].unsqueeze(2),
+                               log_scales=p[:, 2].clamp(min=LOG_SCALE_FLOOR).unsqueeze(2))
+
+    # --- the contract -------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Training pass for (Distributed)DataParallel: per-image NLL and per-dimension KLs."""
+        terms = elbo_terms(self, x)
+        return terms.nll, tuple(terms.kl_per_layer)
+
+    def latent_steps(self, x: torch.Tensor | None, shape: tuple[int, int, int, int]) -> LatentSteps:
+        n, c, height, width = shape
+        size = self.cfg.image_size
+        if (c, height, width) != (1, size, size):
+            raise ValueError(f"this VLAE codes 1×{size}×{size} images, not {c}×{height}×{width}")
+        post_mean = post_std = None
+        if x is not None:
+            post_mean, post_std = self.posterior(x)
+        z = torch.zeros(n, self.cfg.latent_dims)
+        for i in range(self.cfg.latent_dims):
+            prior_mean, prior_std = self.prior(z)
+            layer = GaussianLatent(
+                prior_mean[:, i].view(n, 1, 1, 1), prior_std[:, i].view(n, 1, 1, 1),
+                None if post_mean is None else post_mean[:, i].view(n, 1, 1, 1),
+                None if post_std is None else post_std[:, i].view(n, 1, 1, 1),
+            )
+            value = yield layer
+            z = z.clone()
+            z[:, i] = value.reshape(n).to(z.dtype)
+        return LocalPixelCNN(self, self.conditioning(z), shape)
+
+
+class LocalPixelCNN:
+    """p(x | z) as an autoregressive observation model (see :class:`bbcodec.contract.Autoregressive`).
+
+    The canvas holds decoded values (0 where nothing is decoded yet, which the causal
+    mask never reads) plus the inside-image flag, padded like the training pass.
+    Encoder and decoder both compute every step through :meth:`step_distribution`
+    on identical canvases, so their parameters are bit-identical (DESIGN.md §4).
+    """
+
+    def __init__(self, model: VLAE, cond: torch.Tensor, shape: tuple[int, int, int, int]) -> None:
+        self.model, self.shape = model, shape
+        self.cond = cond
+        _, _, h, w = shape
+        self.num_steps = h * w
+        self._cond_steps: torch.Tensor | None = None
+        self._canvas: torch.Tensor | None = None
+        self._weight: torch.Tensor | None = None
+
+    # training and bounds: all pixels in parallel
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        params = self.model.pixel_params(self.model.to_unit(x), self.cond)
+        return observation_log_prob(self.model.distribution(params), x)
+
+    # coding: one raster position of every image per step
+    def reset(self) -> None:
+        n, _, h, w = self.shape
+        self._canvas = torch.zeros(n, 2, h + PAD_TOP, w + 2 * PAD_SIDE)
+        self._canvas[:, 1, PAD_TOP:, PAD_SIDE : PAD_SIDE + w] = 1.0
+        self._cond_steps = self.cond.float().permute(2, 3, 0, 1).reshape(h * w, n, -1).contiguous()
+        self._weight = self.model.masked_window_weight().reshape(self.model.cfg.hidden, -1).contiguous()
+
+    def position(self, t: int) -> tuple[int, int]:
+        return divmod(t, self.shape[3])
+
+    def step_distribution(self, t: int) -> PixelDistribution:
+        """The distribution of pixel ``t`` (raster order) of every image, shapes (N, [K,] 1, 1, 1)."""
+        assert self._canvas is not None and self._cond_steps is not None and self._weight is not None
+        i, j = self.position(t)
+        n = self.shape[0]
+        window = self._canvas[:, :, i : i + WINDOW_ROWS, j : j + WINDOW_COLS].reshape(n, -1)
+        h = F.linear(window, self._weight, self.model.window.bias) + self._cond_steps[t]
+        return self.model.distribution(self.model.head(h).view(n, 1, 1, -1))
+
+    def write(self, t: int, values: torch.Tensor) -> None:
+        """Place the coded values (N, 1) of pixel ``t`` on the canvas."""
+        assert self._canvas is not None
+        i, j = self.position(t)
+        self._canvas[:, 0, i + PAD_TOP, j + PAD_SIDE] = self.model.to_unit(values.reshape(-1))

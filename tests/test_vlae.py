@@ -1,0 +1,161 @@
+"""The VLAE path: autoregressive pixels in lockstep, the AF prior as per-dimension
+layers, Bernoulli pixels, and the lossy mode (tiny random models)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bbcodec
+from bbcodec.bitsback import BitsBackCoder, CoderSettings
+from bbcodec.lossy import LossyCoder, quantiser_model, symbol_range
+from bbcodec.nn.likelihoods import observation_log_prob
+from bbcodec.nn.objective import LN2, elbo_terms
+from tests.conftest import TINY_VLAE_CONFIG, make_tiny, random_digits
+
+BINARY_CONFIG = dataclasses.replace(TINY_VLAE_CONFIG, likelihood="bernoulli")
+
+
+def _images(config, n, seed):
+    x = random_digits(n, seed, config.image_size)[:, None]
+    return (x > 127).astype(np.uint8) if config.likelihood == "bernoulli" else x
+
+
+def _round_trip(model, x, max_group):
+    coder = BitsBackCoder(model, CoderSettings(max_group=max_group))
+    result = coder.encode([x])
+    shape = x.shape[1:]
+    decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
+                           iter([shape] * len(result.groups)))
+    return result, np.concatenate(decoded)
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 6), st.sampled_from([TINY_VLAE_CONFIG, BINARY_CONFIG]), st.integers(0, 99))
+def test_lossless_in_lockstep_for_any_partition(n, max_group, config, seed):
+    model = make_tiny(config, seed % 3)
+    x = _images(config, n, seed)
+    _, decoded = _round_trip(model, x, max_group)
+    np.testing.assert_array_equal(decoded, x)
+
+
+@pytest.mark.parametrize("config", [TINY_VLAE_CONFIG, BINARY_CONFIG], ids=["logistic", "bernoulli"])
+def test_net_rate_matches_the_negative_elbo(config):
+    """Many images in one chain pay about the model's -ELBO (sampled once, so within 3%)."""
+    model = make_tiny(config, 0)
+    x = _images(config, 300, 5)
+    result, decoded = _round_trip(model, x, 64)
+    np.testing.assert_array_equal(decoded, x)
+    with torch.no_grad():
+        neg_elbo = torch.stack([elbo_terms(model, torch.from_numpy(x)).negative_elbo() for _ in range(20)]).mean()
+    coded_bits = 32 * len(result.words) - result.initial_bits_used
+    assert coded_bits / len(x) == pytest.approx(neg_elbo.item() / LN2, rel=0.03)
+
+
+def test_stepwise_parameters_match_the_parallel_pass():
+    """The decoding path (one pixel per step) computes the trained distribution."""
+    model = make_tiny(TINY_VLAE_CONFIG, 1)
+    x = torch.from_numpy(_images(TINY_VLAE_CONFIG, 4, 1))
+    with torch.no_grad():
+        steps = model.latent_steps(x, tuple(x.shape))
+        layer = next(steps)
+        try:
+            while True:
+                layer = steps.send(layer.post_mean)
+        except StopIteration as stop:
+            obs = stop.value
+        parallel = obs.log_prob(x)
+        obs.reset()
+        for t in range(obs.num_steps):
+            i, j = obs.position(t)
+            step = observation_log_prob(obs.step_distribution(t), x[:, :, i : i + 1, j : j + 1])
+            torch.testing.assert_close(step.flatten(), parallel[:, 0, i, j], atol=1e-4, rtol=1e-4)
+            obs.write(t, x[:, :, i, j])
+
+
+def test_the_decoder_never_reads_a_pixel_before_it_is_decoded():
+    """Changing pixel t must not change the distribution of any pixel before t."""
+    model = make_tiny(TINY_VLAE_CONFIG, 2)
+    x = torch.from_numpy(_images(TINY_VLAE_CONFIG, 1, 2))
+    with torch.no_grad():
+        steps = model.latent_steps(None, tuple(x.shape))
+        layer = next(steps)
+        try:
+            while True:
+                layer = steps.send(layer.prior_mean)
+        except StopIteration as stop:
+            obs = stop.value
+        base = obs.log_prob(x)
+        y = x.clone()
+        y[0, 0, 5, 6] = 255 - y[0, 0, 5, 6]
+        changed = (obs.log_prob(y) != base)[0, 0].nonzero().tolist()
+    assert changed and min(i * 12 + j for i, j in changed) == 5 * 12 + 6
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.integers(1, 9), st.sampled_from([0.25, 1.0, 3.0]), st.integers(1, 4), st.integers(0, 99))
+def test_lossy_decodes_to_the_encoders_reconstruction(n, step, group, seed):
+    model = make_tiny(TINY_VLAE_CONFIG, seed % 3)
+    coder = LossyCoder(model, step, group=group)
+    x = _images(TINY_VLAE_CONFIG, n, seed)
+    result = coder.encode([x])
+    decoded = coder.decode(result.words, result.groups, [x.shape[1:]] * len(result.groups))
+    for a, b in zip(decoded, result.reconstructions):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_lossy_rate_falls_as_the_step_grows():
+    model = make_tiny(TINY_VLAE_CONFIG, 0)
+    x = _images(TINY_VLAE_CONFIG, 40, 3)
+    bits = [LossyCoder(model, step).encode([x]).latent_bits for step in (0.125, 0.5, 2.0)]
+    assert bits[0] > bits[1] > bits[2] > 0
+
+
+@pytest.mark.parametrize("step", [1 / 64, 1.0, 16.0])
+def test_quantiser_costs_the_discretised_normal_mass(step):
+    """Coding q = 0 many times costs -log2 P(|eps| < step/2) bits each."""
+    from math import erf, log2, sqrt
+
+    from bbcodec.ans import Stack
+
+    stack = Stack()
+    m = symbol_range(step)
+    stack.push(np.full(20000, m), quantiser_model(step))
+    expected = -log2(erf(step / 2 / sqrt(2)))
+    assert stack.num_bits() / 20000 == pytest.approx(expected, rel=0.01, abs=0.01)
+
+
+def test_api_lossy_file_round_trip_and_refusals(zoo_env):
+    x = [img[0] for img in _images(TINY_VLAE_CONFIG, 5, 9)]
+    data = bbcodec.compress(x, model="tiny-vlae", lossy_step=0.5)
+    info = bbcodec.inspect(data)
+    assert info.lossy and info.lossy_step == 0.5 and info.initial_bits == 0
+    out = bbcodec.decompress(data)
+    assert [o.shape for o in out] == [i.shape for i in x]
+    lossless = bbcodec.compress(x, model="tiny-vlae")
+    assert [np.array_equal(a, b) for a, b in zip(bbcodec.decompress(lossless), x)] == [True] * 5
+    with pytest.raises(bbcodec.UnsupportedImageError, match="12x12 images only"):
+        bbcodec.compress([np.zeros((28, 28), np.uint8)], model="tiny-vlae")
+
+
+def test_binary_model_codes_zero_one_images_and_refuses_others(zoo_env):
+    x = [img[0] for img in _images(BINARY_CONFIG, 4, 4)]
+    out = bbcodec.decompress(bbcodec.compress(x, model="tiny-vlae-binary"))
+    assert all(np.array_equal(a, b) for a, b in zip(out, x))
+    with pytest.raises(bbcodec.UnsupportedImageError, match="must be 0 or 1"):
+        bbcodec.compress([img * 255 for img in x], model="tiny-vlae-binary")
+
+
+def test_automatic_choice_skips_fixed_size_and_binary_models(zoo_env):
+    """Without --model a 12x12 grayscale image may go to tiny or tiny-vlae, never the binary model;
+    a 28x28 one only to a model that codes any size."""
+    from bbcodec.api import choose_model
+
+    assert choose_model([np.zeros((28, 28), np.uint8)], None).name == "tiny"
+    assert choose_model([np.zeros((12, 12), np.uint8)], None).name in ("tiny", "tiny-vlae")
+    assert choose_model([np.zeros((12, 12), np.uint8)], None, lossy=True).name == "tiny-vlae"
