@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bbcodec import container, zoo
+from bbcodec import container, tiling, zoo
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.container import Header, ImageShape
 from bbcodec.errors import DecodeMismatchError, FormatError, UnsupportedImageError
@@ -124,13 +124,15 @@ def compress(
         raise ValueError("names must have one entry per image")
     info = choose_model(image_list, model, lossy=lossy_step is not None)
     shapes = [ImageShape(img.shape[0], img.shape[1], channels_of(img)) for img in image_list]
-    container.check_packable(shapes, list(names) if names is not None else None)
+    tile = None if lossy_step is not None else tiling.choose_tile([(s.height, s.width, s.channels) for s in shapes])
+    container.check_packable(shapes, list(names) if names is not None else None, tile)
     net, _ = zoo.load_model(info.name)
-    batches = _batches(image_list, info.downsampling)
+    units = tiling.all_units([(s.height, s.width) for s in shapes], tile)
+    batches = _batches([tiling.cut(image_list[u.image], u) for u in units], info.downsampling)
     if lossy_step is not None:
         return _compress_lossy(net, info, batches, shapes, names, lossy_step, progress)
     settings = settings or CoderSettings(max_group=info.coding_group)
-    result = BitsBackCoder(net, settings).encode(batches, progress=progress)
+    result = BitsBackCoder(net, settings).encode(batches, progress=_per_image(units, progress))
     header = Header(
         model_name=info.name,
         weights_hash=info.weights_hash,
@@ -141,8 +143,26 @@ def compress(
         untouched_initial_words=result.untouched_initial_words,
         pixel_crc=container.pixel_crc(image_list),
         names=list(names) if names is not None else None,
+        tile=tile,
     )
     return container.pack(header, result.words)
+
+
+def _per_image(units: list[tiling.Unit], progress: Progress | None) -> Progress | None:
+    """Turn the coder's progress in coding units (tiles) into progress in whole images."""
+    if progress is None:
+        return None
+    ends = np.cumsum(np.bincount([u.image for u in units]))
+    state = {"units": 0, "images": 0}
+
+    def tick(n_units: int) -> None:
+        state["units"] += n_units
+        done = int(np.searchsorted(ends, state["units"], side="right"))
+        if done > state["images"]:
+            progress(done - state["images"])
+            state["images"] = done
+
+    return tick
 
 
 def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes: list[ImageShape],
@@ -157,7 +177,7 @@ def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes:
         groups=result.groups,
         initial_words=0,
         untouched_initial_words=0,
-        pixel_crc=container.pixel_crc(_cropped(result.reconstructions, shapes)),
+        pixel_crc=container.pixel_crc(_assemble(result.reconstructions, shapes, None)),
         names=list(names) if names is not None else None,
         lossy=True,
         lossy_step=coder.step,
@@ -165,12 +185,14 @@ def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes:
     return container.pack(header, result.words)
 
 
-def _cropped(decoded: list[np.ndarray], shapes: list[ImageShape]) -> list[np.ndarray]:
-    """Padded (N, C, H', W') groups -> the original-size HxW / HxWx3 images."""
-    images = []
-    for chw, shape in zip((img for batch in decoded for img in batch), shapes):
-        crop = chw[:, : shape.height, : shape.width]
-        images.append(np.ascontiguousarray(crop[0] if shape.channels == 1 else crop.transpose(1, 2, 0)))
+def _assemble(decoded: list[np.ndarray], shapes: list[ImageShape], tile: int | None) -> list[np.ndarray]:
+    """Padded (N, C, H', W') groups of coding units -> the original HxW / HxWx3 images."""
+    images = [np.empty((s.height, s.width) if s.channels == 1 else (s.height, s.width, s.channels), np.uint8)
+              for s in shapes]
+    units = tiling.all_units([(s.height, s.width) for s in shapes], tile)
+    for chw, unit in zip((u for batch in decoded for u in batch), units):
+        crop = chw[:, : unit.h, : unit.w]
+        tiling.paste(images[unit.image], unit, crop[0] if crop.shape[0] == 1 else crop.transpose(1, 2, 0))
     return images
 
 
@@ -195,7 +217,7 @@ def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray
         coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision))
         decoded = coder.decode(words, header.untouched_initial_words, header.initial_words, header.groups,
                                group_shapes, progress=progress)
-    images = _cropped(decoded, header.shapes)
+    images = _assemble(decoded, header.shapes, header.tile)
     if container.pixel_crc(images) != header.pixel_crc:
         if header.lossy:
             raise DecodeMismatchError(
@@ -223,6 +245,8 @@ class FileInfo:
     bits_per_dim: float
     lossy: bool
     lossy_step: float | None
+    tile: int | None
+    coding_units: int
     names: list[str] | None
 
     def to_dict(self) -> dict:
@@ -245,5 +269,7 @@ def inspect(data: bytes) -> FileInfo:
         bits_per_dim=8 * len(data) / dims,
         lossy=header.lossy,
         lossy_step=header.lossy_step,
+        tile=header.tile,
+        coding_units=sum(header.groups),
         names=header.names,
     )

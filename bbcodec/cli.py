@@ -204,7 +204,7 @@ def decode(source: str, output: str, force: bool) -> None:
     `bbcodec info`) decodes to the model's reconstruction, checked the same way.
     """
     data = _read_input(source)
-    n = bbcodec.inspect(data).n_images
+    n = bbcodec.inspect(data).coding_units  # images, or tiles of large images
     with _progress(n, "decoding", n > 1) as tick:
         images = bbcodec.decompress(data, progress=tick)
     header_names = bbcodec.inspect(data).names
@@ -254,6 +254,8 @@ def info(source: str, as_json: bool) -> None:
     click.echo(f"size:          {result.total_bytes} bytes ({result.bits_per_dim:.4f} bits/dim)")
     click.echo(f"header:        {result.header_bytes} bytes")
     click.echo(f"initial bits:  {result.initial_bits}")
+    if result.tile:
+        click.echo(f"tiles:         {result.coding_units} coding units ({result.tile}x{result.tile} tiles)")
 
 
 @main.command()

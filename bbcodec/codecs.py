@@ -221,20 +221,18 @@ def pixels(obs: ObservationModel) -> Codec:
 
 
 def autoregressive_pixels(obs: Autoregressive) -> Codec:
-    """Pixels of every image in lockstep, one raster position per step.
+    """Pixels of every image in lockstep, one step (e.g. a raster position) at a time.
 
-    The decoder must pop position ``t`` before it can compute position ``t + 1``; the
-    encoder therefore walks the positions exactly like the decoder (writing the true
-    pixels, so both see identical canvases and compute identical parameters), keeps
-    the small per-step parameters, and pushes the positions last-first in chunks
-    whose tables fit :data:`TABLE_BUDGET`.
+    The decoder must pop step ``t`` before it can compute step ``t + 1``; the encoder
+    therefore walks the steps exactly like the decoder (writing the true pixels, so
+    both see identical inputs and compute identical parameters), keeps the small
+    per-step parameters, and pushes the steps last-first in chunks whose tables fit
+    :data:`TABLE_BUDGET`.
     """
     n, c, h, w = obs.shape
-    per_step = n * c
 
     def values_at(x: np.ndarray, t: int) -> np.ndarray:
-        i, j = obs.position(t)
-        return x[:, :, i, j]
+        return x[obs.step_index(t)]
 
     def push(stack: Stack, x: np.ndarray) -> None:
         x = np.asarray(x)
@@ -245,8 +243,8 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
         for t in range(obs.num_steps):
             dists.append(obs.step_distribution(t))
             obs.write(t, torch.from_numpy(np.ascontiguousarray(values_at(x, t))))
-        per_pixel = _table_rows(dists[0])[1] if dists else 1
-        steps_per_chunk = max(1, TABLE_BUDGET // (per_step * per_pixel))
+        per_step = values_at(x, 0).size * (_table_rows(dists[0])[1] if dists else 1)
+        steps_per_chunk = max(1, TABLE_BUDGET // per_step)
         for lo in reversed(range(0, obs.num_steps, steps_per_chunk)):
             hi = min(lo + steps_per_chunk, obs.num_steps)
             tables = torch.cat([pixel_tables(d) for d in dists[lo:hi]])
@@ -257,10 +255,10 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
         out = np.empty((n, c, h, w), dtype=np.uint8)
         obs.reset()
         for t in range(obs.num_steps):
-            values = categorical(pixel_tables(obs.step_distribution(t))).pop(stack).astype(np.uint8).reshape(n, c)
-            i, j = obs.position(t)
-            out[:, :, i, j] = values
-            obs.write(t, torch.from_numpy(values))
+            index = obs.step_index(t)
+            values = categorical(pixel_tables(obs.step_distribution(t))).pop(stack).astype(np.uint8)
+            out[index] = values.reshape(out[index].shape)
+            obs.write(t, torch.from_numpy(out[index]))
         return out
 
     return Codec(push, pop)

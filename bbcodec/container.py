@@ -20,7 +20,8 @@ MAGIC = b"BBC"
 FORMAT_VERSION = 1
 FLAG_NAMES = 1
 FLAG_LOSSY = 2
-KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY
+FLAG_TILED = 4
+KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY | FLAG_TILED
 
 MAX_IMAGES = 10_000_000
 MAX_SIDE = 1 << 16
@@ -31,6 +32,8 @@ MAX_INITIAL_WORDS = 1 << 24
 MAX_GROUP_PIXELS = 1 << 22  # one network batch: bounds the decoder's memory (~1 GB of activations)
 MAX_GROUP_IMAGES = 4096
 MAX_LATENT_PRECISION = 12
+MIN_TILE, MAX_TILE = 32, 1024  # a unit of MAX_TILE^2 x MAX_CHANNELS samples fits one batch
+MAX_UNITS = 1 << 22  # coding units (images or tiles) per file
 LOSSY_STEP_UNIT = 1.0 / 256.0  # lossy files store their quantisation step in these units
 MIN_LOSSY_STEP_UNITS, MAX_LOSSY_STEP_UNITS = 4, 4096  # steps 1/64 .. 16
 
@@ -63,6 +66,7 @@ class Header:
     names: list[str] | None = None
     lossy: bool = False
     lossy_step: float | None = None  # latent quantisation step of a lossy file
+    tile: int | None = None  # images larger than tile x tile are coded as tiles (bbcodec.tiling)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -137,20 +141,61 @@ def pixel_crc(images: list[np.ndarray]) -> int:
     return crc
 
 
-def check_packable(shapes: list[ImageShape], names: list[str] | None) -> None:
+def units_of(shapes: list[ImageShape], tile: int | None) -> int:
+    """How many coding units (whole images or tiles) the images make, without building them."""
+    total = 0
+    for s in shapes:
+        whole = not tile or (s.height <= tile and s.width <= tile)
+        total += 1 if whole else -(-s.height // tile) * -(-s.width // tile)
+    return total
+
+
+def unit_shape_runs(header: Header) -> list[tuple[ImageShape, int]]:
+    """(shape, count) runs of the coding units in coding order (see :mod:`bbcodec.tiling`).
+
+    Computed arithmetically from the shape runs, so a header that declares millions
+    of images costs nothing to check.
+    """
+    from bbcodec.tiling import class_counts
+
+    runs: list[tuple[ImageShape, int]] = []
+
+    def add(shape: ImageShape, count: int) -> None:
+        if count:
+            if runs and runs[-1][0] == shape:
+                runs[-1] = (shape, runs[-1][1] + count)
+            else:
+                runs.append((shape, count))
+
+    for shape, count in _runs(header.shapes):
+        tiled = header.tile and (shape.height > header.tile or shape.width > header.tile)
+        if not tiled:
+            add(shape, count)
+            continue
+        for _ in range(count):
+            for (h, w), n in class_counts(shape.height, shape.width, header.tile):
+                add(ImageShape(h, w, shape.channels), n)
+    return runs
+
+
+def check_packable(shapes: list[ImageShape], names: list[str] | None, tile: int | None = None) -> None:
     """Refuse, before any coding work, what :func:`unpack` would refuse to read back."""
     from bbcodec.errors import UnsupportedImageError
 
     if len(shapes) > MAX_IMAGES:
         raise UnsupportedImageError(f"at most {MAX_IMAGES} images per file")
+    if tile is not None and not MIN_TILE <= tile <= MAX_TILE:
+        raise ValueError(f"tile side must lie in [{MIN_TILE}, {MAX_TILE}]")
     for s in shapes:
         if max(s.height, s.width) > MAX_SIDE or s.channels > MAX_CHANNELS:
             raise UnsupportedImageError(f"image of {s.height}x{s.width}x{s.channels} exceeds the format's limits "
                                         f"(sides <= {MAX_SIDE}, <= {MAX_CHANNELS} channels)")
-        if s.dims > MAX_GROUP_PIXELS:
+        if s.dims > MAX_GROUP_PIXELS and not tile:
             raise UnsupportedImageError(
-                f"image of {s.height}x{s.width}x{s.channels} exceeds {MAX_GROUP_PIXELS} samples; this version codes "
-                "an image in one piece (tiled coding of large photos is not implemented yet)")
+                f"image of {s.height}x{s.width}x{s.channels} exceeds {MAX_GROUP_PIXELS} samples and the file is "
+                "not tiled (bbcodec.compress tiles large images automatically)")
+    if units_of(shapes, tile) > MAX_UNITS:
+        raise UnsupportedImageError(f"the images make more than {MAX_UNITS} coding units")
     for name in names or []:
         try:
             raw = name.encode("utf-8")
@@ -163,12 +208,13 @@ def check_packable(shapes: list[ImageShape], names: list[str] | None) -> None:
 
 
 def pack(header: Header, words: np.ndarray) -> bytes:
-    check_packable(header.shapes, header.names)
+    check_packable(header.shapes, header.names, header.tile)
     if not 2 <= header.latent_precision <= MAX_LATENT_PRECISION:
         raise ValueError(f"latent precision must lie in [2, {MAX_LATENT_PRECISION}]")
     out = bytearray(MAGIC)
     out.append(FORMAT_VERSION)
-    flags = (FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
+    flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
+             | (FLAG_TILED if header.tile else 0))
     out.append(flags)
     name = header.model_name.encode("ascii")
     if not 0 < len(name) < 256:
@@ -197,6 +243,8 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         if not MIN_LOSSY_STEP_UNITS <= units <= MAX_LOSSY_STEP_UNITS:
             raise ValueError("a lossy file needs a quantisation step in [1/64, 16]")
         _put_varint(out, units)
+    if header.tile:
+        _put_varint(out, header.tile)
     if header.names is not None:
         raw = b"\0".join(n.encode("utf-8") for n in header.names)
         packed = zlib.compress(raw, 9)
@@ -254,20 +302,16 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         shapes.extend([ImageShape(h, w, c)] * count)
     if not shapes:
         raise FormatError("file declares no images")
-    groups: list[int] = []
-    covered = 0
-    for _ in range(r.varint(len(shapes), "group runs")):
-        size = r.varint(min(len(shapes), MAX_GROUP_IMAGES), "group size")
-        count = r.varint(len(shapes), "group count")
+    group_runs, covered = [], 0
+    for _ in range(r.varint(MAX_UNITS, "group runs")):
+        size = r.varint(MAX_GROUP_IMAGES, "group size")
+        count = r.varint(MAX_UNITS, "group count")
         if size == 0 or count == 0:
             raise FormatError("empty group")
+        group_runs.append((size, count))
         covered += size * count
-        if covered > len(shapes):
-            raise FormatError("groups cover more images than the file declares")
-        groups.extend([size] * count)
-    if covered != len(shapes):
-        raise FormatError("groups do not cover the declared images")
-    _check_groups_uniform(shapes, groups)
+        if covered > MAX_UNITS:
+            raise FormatError("groups cover more coding units than a file may hold")
     initial = r.varint(MAX_INITIAL_WORDS, "initial words")
     untouched = r.varint(initial, "untouched initial words")
     crc = int.from_bytes(r.take(4), "little")
@@ -277,13 +321,27 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         if units < MIN_LOSSY_STEP_UNITS:
             raise FormatError(f"lossy step {units} units is below the minimum {MIN_LOSSY_STEP_UNITS}")
         lossy_step = units * LOSSY_STEP_UNIT
+    tile = None
+    if flags & FLAG_TILED:
+        tile = r.varint(MAX_TILE, "tile side")
+        if tile < MIN_TILE:
+            raise FormatError(f"tile side {tile} is below the minimum {MIN_TILE}")
+    if units_of(shapes, tile) > MAX_UNITS:
+        raise FormatError("the declared images make too many coding units")
+    if tile is None and any(s.dims > MAX_GROUP_PIXELS for s in shapes):
+        raise FormatError("an untiled image declares more samples than one batch may hold")
+    n_units = units_of(shapes, tile)
+    if covered != n_units:
+        raise FormatError("groups do not cover the declared images")
+    groups = [size for size, count in group_runs for _ in range(count)]
     names = _read_names(r, len(shapes)) if flags & FLAG_NAMES else None
     rest = len(body) - r.pos
     if rest % 4:
         raise FormatError("payload is not a whole number of 32-bit words")
     words = np.frombuffer(body, dtype="<u4", offset=r.pos).astype(np.uint32)
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
-                    lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step)
+                    lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile)
+    _check_groups_uniform(unit_shape_runs(header), groups)
     return header, words
 
 
@@ -314,20 +372,40 @@ def _read_names(r: _Reader, count: int) -> list[str]:
         raise FormatError("an image name is not UTF-8") from exc
 
 
-def _check_groups_uniform(shapes: list[ImageShape], groups: list[int]) -> None:
-    start = 0
+def _check_groups_uniform(unit_runs: list[tuple[ImageShape, int]], groups: list[int]) -> None:
+    """Every group holds coding units of one shape, within the batch limits."""
+    shapes = iter(group_shapes_from(unit_runs, groups))
     for size in groups:
-        if len(set(shapes[start : start + size])) != 1:
+        shape = next(shapes)
+        if shape is None:
             raise FormatError("a group mixes image shapes")
-        if size * shapes[start].dims > MAX_GROUP_PIXELS:  # also bounds a group's table memory
+        if size * shape.dims > MAX_GROUP_PIXELS:  # also bounds a group's table memory
             raise FormatError("a group declares more pixels than one batch may hold")
-        start += size
+
+
+def group_shapes_from(unit_runs: list[tuple[ImageShape, int]], groups: list[int]) -> list[ImageShape | None]:
+    """The unit shape of each group; None where a group would straddle two shapes."""
+    out: list[ImageShape | None] = []
+    run, used = 0, 0  # units of unit_runs[run] already taken by earlier groups
+    for size in groups:
+        while run < len(unit_runs) and used == unit_runs[run][1]:
+            run, used = run + 1, 0
+        if run == len(unit_runs):
+            out.append(None)
+            continue
+        shape, count = unit_runs[run]
+        out.append(shape if count - used >= size else None)
+        remaining = size
+        while remaining and run < len(unit_runs):
+            take = min(remaining, unit_runs[run][1] - used)
+            remaining, used = remaining - take, used + take
+            if remaining:
+                run, used = run + 1, 0
+    return out
 
 
 def group_shapes(header: Header) -> list[ImageShape]:
-    """The shape shared by the images of each group."""
-    out, start = [], 0
-    for size in header.groups:
-        out.append(header.shapes[start])
-        start += size
-    return out
+    """The shape shared by the coding units of each group (of a validated header)."""
+    shapes = group_shapes_from(unit_shape_runs(header), header.groups)
+    assert all(s is not None for s in shapes)
+    return shapes  # type: ignore[return-value]

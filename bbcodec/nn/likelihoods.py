@@ -22,11 +22,11 @@ def pixels_to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() * (2.0 / 255.0) - 1.0
 
 
-def logistic_mixture_log_prob(obs: LogisticMixture, x: torch.Tensor) -> torch.Tensor:
-    """log p(x) per pixel, shape (N, C, H, W), with tail mass in the edge bins."""
+def logistic_component_log_probs(means: torch.Tensor, log_scales: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p_k(x) of every mixture component, (N, K, C, H, W), tail mass in the edge bins."""
     xs = pixels_to_unit(x).unsqueeze(1)
-    means = obs.means.float()
-    log_scales = obs.log_scales.float().clamp(min=LOG_SCALE_FLOOR)
+    means = means.float()
+    log_scales = log_scales.float().clamp(min=LOG_SCALE_FLOOR)
     inv_s = torch.exp(-log_scales)
     centered = xs - means
     plus_in = inv_s * (centered + BIN_HALF_WIDTH)
@@ -42,10 +42,68 @@ def logistic_mixture_log_prob(obs: LogisticMixture, x: torch.Tensor) -> torch.Te
         torch.log(cdf_delta.clamp(min=1e-12)),
         log_pdf_mid - math.log(127.5),
     )
-    log_probs = torch.where(
-        xs < -0.999, log_cdf_plus, torch.where(xs > 0.999, log_one_minus_cdf_min, log_mid)
-    )
+    return torch.where(xs < -0.999, log_cdf_plus, torch.where(xs > 0.999, log_one_minus_cdf_min, log_mid))
+
+
+def logistic_mixture_log_prob(obs: LogisticMixture, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) per pixel, shape (N, C, H, W), with tail mass in the edge bins."""
+    log_probs = logistic_component_log_probs(obs.means, obs.log_scales, x)
     return torch.logsumexp(log_probs + F.log_softmax(obs.logits.float(), dim=1), dim=1)
+
+
+class CoupledLogistics:
+    """RGB pixels under a PixelCNN++ mixture: one mixture component shared by the
+    three channels, and each channel's mean shifted linearly by the channels before it.
+
+    Channels are *coded* in order R, G, B (an :class:`~bbcodec.contract.Autoregressive`
+    model with three steps): step c is a logistic mixture over channel c of every
+    pixel whose component weights are the posterior responsibilities given the
+    channels already coded, so the three steps multiply to the joint mixture exactly.
+    Shapes: ``logits`` (N, K, H, W); ``means``, ``log_scales``, ``coeffs`` (N, K, 3, H, W).
+    """
+
+    num_steps = 3
+
+    def __init__(self, logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor, coeffs: torch.Tensor) -> None:
+        self.logits, self.means, self.log_scales = logits.float(), means.float(), log_scales.float()
+        self.coeffs = torch.tanh(coeffs.float())
+        n, _, _, h, w = means.shape
+        self.shape = (n, 3, h, w)
+        self._x: torch.Tensor | None = None
+
+    def _channel_means(self, x: torch.Tensor) -> torch.Tensor:
+        """Means of R, G, B given the (known) channels before each: (N, K, 3, H, W)."""
+        u = pixels_to_unit(x).unsqueeze(1)  # (N, 1, 3, H, W)
+        m = self.means
+        g = m[:, :, 1] + self.coeffs[:, :, 0] * u[:, :, 0]
+        b = m[:, :, 2] + self.coeffs[:, :, 1] * u[:, :, 0] + self.coeffs[:, :, 2] * u[:, :, 1]
+        return torch.stack([m[:, :, 0], g, b], dim=2)
+
+    def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        return logistic_component_log_probs(self._channel_means(x), self.log_scales, x)  # (N, K, 3, H, W)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(r, g, b) per pixel, (N, 1, H, W)."""
+        joint = self._component_log_probs(x).sum(dim=2) + F.log_softmax(self.logits, dim=1)
+        return torch.logsumexp(joint, dim=1).unsqueeze(1)
+
+    def reset(self) -> None:
+        self._x = torch.zeros(self.shape, dtype=torch.uint8)
+
+    def step_index(self, t: int) -> tuple[slice, slice]:
+        return slice(None), slice(t, t + 1)
+
+    def step_distribution(self, t: int) -> LogisticMixture:
+        assert self._x is not None
+        means = self._channel_means(self._x)[:, :, t : t + 1]
+        weights = F.log_softmax(self.logits, dim=1)
+        if t > 0:  # responsibilities of the components given the channels already coded
+            weights = weights + self._component_log_probs(self._x)[:, :, :t].sum(dim=2)
+        return LogisticMixture(weights.unsqueeze(2), means, self.log_scales[:, :, t : t + 1])
+
+    def write(self, t: int, values: torch.Tensor) -> None:
+        assert self._x is not None
+        self._x[:, t : t + 1] = values.view(self._x[:, t : t + 1].shape)
 
 
 def bernoulli_log_prob(obs: Bernoulli, x: torch.Tensor) -> torch.Tensor:

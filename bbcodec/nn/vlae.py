@@ -267,6 +267,11 @@ class LocalPixelCNN:
     def position(self, t: int) -> tuple[int, int]:
         return divmod(t, self.shape[3])
 
+    def step_index(self, t: int) -> tuple[slice, slice, int, int]:
+        """Step ``t`` codes pixel ``t`` (raster order) of every image."""
+        i, j = self.position(t)
+        return slice(None), slice(None), i, j
+
     def step_distribution(self, t: int) -> PixelDistribution:
         """The distribution of pixel ``t`` (raster order) of every image, shapes (N, [K,] 1, 1, 1)."""
         assert self._canvas is not None and self._cond_steps is not None and self._weight is not None
