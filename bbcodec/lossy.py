@@ -38,6 +38,8 @@ STEP_UNIT = LOSSY_STEP_UNIT  # the header stores step / STEP_UNIT as an integer
 MIN_STEP, MAX_STEP = MIN_LOSSY_STEP_UNITS * STEP_UNIT, MAX_LOSSY_STEP_UNITS * STEP_UNIT
 DEFAULT_STEP = 1.0
 DEFAULT_GROUP = 512
+RECONSTRUCTION_SHARPNESS = 1.0
+RECONSTRUCTION_SEED = 0x6262636F  # group g is drawn with seed RECONSTRUCTION_SEED + g
 
 
 def snap_step(step: float) -> float:
@@ -69,18 +71,28 @@ class LossyResult:
     latent_bits: int  # size of the coded latents (before the container rounds to words)
 
 
-def reconstruct(obs: ObservationModel) -> np.ndarray:
-    """Per-pixel mode of p(x | z); greedy, in raster order, for autoregressive models."""
+def _draw(tables: torch.Tensor, uniforms: np.ndarray, sharpness: float) -> np.ndarray:
+    """Inverse-CDF draws from each row of ``tables`` raised to ``sharpness`` (1 = the model)."""
+    probs = tables.double().clamp(min=0.0) ** sharpness
+    cdf = torch.cumsum(probs, dim=1)
+    threshold = torch.from_numpy(uniforms).double() * cdf[:, -1]
+    return (cdf < threshold[:, None]).sum(dim=1).clamp(max=tables.shape[1] - 1).to(torch.uint8).numpy()
+
+
+def reconstruct(obs: ObservationModel, seed: int, sharpness: float = RECONSTRUCTION_SHARPNESS) -> np.ndarray:
+    """A seeded draw from p(x | z) sharpened by ``sharpness``, in raster order for an
+    autoregressive decoder (each drawn pixel is fed back)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
     if not isinstance(obs, Autoregressive):
-        modes = codecs.pixel_tables(obs).argmax(dim=1).to(torch.uint8).numpy()
-        return modes.reshape(codecs.pixel_shape(obs))
+        tables = codecs.pixel_tables(obs)
+        return _draw(tables, rng.random(len(tables)), sharpness).reshape(codecs.pixel_shape(obs))
     n, c, h, w = obs.shape
     out = np.empty((n, c, h, w), dtype=np.uint8)
     obs.reset()
     for t in range(obs.num_steps):
         index = obs.step_index(t)
-        mode = codecs.pixel_tables(obs.step_distribution(t)).argmax(dim=1).to(torch.uint8).numpy()
-        out[index] = mode.reshape(out[index].shape)
+        tables = codecs.pixel_tables(obs.step_distribution(t))
+        out[index] = _draw(tables, rng.random(len(tables)), sharpness).reshape(out[index].shape)
         obs.write(t, torch.from_numpy(out[index]))
     return out
 
@@ -88,14 +100,16 @@ def reconstruct(obs: ObservationModel) -> np.ndarray:
 class LossyCoder:
     """Quantise-and-code the latents of any contract model; decode by the mode."""
 
-    def __init__(self, model: LatentModel, step: float = DEFAULT_STEP, group: int = DEFAULT_GROUP) -> None:
+    def __init__(self, model: LatentModel, step: float = DEFAULT_STEP, group: int = DEFAULT_GROUP,
+                 sharpness: float = RECONSTRUCTION_SHARPNESS) -> None:
         self.model = model
+        self.sharpness = sharpness
         self.step = snap_step(step)
         self.group = group
         self.limit = symbol_range(self.step)
 
     def _walk(self, x: torch.Tensor | None, shape: tuple[int, int, int, int],
-              choose: Callable[[GaussianLatent], np.ndarray]) -> np.ndarray:
+              choose: Callable[[GaussianLatent], np.ndarray], group: int) -> np.ndarray:
         """Walk the prior with quantised values; returns the reconstruction."""
         steps = self.model.latent_steps(x, shape)
         layer = next(steps)
@@ -105,11 +119,11 @@ class LossyCoder:
             try:
                 layer = steps.send(value)
             except StopIteration as stop:
-                return reconstruct(stop.value)
+                return reconstruct(stop.value, RECONSTRUCTION_SEED + group, self.sharpness)
 
     @torch.no_grad()
     @coding_threads()
-    def encode_group(self, x: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    def encode_group(self, x: np.ndarray, group: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
         symbols: list[np.ndarray] = []
 
         def quantise(layer: GaussianLatent) -> np.ndarray:
@@ -119,25 +133,25 @@ class LossyCoder:
             symbols.append(q)
             return q
 
-        recon = self._walk(torch.from_numpy(np.ascontiguousarray(x)), tuple(x.shape), quantise)
+        recon = self._walk(torch.from_numpy(np.ascontiguousarray(x)), tuple(x.shape), quantise, group)
         return symbols, recon
 
     @torch.no_grad()
     @coding_threads()
-    def decode_group(self, stack: Stack, shape: tuple[int, int, int, int]) -> np.ndarray:
+    def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], group: int = 0) -> np.ndarray:
         model = quantiser_model(self.step)
 
         def pop(layer: GaussianLatent) -> np.ndarray:
             return stack.pop(model, count=layer.prior_mean.numel()).astype(np.int64) - self.limit
 
-        return self._walk(None, shape, pop)
+        return self._walk(None, shape, pop, group)
 
     def encode(self, batches: list[np.ndarray], progress: Callable[[int], None] | None = None) -> LossyResult:
         groups, recons, all_symbols = [], [], []
         for images in batches:
             for start in range(0, len(images), self.group):
                 chunk = images[start : start + self.group]
-                symbols, recon = self.encode_group(chunk)
+                symbols, recon = self.encode_group(chunk, len(groups))
                 groups.append(len(chunk))
                 recons.append(recon)
                 all_symbols.extend(symbols)
@@ -151,8 +165,8 @@ class LossyCoder:
                progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
         stack = Stack(words)
         out = []
-        for size, (c, h, w) in zip(groups, shapes):
-            out.append(self.decode_group(stack, (size, c, h, w)))
+        for g, (size, (c, h, w)) in enumerate(zip(groups, shapes)):
+            out.append(self.decode_group(stack, (size, c, h, w), g))
             if progress:
                 progress(size)
         if not stack.is_empty():

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_mnist
+from bbcodec.data import BINARIZED_TEST_SEED, binarize, cache_dir, load_mnist
 from bbcodec.nn import build_model
 from bbcodec.nn.objective import LN2, ElboTerms, elbo_terms
 from bbcodec.weights import save_weights
