@@ -7,10 +7,13 @@ multiple of ``step``, and the integer is coded under a standard normal discretis
 on the same grid. The decoder walks the prior top-down with the same quantised
 values, so both sides see identical priors (the latents are the only data).
 
-Reconstruction is the per-pixel **mode** of p(x | z), taken in raster order and fed
-back for an autoregressive decoder (greedy decoding). The mode, not a sample: it is
-deterministic without any shared random state, and for digits it gives clean
-strokes on a clean background, where a sample adds speckle the latent never saw.
+Reconstruction is a *seeded draw* from p(x | z), pixel by pixel in raster order and
+fed back for an autoregressive decoder (group ``g`` of a file uses the PCG64 stream
+with seed ``RECONSTRUCTION_SEED + g``), so encoder and decoder produce the same
+picture without sharing anything but the file. Not the per-pixel mode: measured on
+MNIST, the greedy mode of a local PixelCNN is the background everywhere (every
+reconstruction all black, 13% label agreement), and sharpened draws drift the same
+way (sharpness 2: 19%; 1.3: 64%), while plain draws give 78% at 56 bits per digit.
 The file stores a CRC of the reconstruction, so a decoder that computes
 differently raises instead of showing a different picture.
 

@@ -46,7 +46,7 @@ def rate_bars(rows: list[dict], path: Path, reported: list[dict] = ()) -> Path |
         values.append(r["value"])
         colours.append("#ffb74d" if r["kind"] == "codec" else "#ffe0b2")
     order = sorted(range(len(values)), key=lambda i: values[i])
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(values) + 1))
+    fig, ax = plt.subplots(figsize=(11, 0.4 * len(values) + 1.2))
     ax.barh([labels[i] for i in order], [values[i] for i in order], color=[colours[i] for i in order])
     for y, i in enumerate(order):
         ax.text(values[i], y, f" {values[i]:.3f}", va="center", fontsize=8)
