@@ -277,27 +277,44 @@ def _standard_quantiles(precision: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def latent_values(layer: GaussianLatent, indices: np.ndarray, precision: int) -> torch.Tensor:
-    """The value fed to the network for bin ``indices``: the prior's bin-centre quantile."""
+    """The value fed to the network for bin ``indices``: the bin-centre quantile of the
+    prior (dynamic bins) or of N(0, 1) (static bins)."""
     _, centres = _standard_quantiles(precision)
     idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(layer.prior_mean.shape)
+    if layer.static_bins:
+        return centres[idx].to(layer.prior_mean.dtype)
     return layer.prior_mean + layer.prior_std * centres[idx]
 
 
+def gaussian_on_bins(mean: torch.Tensor, std: torch.Tensor, precision: int,
+                     bin_mean: torch.Tensor | None = None, bin_std: torch.Tensor | None = None) -> Codec:
+    """N(mean, std) per dimension, coded on the 2^p bins of equal mass under
+    N(bin_mean, bin_std), or under N(0, 1) when no bin distribution is given."""
+    edges, _ = _standard_quantiles(precision)
+    mean, std = mean.reshape(-1, 1).float(), std.reshape(-1, 1).float()
+    if bin_mean is not None and bin_std is not None:
+        bin_mean, bin_std = bin_mean.reshape(-1, 1).float(), bin_std.reshape(-1, 1).float()
+
+    def piece(lo: int, hi: int) -> Codec:
+        z_edges = edges if bin_mean is None else bin_mean[lo:hi] + bin_std[lo:hi] * edges
+        return categorical(bin_masses(torch.special.ndtr((z_edges - mean[lo:hi]) / std[lo:hi])))
+
+    return chunked(len(mean), TABLE_BUDGET // 2**precision, piece)
+
+
 def prior_bins(layer: GaussianLatent, precision: int) -> Codec:
-    """Under its own (conditional) prior every bin is equally likely: p bits per dim."""
+    """The prior side of a layer. With dynamic bins every bin is equally likely under
+    the layer's own (conditional) prior: exactly p bits per dim. Static bins carry the
+    prior's mass in each N(0, 1) bin."""
+    if layer.static_bins:
+        return gaussian_on_bins(layer.prior_mean, layer.prior_std, precision)
     return uniform(2**precision, layer.prior_mean.numel())
 
 
 def posterior_on_prior_bins(layer: GaussianLatent, precision: int) -> Codec:
-    """The posterior's mass in each of the prior's 2^p equal-mass bins."""
+    """The posterior's mass in each of the layer's 2^p bins (the prior's, or static ones)."""
     if layer.post_mean is None or layer.post_std is None:
         raise ValueError("posterior parameters are needed (encode with x)")
-    edges, _ = _standard_quantiles(precision)
-    prior_mean, prior_std = layer.prior_mean.reshape(-1, 1).float(), layer.prior_std.reshape(-1, 1).float()
-    post_mean, post_std = layer.post_mean.reshape(-1, 1).float(), layer.post_std.reshape(-1, 1).float()
-
-    def piece(lo: int, hi: int) -> Codec:
-        z_edges = prior_mean[lo:hi] + prior_std[lo:hi] * edges
-        return categorical(bin_masses(torch.special.ndtr((z_edges - post_mean[lo:hi]) / post_std[lo:hi])))
-
-    return chunked(len(prior_mean), TABLE_BUDGET // 2**precision, piece)
+    if layer.static_bins:
+        return gaussian_on_bins(layer.post_mean, layer.post_std, precision)
+    return gaussian_on_bins(layer.post_mean, layer.post_std, precision, layer.prior_mean, layer.prior_std)

@@ -36,6 +36,10 @@ class GaussianLatent:
     prior_std: torch.Tensor
     post_mean: torch.Tensor | None = None
     post_std: torch.Tensor | None = None
+    # Static bins: equal mass under N(0, 1) instead of under this layer's prior. For
+    # latents whose posterior must be sampled before the layers above them are known
+    # (BIVA's bottom-up latents), so their bins cannot follow the conditional prior.
+    static_bins: bool = False
 
 
 @dataclass(frozen=True)
