@@ -73,3 +73,14 @@ def random_digits(n: int, seed: int = 0, size: int = 28) -> np.ndarray:
     base = rng.random((n, size, size))
     img = np.where(base < 0.75, 0, np.where(base < 0.9, 255, rng.integers(0, 256, (n, size, size))))
     return img.astype(np.uint8)
+
+
+def observation_at_means(model, x, shape=None, use_prior: bool = False):
+    """Walk a model's layers feeding posterior (or prior) means; return p(x | z)."""
+    steps = model.latent_steps(x, shape or tuple(x.shape))
+    layer = next(steps)
+    try:
+        while True:
+            layer = steps.send(layer.prior_mean if use_prior else layer.post_mean)
+    except StopIteration as stop:
+        return stop.value

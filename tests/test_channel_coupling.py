@@ -10,7 +10,7 @@ from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.nn.hvae import HVAEConfig, LatentSpec
 from bbcodec.nn.likelihoods import observation_log_prob
 from bbcodec.nn.objective import LN2, elbo_terms
-from tests.conftest import make_tiny
+from tests.conftest import make_tiny, observation_at_means
 
 COUPLED = HVAEConfig(image_channels=3, width=8, stages=3, latents=(LatentSpec(2, 2), LatentSpec(1, 1)),
                      mixture_components=2, channel_coupling=True)
@@ -21,20 +21,10 @@ def model():
     return make_tiny(COUPLED, 4)
 
 
-def _observation(model, x):
-    steps = model.latent_steps(x, tuple(x.shape))
-    layer = next(steps)
-    try:
-        while True:
-            layer = steps.send(layer.post_mean)
-    except StopIteration as stop:
-        return stop.value
-
-
 @torch.no_grad()
 def test_channel_steps_multiply_to_the_joint_mixture(model):
     x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 3, 8, 12), dtype=np.uint8))
-    obs = _observation(model, x)
+    obs = observation_at_means(model, x)
     joint = obs.log_prob(x).sum()
     obs.reset()
     total = torch.zeros(())

@@ -16,7 +16,7 @@ from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.lossy import LossyCoder, quantiser_model, symbol_range
 from bbcodec.nn.likelihoods import observation_log_prob
 from bbcodec.nn.objective import LN2, elbo_terms
-from tests.conftest import TINY_VLAE_CONFIG, make_tiny, random_digits
+from tests.conftest import TINY_VLAE_CONFIG, make_tiny, observation_at_means, random_digits
 
 BINARY_CONFIG = dataclasses.replace(TINY_VLAE_CONFIG, likelihood="bernoulli")
 
@@ -62,13 +62,7 @@ def test_stepwise_parameters_match_the_parallel_pass():
     model = make_tiny(TINY_VLAE_CONFIG, 1)
     x = torch.from_numpy(_images(TINY_VLAE_CONFIG, 4, 1))
     with torch.no_grad():
-        steps = model.latent_steps(x, tuple(x.shape))
-        layer = next(steps)
-        try:
-            while True:
-                layer = steps.send(layer.post_mean)
-        except StopIteration as stop:
-            obs = stop.value
+        obs = observation_at_means(model, x)
         parallel = obs.log_prob(x)
         obs.reset()
         for t in range(obs.num_steps):
@@ -83,13 +77,7 @@ def test_the_decoder_never_reads_a_pixel_before_it_is_decoded():
     model = make_tiny(TINY_VLAE_CONFIG, 2)
     x = torch.from_numpy(_images(TINY_VLAE_CONFIG, 1, 2))
     with torch.no_grad():
-        steps = model.latent_steps(None, tuple(x.shape))
-        layer = next(steps)
-        try:
-            while True:
-                layer = steps.send(layer.prior_mean)
-        except StopIteration as stop:
-            obs = stop.value
+        obs = observation_at_means(model, None, tuple(x.shape), use_prior=True)
         base = obs.log_prob(x)
         y = x.clone()
         y[0, 0, 5, 6] = 255 - y[0, 0, 5, 6]
