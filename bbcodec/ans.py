@@ -59,6 +59,10 @@ class Stack:
         """Size of :meth:`words` in bits."""
         return int(self._coder.num_bits())
 
+    def num_valid_bits(self) -> int:
+        """Bits of information on the stack (without the head's unused bits): for comparing costs."""
+        return int(self._coder.num_valid_bits())
+
     def num_words(self) -> int:
         return int(self._coder.num_words())
 

@@ -8,6 +8,7 @@ sizes and a CRC of the original pixels, which decoding verifies.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -131,10 +132,15 @@ def compress(
     batches = _batches([tiling.cut(image_list[u.image], u) for u in units], info.downsampling)
     if lossy_step is not None:
         return _compress_lossy(net, info, batches, shapes, names, lossy_step, progress)
-    settings = settings or CoderSettings(max_group=info.coding_group)
+    if settings is None:
+        settings = CoderSettings(max_group=info.coding_group)
+        anchor = BitsBackCoder(net, settings).cheapest_anchor_step(batches[0][:1])
+        settings = dataclasses.replace(settings, anchor_step=anchor)
     result = BitsBackCoder(net, settings).encode(batches, progress=_per_image(units, progress))
     header = Header(
-        model_name=info.name,
+        # One-unit files are where header bytes matter; there the weights hash alone
+        # names the model (zoo.model_for_file looks it up), saving the name's bytes.
+        model_name="" if len(units) == 1 else info.name,
         weights_hash=info.weights_hash,
         latent_precision=settings.latent_precision,
         shapes=shapes,
@@ -144,6 +150,7 @@ def compress(
         pixel_crc=container.pixel_crc(image_list),
         names=list(names) if names is not None else None,
         tile=tile,
+        anchor_step=settings.anchor_step,
     )
     return container.pack(header, result.words)
 
@@ -170,7 +177,7 @@ def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes:
     coder = LossyCoder(net, step, group=info.coding_group)
     result = coder.encode(batches, progress=progress)
     header = Header(
-        model_name=info.name,
+        model_name="" if len(shapes) == 1 else info.name,  # as in compress()
         weights_hash=info.weights_hash,
         latent_precision=8,
         shapes=shapes,
@@ -214,7 +221,8 @@ def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray
         decoded = LossyCoder(net, header.lossy_step, group=info.coding_group).decode(
             words, header.groups, group_shapes, progress=progress)
     else:
-        coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision))
+        coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision,
+                                                 anchor_step=header.anchor_step))
         decoded = coder.decode(words, header.untouched_initial_words, header.initial_words, header.groups,
                                group_shapes, progress=progress)
     images = _assemble(decoded, header.shapes, header.tile)
@@ -257,9 +265,9 @@ def inspect(data: bytes) -> FileInfo:
     """Parse (and checksum) a .bbc file without decoding it."""
     header, words = container.unpack(data)
     dims = sum(s.dims for s in header.shapes)
-    payload = 4 * len(words)
+    payload = len(container.payload_bytes(words))
     return FileInfo(
-        model=header.model_name,
+        model=header.model_name or zoo.name_for_hash(header.weights_hash),
         n_images=header.n_images,
         shapes=[(s.height, s.width, s.channels) for s in header.shapes],
         total_bytes=len(data),

@@ -21,7 +21,8 @@ FORMAT_VERSION = 1
 FLAG_NAMES = 1
 FLAG_LOSSY = 2
 FLAG_TILED = 4
-KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY | FLAG_TILED
+FLAG_ANCHORED = 8
+KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED
 
 MAX_IMAGES = 10_000_000
 MAX_SIDE = 1 << 16
@@ -55,7 +56,7 @@ class ImageShape:
 class Header:
     """Everything a decoder needs besides the words, in the order it is written."""
 
-    model_name: str
+    model_name: str  # "" when the weights hash alone names the model (one-image files)
     weights_hash: bytes  # first 4 bytes of the weights file's sha256
     latent_precision: int
     shapes: list[ImageShape]
@@ -67,6 +68,7 @@ class Header:
     lossy: bool = False
     lossy_step: float | None = None  # latent quantisation step of a lossy file
     tile: int | None = None  # images larger than tile x tile are coded as tiles (bbcodec.tiling)
+    anchor_step: float | None = None  # the first image's latents are sent outright (bbcodec.bitsback)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -207,6 +209,29 @@ def check_packable(shapes: list[ImageShape], names: list[str] | None, tile: int 
             raise ValueError("image names cannot contain NUL")
 
 
+def payload_bytes(words: np.ndarray) -> bytes:
+    """The words, little-endian, without the high zero bytes of the last (top) word.
+
+    The top word is the ANS head's upper half: never 0, often small. Dropping its
+    leading zero bytes saves 1.5 bytes per file on average, which matters only for
+    one-image files, and the reader restores them by padding with zeros.
+    """
+    raw = np.asarray(words, dtype="<u4").tobytes()
+    if raw and int(words[-1]) == 0:
+        raise ValueError("the top ANS word must be nonzero")
+    end = len(raw)
+    while end % 4 != 1 and end > 0 and raw[end - 1] == 0:
+        end -= 1
+    return raw[:end]
+
+
+def _put_step(out: bytearray, step: float | None) -> None:
+    units = round((step or 0.0) / LOSSY_STEP_UNIT)
+    if not MIN_LOSSY_STEP_UNITS <= units <= MAX_LOSSY_STEP_UNITS or units * LOSSY_STEP_UNIT != step:
+        raise ValueError("a quantisation step must be a multiple of 1/256 in [1/64, 16]")
+    _put_varint(out, units)
+
+
 def pack(header: Header, words: np.ndarray) -> bytes:
     check_packable(header.shapes, header.names, header.tile)
     if not 2 <= header.latent_precision <= MAX_LATENT_PRECISION:
@@ -214,11 +239,13 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     out = bytearray(MAGIC)
     out.append(FORMAT_VERSION)
     flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
-             | (FLAG_TILED if header.tile else 0))
+             | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0))
+    if header.lossy and header.anchor_step is not None:
+        raise ValueError("a lossy file has no bits-back chain to anchor")
     out.append(flags)
     name = header.model_name.encode("ascii")
-    if not 0 < len(name) < 256:
-        raise ValueError("model name must be 1..255 ASCII bytes")
+    if not len(name) < 256:
+        raise ValueError("model name must be 0..255 ASCII bytes")
     out.append(len(name))
     out += name
     if len(header.weights_hash) != 4:
@@ -239,10 +266,9 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     _put_varint(out, header.untouched_initial_words)
     out += header.pixel_crc.to_bytes(4, "little")
     if header.lossy:
-        units = round((header.lossy_step or 0.0) / LOSSY_STEP_UNIT)
-        if not MIN_LOSSY_STEP_UNITS <= units <= MAX_LOSSY_STEP_UNITS:
-            raise ValueError("a lossy file needs a quantisation step in [1/64, 16]")
-        _put_varint(out, units)
+        _put_step(out, header.lossy_step)
+    if header.anchor_step is not None:
+        _put_step(out, header.anchor_step)
     if header.tile:
         _put_varint(out, header.tile)
     if header.names is not None:
@@ -252,7 +278,7 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         out.append(method)
         _put_varint(out, len(block))
         out += block
-    out += np.asarray(words, dtype="<u4").tobytes()
+    out += payload_bytes(words)
     out += zlib.crc32(out).to_bytes(4, "little")
     return bytes(out)
 
@@ -278,8 +304,6 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     if flags & ~KNOWN_FLAGS:
         raise FormatError(f"unknown flags {flags:#x}")
     name_len = r.byte()
-    if name_len == 0:
-        raise FormatError("empty model name")
     try:
         model_name = r.take(name_len).decode("ascii")
     except UnicodeDecodeError as exc:
@@ -315,12 +339,10 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     initial = r.varint(MAX_INITIAL_WORDS, "initial words")
     untouched = r.varint(initial, "untouched initial words")
     crc = int.from_bytes(r.take(4), "little")
-    lossy_step = None
-    if flags & FLAG_LOSSY:
-        units = r.varint(MAX_LOSSY_STEP_UNITS, "lossy step")
-        if units < MIN_LOSSY_STEP_UNITS:
-            raise FormatError(f"lossy step {units} units is below the minimum {MIN_LOSSY_STEP_UNITS}")
-        lossy_step = units * LOSSY_STEP_UNIT
+    if flags & FLAG_LOSSY and flags & FLAG_ANCHORED:
+        raise FormatError("a lossy file declares an anchored bits-back chain")
+    lossy_step = _read_step(r, "lossy step") if flags & FLAG_LOSSY else None
+    anchor_step = _read_step(r, "anchor step") if flags & FLAG_ANCHORED else None
     tile = None
     if flags & FLAG_TILED:
         tile = r.varint(MAX_TILE, "tile side")
@@ -335,14 +357,21 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         raise FormatError("groups do not cover the declared images")
     groups = [size for size, count in group_runs for _ in range(count)]
     names = _read_names(r, len(shapes)) if flags & FLAG_NAMES else None
-    rest = len(body) - r.pos
-    if rest % 4:
-        raise FormatError("payload is not a whole number of 32-bit words")
-    words = np.frombuffer(body, dtype="<u4", offset=r.pos).astype(np.uint32)
+    payload = body[r.pos :] + bytes(-(len(body) - r.pos) % 4)
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    if len(words) and words[-1] == 0:
+        raise FormatError("the coded data is malformed (its top word is zero)")
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
-                    lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile)
+                    lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile, anchor_step=anchor_step)
     _check_groups_uniform(unit_shape_runs(header), groups)
     return header, words
+
+
+def _read_step(r: _Reader, what: str) -> float:
+    units = r.varint(MAX_LOSSY_STEP_UNITS, what)
+    if units < MIN_LOSSY_STEP_UNITS:
+        raise FormatError(f"{what} {units} units is below the minimum {MIN_LOSSY_STEP_UNITS}")
+    return units * LOSSY_STEP_UNIT
 
 
 def _read_names(r: _Reader, count: int) -> list[str]:

@@ -1,11 +1,8 @@
 """Lossy mode: transmit only the latent code; rebuild the image from p(x | z).
 
 Bits-back needs ``x`` at the receiver to return the posterior's bits, so a file
-that sends only ``z`` pays for ``z`` outright. Each latent dimension is quantised
-in the units of its *conditional prior*: ``ε = (μ_q − μ_p) / σ_p`` is rounded to a
-multiple of ``step``, and the integer is coded under a standard normal discretised
-on the same grid. The decoder walks the prior top-down with the same quantised
-values, so both sides see identical priors (the latents are the only data).
+that sends only ``z`` pays for ``z`` outright. The latents are quantised
+in the units of their conditional prior and coded outright (:mod:`bbcodec.quantised`).
 
 Reconstruction is a *seeded draw* from p(x | z), pixel by pixel in raster order and
 fed back for an autoregressive decoder (group ``g`` of a file uses the PCG64 stream
@@ -22,7 +19,6 @@ differently raises instead of showing a different picture.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,40 +26,16 @@ import numpy as np
 import torch
 
 from bbcodec import codecs
-from bbcodec.ans import Stack, models
+from bbcodec.ans import Stack
 from bbcodec.bitsback import coding_threads
-from bbcodec.container import LOSSY_STEP_UNIT, MAX_LOSSY_STEP_UNITS, MIN_LOSSY_STEP_UNITS
 from bbcodec.contract import Autoregressive, GaussianLatent, LatentModel, ObservationModel
 from bbcodec.errors import DecodeMismatchError
+from bbcodec.quantised import pop_layer, push_symbols, quantise_posterior, quantised_walk, snap_step
 
-TAIL = 8.0  # prior standard deviations covered before clipping
-STEP_UNIT = LOSSY_STEP_UNIT  # the header stores step / STEP_UNIT as an integer
-MIN_STEP, MAX_STEP = MIN_LOSSY_STEP_UNITS * STEP_UNIT, MAX_LOSSY_STEP_UNITS * STEP_UNIT
 DEFAULT_STEP = 1.0
 DEFAULT_GROUP = 512
 RECONSTRUCTION_SHARPNESS = 1.0
 RECONSTRUCTION_SEED = 0x6262636F  # group g is drawn with seed RECONSTRUCTION_SEED + g
-
-
-def snap_step(step: float) -> float:
-    """The step as the header stores it (a multiple of :data:`STEP_UNIT`)."""
-    if not MIN_STEP <= step <= MAX_STEP:
-        raise ValueError(f"the lossy step must lie in [{MIN_STEP}, {MAX_STEP}], got {step}")
-    return round(step / STEP_UNIT) * STEP_UNIT
-
-
-def symbol_range(step: float) -> int:
-    """Quantised values run over ``[-m, m]``."""
-    return math.ceil(TAIL / step)
-
-
-def quantiser_model(step: float) -> object:
-    """A standard normal discretised on the grid ``step · q`` (tails in the end bins)."""
-    m = symbol_range(step)
-    edges = (torch.arange(-m, m, dtype=torch.float64) + 0.5) * step
-    cdf = torch.special.ndtr(edges)
-    masses = torch.cat([cdf[:1], cdf[1:] - cdf[:-1], 1.0 - cdf[-1:]])
-    return models.Categorical(masses.clamp(min=1e-12).numpy(), perfect=False)
 
 
 @dataclass
@@ -109,20 +81,11 @@ class LossyCoder:
         self.sharpness = sharpness
         self.step = snap_step(step)
         self.group = group
-        self.limit = symbol_range(self.step)
 
-    def _walk(self, x: torch.Tensor | None, shape: tuple[int, int, int, int],
-              choose: Callable[[GaussianLatent], np.ndarray], group: int) -> np.ndarray:
-        """Walk the prior with quantised values; returns the reconstruction."""
-        steps = self.model.latent_steps(x, shape)
-        layer = next(steps)
-        while True:
-            q = choose(layer)
-            value = layer.prior_mean + layer.prior_std * torch.from_numpy(q).view(layer.prior_mean.shape).float() * self.step
-            try:
-                layer = steps.send(value)
-            except StopIteration as stop:
-                return reconstruct(stop.value, RECONSTRUCTION_SEED + group, self.sharpness)
+    def _reconstruct(self, x: torch.Tensor | None, shape: tuple[int, int, int, int],
+                     choose: Callable[[GaussianLatent], np.ndarray], group: int) -> np.ndarray:
+        obs = quantised_walk(self.model, x, shape, self.step, choose)
+        return reconstruct(obs, RECONSTRUCTION_SEED + group, self.sharpness)
 
     @torch.no_grad()
     @coding_threads()
@@ -130,24 +93,16 @@ class LossyCoder:
         symbols: list[np.ndarray] = []
 
         def quantise(layer: GaussianLatent) -> np.ndarray:
-            assert layer.post_mean is not None
-            eps = (layer.post_mean - layer.prior_mean) / layer.prior_std
-            q = torch.clamp(torch.round(eps / self.step), -self.limit, self.limit).to(torch.int64).numpy().ravel()
-            symbols.append(q)
-            return q
+            symbols.append(quantise_posterior(layer, self.step))
+            return symbols[-1]
 
-        recon = self._walk(torch.from_numpy(np.ascontiguousarray(x)), tuple(x.shape), quantise, group)
+        recon = self._reconstruct(torch.from_numpy(np.ascontiguousarray(x)), tuple(x.shape), quantise, group)
         return symbols, recon
 
     @torch.no_grad()
     @coding_threads()
     def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], group: int = 0) -> np.ndarray:
-        model = quantiser_model(self.step)
-
-        def pop(layer: GaussianLatent) -> np.ndarray:
-            return stack.pop(model, count=layer.prior_mean.numel()).astype(np.int64) - self.limit
-
-        return self._walk(None, shape, pop, group)
+        return self._reconstruct(None, shape, lambda layer: pop_layer(stack, layer, self.step), group)
 
     def encode(self, batches: list[np.ndarray], progress: Callable[[int], None] | None = None) -> LossyResult:
         groups, recons, all_symbols = [], [], []
@@ -161,7 +116,7 @@ class LossyCoder:
                 if progress:
                     progress(len(chunk))
         stack = Stack()
-        stack.push(np.concatenate(all_symbols) + self.limit, quantiser_model(self.step))
+        push_symbols(stack, all_symbols, self.step)
         return LossyResult(stack.words(), groups, recons, stack.num_bits())
 
     def decode(self, words: np.ndarray, groups: list[int], shapes: list[tuple[int, int, int]],

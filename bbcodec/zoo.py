@@ -115,8 +115,26 @@ def load_model(name: str = DEFAULT_MODEL) -> tuple[torch.nn.Module, ModelInfo]:
     return _load(info.path, info.sha256), info
 
 
+def name_for_hash(weights_hash: bytes) -> str:
+    """The installed model with these weights, or the hash itself when none is."""
+    for info in list_models():
+        if info.weights_hash == weights_hash:
+            return info.name
+    return f"sha256:{weights_hash.hex()}…"
+
+
 def model_for_file(name: str, weights_hash: bytes) -> tuple[torch.nn.Module, ModelInfo]:
-    """The model a file was written with, refusing other weights under the same name."""
+    """The model a file was written with, refusing other weights under the same name.
+
+    An empty ``name`` (one-image files) means the weights hash alone names the model.
+    """
+    if not name:
+        name = name_for_hash(weights_hash)
+        if name.startswith("sha256:"):
+            known = ", ".join(m.name for m in list_models()) or "none"
+            raise ModelMismatchError(
+                f"this file was written with model weights {name} that no installed model has "
+                f"(installed: {known}); install the bbcodec version that wrote it")
     try:
         model, info = load_model(name)
     except ModelMismatchError as exc:

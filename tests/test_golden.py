@@ -26,11 +26,28 @@ def test_golden_file_decodes_exactly(golden_zoo):
     assert bbcodec.inspect((GOLDEN / "digits.bbc").read_bytes()).names == ["a.png", "b.png", "c.png"]
 
 
+@pytest.mark.parametrize("name", ["digits_anchored.bbc", "one_digit.bbc"])
+def test_current_golden_files_decode_exactly(golden_zoo, name):
+    images = bbcodec.decompress((GOLDEN / name).read_bytes())
+    expected = np.load(GOLDEN / "digits.npy")[: len(images)]
+    assert len(images) == (3 if name.startswith("digits") else 1)
+    for got, want in zip(images, expected):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_encoder_reproduces_golden_bytes(golden_zoo):
     """Encoding is deterministic: the same images give the same bytes (this platform)."""
     images = list(np.load(GOLDEN / "digits.npy"))
     data = bbcodec.compress(images, model="tiny", names=["a.png", "b.png", "c.png"])
-    assert data == (GOLDEN / "digits.bbc").read_bytes()
+    assert data == (GOLDEN / "digits_anchored.bbc").read_bytes()
+    assert bbcodec.compress(images[:1], model="tiny") == (GOLDEN / "one_digit.bbc").read_bytes()
+
+
+def test_one_image_header_names_the_model_by_hash_alone(golden_zoo):
+    data = (GOLDEN / "one_digit.bbc").read_bytes()
+    assert data[:4] == b"BBC\x01" and data[5] == 0  # model name length 0
+    info = bbcodec.inspect(data)
+    assert info.model == "tiny" and info.initial_bits == 0 and info.header_bytes <= 32
 
 
 def test_golden_header_layout():

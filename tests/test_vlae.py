@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 import bbcodec
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
-from bbcodec.lossy import LossyCoder, quantiser_model, symbol_range
+from bbcodec.lossy import LossyCoder
 from bbcodec.nn.likelihoods import observation_log_prob
 from bbcodec.nn.objective import LN2, elbo_terms
+from bbcodec.quantised import quantiser_model, symbol_range
 from tests.conftest import TINY_VLAE_CONFIG, make_tiny, observation_at_means, random_digits
 
 BINARY_CONFIG = dataclasses.replace(TINY_VLAE_CONFIG, likelihood="bernoulli")
@@ -66,10 +67,10 @@ def test_stepwise_parameters_match_the_parallel_pass():
         parallel = obs.log_prob(x)
         obs.reset()
         for t in range(obs.num_steps):
-            i, j = obs.position(t)
+            _, _, i, j = obs.step_index(t)
             step = observation_log_prob(obs.step_distribution(t), x[:, :, i : i + 1, j : j + 1])
             torch.testing.assert_close(step.flatten(), parallel[:, 0, i, j], atol=1e-4, rtol=1e-4)
-            obs.write(t, x[:, :, i, j])
+            obs.write(t, x[obs.step_index(t)])
 
 
 def test_the_decoder_never_reads_a_pixel_before_it_is_decoded():

@@ -5,7 +5,8 @@ Top-down: from a learned constant at the coarsest stage, each latent layer reads
 its conditional prior from the deterministic top-down state (so every z_i depends
 on all layers above it, BIVA's skip path), its posterior from that state joined
 with the bottom-up features, and writes its sample back into the state. The last
-state becomes a discretised logistic mixture over pixels.
+state becomes a discretised logistic mixture over pixels, either directly
+(factorised) or through a local PixelCNN (:mod:`bbcodec.nn.local_pixelcnn`).
 
 The posterior is parameterised *relative* to the prior (NVAE): it starts equal to
 it, which keeps the KL small and stable early in training, and its std is a bounded
@@ -21,9 +22,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bbcodec.contract import GaussianLatent, LatentSteps, LogisticMixture
+from bbcodec.contract import GaussianLatent, LatentSteps, LogisticMixture, ObservationModel
 from bbcodec.nn.layers import ResBlock, bounded_softplus, conv, fp32
 from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, CoupledLogistics, pixels_to_unit
+from bbcodec.nn.local_pixelcnn import LocalPixelNet, LocalPixelSteps
 from bbcodec.nn.objective import elbo_terms
 
 
@@ -51,6 +53,12 @@ class HVAEConfig:
     channel_coupling: bool = False  # RGB: PixelCNN++ mixture, channels coded R, G | R, B | R, G
     prior_std_floor: float = 0.03
     posterior_ratio_floor: float = 0.02
+    # A local PixelCNN on top of the last top-down state (0 = factorised pixels): the
+    # latents carry structure, a small causal window carries texture (PixelVAE/VLAE).
+    window_rows: int = 0
+    window_cols: int = 0
+    local_hidden: int = 64
+    local_blocks: int = 1
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,6 +73,15 @@ class HVAEConfig:
     def downsampling(self) -> int:
         """Image sides must be a multiple of this (the coder pads to it)."""
         return 2 ** (self.stages - 1)
+
+    @property
+    def autoregressive(self) -> bool:
+        return self.window_rows > 0
+
+    @property
+    def params_per_position(self) -> int:
+        k = self.mixture_components
+        return 10 * k if self.channel_coupling else 3 * k * self.image_channels
 
 
 class LatentBlock(nn.Module):
@@ -111,8 +128,12 @@ class HVAE(nn.Module):
         self.latent_blocks = nn.ModuleList(LatentBlock(w, spec.channels, cfg) for spec in cfg.latents)
         self.td_blocks = nn.ModuleList(self._stage_blocks(s) for s in range(cfg.stages))
         self.ups = nn.ModuleList(conv(w, w) for _ in range(cfg.stages - 1))
-        k = cfg.mixture_components
-        self.out = conv(w, 10 * k if cfg.channel_coupling else 3 * k * cfg.image_channels)
+        if cfg.autoregressive:
+            self.out = conv(w, cfg.local_hidden, 1)  # the conditioning map of the local decoder
+            self.local = LocalPixelNet(cfg.image_channels, cfg.local_hidden, cfg.local_blocks,
+                                       cfg.params_per_position, cfg.window_rows, cfg.window_cols)
+        else:
+            self.out = conv(w, cfg.params_per_position)
         self._check_config()
 
     def _stage_blocks(self, stage: int) -> nn.Sequential:
@@ -167,17 +188,20 @@ class HVAE(nn.Module):
                 h = self.ups[stage - 1](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self._observation(h, n, c, height, width)
 
-    def _observation(self, h: torch.Tensor, n: int, c: int, height: int, width: int) -> LogisticMixture | CoupledLogistics:
-        k = self.cfg.mixture_components
-        if self.cfg.channel_coupling:
-            with fp32():
-                params = self.out(F.silu(h.float())).view(n, k, 10, height, width)
-            return CoupledLogistics(params[:, :, 0], params[:, :, 1:4], params[:, :, 4:7].clamp(min=LOG_SCALE_FLOOR),
-                                    params[:, :, 7:10])
+    def _observation(self, h: torch.Tensor, n: int, c: int, height: int, width: int) -> ObservationModel:
         with fp32():
-            params = self.out(F.silu(h.float())).view(n, 3, k, c, height, width)
-        return LogisticMixture(
-            logits=params[:, 0],
-            means=params[:, 1],
-            log_scales=params[:, 2].clamp(min=LOG_SCALE_FLOOR),
-        )
+            out = self.out(F.silu(h.float()))
+        if self.cfg.autoregressive:
+            return LocalPixelSteps(self.local, out, (n, c, height, width),
+                                   lambda params: self._distribution(params.permute(0, 3, 1, 2)),
+                                   pixels_to_unit, coupled=self.cfg.channel_coupling)
+        return self._distribution(out)
+
+    def _distribution(self, params: torch.Tensor) -> LogisticMixture | CoupledLogistics:
+        """Distribution of every pixel from parameters (N, P, H, W)."""
+        k, c = self.cfg.mixture_components, self.cfg.image_channels
+        if self.cfg.channel_coupling:
+            p = params.unflatten(1, (k, 10))
+            return CoupledLogistics(p[:, :, 0], p[:, :, 1:4], p[:, :, 4:7].clamp(min=LOG_SCALE_FLOOR), p[:, :, 7:10])
+        p = params.unflatten(1, (3, k, c))
+        return LogisticMixture(logits=p[:, 0], means=p[:, 1], log_scales=p[:, 2].clamp(min=LOG_SCALE_FLOOR))

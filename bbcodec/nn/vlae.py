@@ -4,12 +4,13 @@ a *local* PixelCNN decoder, in one file.
 Why this shape:
 
 * **Local decoder.** Each pixel's distribution sees only a small causal window of
-  already-coded pixels (3 rows above and 3 pixels to the left, ±3 columns): one
-  type-A masked 4×7 convolution followed by per-pixel residual layers. Texture is
+  already-coded pixels (by default 3 rows above and 3 pixels to the left, ±3
+  columns): one type-A masked 4×7 convolution followed by per-pixel residual layers
+  (:mod:`bbcodec.nn.local_pixelcnn`). Texture is
   cheap to model locally, global structure is not, so the latent is forced to carry
   the global shape, which is what makes a lossy mode that sends only the latent
   meaningful. The bounded window is also what makes decoding fast: a decoding
-  step reads a 4×7 slice of the canvas, never a whole image.
+  step reads one window slice of the canvas, never a whole image.
 * **Global latent with an autoregressive-flow prior.** ``z`` is a vector of
   ``latent_dims`` numbers. The prior is one MADE-parameterised autoregressive flow,
   which for a single layer is exactly ``p(z) = Π_i N(z_i; μ_i(z_<i), σ_i(z_<i))``.
@@ -33,11 +34,9 @@ from torch.nn import functional as F
 
 from bbcodec.contract import Bernoulli, GaussianLatent, LatentSteps, LogisticMixture, PixelDistribution
 from bbcodec.nn.layers import ResBlock, bounded_softplus, conv
-from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, observation_log_prob, pixels_to_unit
+from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, pixels_to_unit
+from bbcodec.nn.local_pixelcnn import LocalPixelNet, LocalPixelSteps
 from bbcodec.nn.objective import elbo_terms
-
-WINDOW_ROWS, WINDOW_COLS = 4, 7  # causal window: 3 rows above, the current row, ±3 columns
-PAD_TOP, PAD_SIDE = WINDOW_ROWS - 1, WINDOW_COLS // 2
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,8 @@ class VLAEConfig:
     mixture_components: int = 5
     prior_std_floor: float = 0.05
     posterior_std_floor: float = 0.01
+    window_rows: int = 4  # causal window: 3 rows above and the current row,
+    window_cols: int = 7  # ±3 columns (a smaller window pushes more into the latent)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,36 +110,6 @@ class MADEPrior(nn.Module):
         return mean, bounded_softplus(raw, self.std_floor)
 
 
-class PixelHead(nn.Module):
-    """Per-pixel residual MLP from local features to distribution parameters.
-
-    Works on the last dimension, so the training pass (all pixels at once) and a
-    decoding step (one pixel of every image) run the same layers.
-    """
-
-    def __init__(self, hidden: int, blocks: int, n_params: int) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                                  nn.Linear(hidden, hidden)) for _ in range(blocks))
-        for block in self.blocks:
-            nn.init.zeros_(block[-1].weight)
-            nn.init.zeros_(block[-1].bias)
-        self.out = nn.Linear(hidden, n_params)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            h = h + block(h)
-        return self.out(F.silu(h))
-
-
-def causal_mask(channels: int) -> torch.Tensor:
-    """Type-A mask of the 4×7 window: rows above, and pixels left of the current one."""
-    mask = torch.zeros(WINDOW_ROWS, WINDOW_COLS)
-    mask[: WINDOW_ROWS - 1, :] = 1.0
-    mask[WINDOW_ROWS - 1, :PAD_SIDE] = 1.0
-    return mask.expand(channels, -1, -1)
-
-
 class VLAE(nn.Module):
     """VAE with a local PixelCNN decoder; implements :class:`bbcodec.contract.LatentModel`."""
 
@@ -165,9 +136,9 @@ class VLAE(nn.Module):
         self.cond_mid = nn.Sequential(conv(w, w), ResBlock(w))
         self.cond_high = conv(w, cfg.hidden, 1)  # full resolution is where a CPU pays: 1x1 only
         # p(x | z), local part: masked convolution over [value, inside-image flag].
-        self.window = nn.Conv2d(2, cfg.hidden, (WINDOW_ROWS, WINDOW_COLS))
-        self.register_buffer("window_mask", causal_mask(2).clone())
-        self.head = PixelHead(cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel)
+        self.local = LocalPixelNet(1, cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel,
+                                   cfg.window_rows, cfg.window_cols)
+        self._register_load_state_dict_pre_hook(_rename_pre_split_keys)
 
     # --- pieces ---------------------------------------------------------------------
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,16 +156,6 @@ class VLAE(nn.Module):
         h = self.cond_low(self.from_latent(z).view(len(z), self.cfg.width, side, side))
         h = self.cond_mid(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.cond_high(F.silu(F.interpolate(h, scale_factor=2.0, mode="nearest")))
-
-    def masked_window_weight(self) -> torch.Tensor:
-        return self.window.weight * self.window_mask
-
-    def pixel_params(self, x_unit: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Parameters of every pixel at once (teacher forcing), shape (N, H, W, P)."""
-        inside = torch.ones_like(x_unit)
-        canvas = F.pad(torch.cat([x_unit, inside], dim=1), (PAD_SIDE, PAD_SIDE, PAD_TOP, 0))
-        local = F.conv2d(canvas, self.masked_window_weight(), self.window.bias)
-        return self.head((local + cond).permute(0, 2, 3, 1))
 
     def distribution(self, params: torch.Tensor) -> PixelDistribution:
         """Parameters (..., P) -> a pixel distribution with shapes (N, [K,] 1, H, W)."""
@@ -230,59 +191,11 @@ class VLAE(nn.Module):
             value = yield layer
             z = z.clone()
             z[:, i] = value.reshape(n).to(z.dtype)
-        return LocalPixelCNN(self, self.conditioning(z), shape)
+        return LocalPixelSteps(self.local, self.conditioning(z), shape, self.distribution, self.to_unit, coupled=False)
 
 
-class LocalPixelCNN:
-    """p(x | z) as an autoregressive observation model (see :class:`bbcodec.contract.Autoregressive`).
-
-    The canvas holds decoded values (0 where nothing is decoded yet, which the causal
-    mask never reads) plus the inside-image flag, padded like the training pass.
-    Encoder and decoder both compute every step through :meth:`step_distribution`
-    on identical canvases, so their parameters are bit-identical (DESIGN.md §4).
-    """
-
-    def __init__(self, model: VLAE, cond: torch.Tensor, shape: tuple[int, int, int, int]) -> None:
-        self.model, self.shape = model, shape
-        self.cond = cond
-        _, _, h, w = shape
-        self.num_steps = h * w
-        self._cond_steps: torch.Tensor | None = None
-        self._canvas: torch.Tensor | None = None
-        self._weight: torch.Tensor | None = None
-
-    # training and bounds: all pixels in parallel
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        params = self.model.pixel_params(self.model.to_unit(x), self.cond)
-        return observation_log_prob(self.model.distribution(params), x)
-
-    # coding: one raster position of every image per step
-    def reset(self) -> None:
-        n, _, h, w = self.shape
-        self._canvas = torch.zeros(n, 2, h + PAD_TOP, w + 2 * PAD_SIDE)
-        self._canvas[:, 1, PAD_TOP:, PAD_SIDE : PAD_SIDE + w] = 1.0
-        self._cond_steps = self.cond.float().permute(2, 3, 0, 1).reshape(h * w, n, -1).contiguous()
-        self._weight = self.model.masked_window_weight().reshape(self.model.cfg.hidden, -1).contiguous()
-
-    def position(self, t: int) -> tuple[int, int]:
-        return divmod(t, self.shape[3])
-
-    def step_index(self, t: int) -> tuple[slice, slice, int, int]:
-        """Step ``t`` codes pixel ``t`` (raster order) of every image."""
-        i, j = self.position(t)
-        return slice(None), slice(None), i, j
-
-    def step_distribution(self, t: int) -> PixelDistribution:
-        """The distribution of pixel ``t`` (raster order) of every image, shapes (N, [K,] 1, 1, 1)."""
-        assert self._canvas is not None and self._cond_steps is not None and self._weight is not None
-        i, j = self.position(t)
-        n = self.shape[0]
-        window = self._canvas[:, :, i : i + WINDOW_ROWS, j : j + WINDOW_COLS].reshape(n, -1)
-        h = F.linear(window, self._weight, self.model.window.bias) + self._cond_steps[t]
-        return self.model.distribution(self.model.head(h).view(n, 1, 1, -1))
-
-    def write(self, t: int, values: torch.Tensor) -> None:
-        """Place the coded values (N, 1) of pixel ``t`` on the canvas."""
-        assert self._canvas is not None
-        i, j = self.position(t)
-        self._canvas[:, 0, i + PAD_TOP, j + PAD_SIDE] = self.model.to_unit(values.reshape(-1))
+def _rename_pre_split_keys(state_dict: dict, prefix: str, *args, **kwargs) -> None:
+    """Weights written before the local decoder became a shared module (vlae-mnist
+    v1) name its tensors ``window.*`` and ``head.*``; they load unchanged."""
+    for key in [k for k in state_dict if k.startswith((prefix + "window", prefix + "head."))]:
+        state_dict[prefix + "local." + key[len(prefix):]] = state_dict.pop(key)

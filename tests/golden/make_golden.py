@@ -1,10 +1,13 @@
-"""Regenerate the golden .bbc file (only when the format changes on purpose).
+"""Regenerate the golden .bbc files of the *current* writer (only when the format
+changes on purpose).
 
     python tests/golden/make_golden.py
 
-Writes zoo/tiny/weights.safetensors (a tiny random model), digits.npy (three test
-images) and digits.bbc. test_golden.py pins decoding of digits.bbc forever and
-encoding to the same bytes on this platform.
+Writes, if missing, zoo/tiny/weights.safetensors (a tiny random model) and
+digits.npy (three test images); then digits_anchored.bbc (the three images, with
+names) and one_digit.bbc (the first image alone: no model name, anchored, top word
+trimmed). digits.bbc was written by the first writer (no anchor) and is never
+regenerated: test_golden.py pins that every file ever written keeps decoding.
 """
 
 from __future__ import annotations
@@ -23,16 +26,23 @@ from tests.conftest import TINY_CONFIG, make_tiny, random_digits, write_zoo_mode
 def main() -> None:
     import os
 
-    write_zoo_model(HERE / "zoo", "tiny", make_tiny(TINY_CONFIG, 0))
+    if not (HERE / "zoo" / "tiny" / "weights.safetensors").exists():
+        write_zoo_model(HERE / "zoo", "tiny", make_tiny(TINY_CONFIG, 0))
     os.environ["BBCODEC_MODELS_DIR"] = str(HERE / "zoo")
     import bbcodec
 
-    images = random_digits(3, seed=123)
-    images[2] = images[2][::-1]
-    np.save(HERE / "digits.npy", images)
-    data = bbcodec.compress(list(images), model="tiny", names=["a.png", "b.png", "c.png"])
-    (HERE / "digits.bbc").write_bytes(data)
-    print(f"digits.bbc: {len(data)} bytes")
+    if not (HERE / "digits.npy").exists():
+        images = random_digits(3, seed=123)
+        images[2] = images[2][::-1]
+        np.save(HERE / "digits.npy", images)
+    images = np.load(HERE / "digits.npy")
+    outputs = {
+        "digits_anchored.bbc": bbcodec.compress(list(images), model="tiny", names=["a.png", "b.png", "c.png"]),
+        "one_digit.bbc": bbcodec.compress([images[0]], model="tiny"),
+    }
+    for name, data in outputs.items():
+        (HERE / name).write_bytes(data)
+        print(f"{name}: {len(data)} bytes")
 
 
 if __name__ == "__main__":
