@@ -43,9 +43,10 @@ import torch
 
 from bbcodec import codecs
 from bbcodec.ans import Stack, StackUnderflowError
-from bbcodec.container import MAX_GROUP_IMAGES, MAX_GROUP_PIXELS, MAX_INITIAL_WORDS, MAX_LATENT_PRECISION
+from bbcodec.container import MAX_GROUP_IMAGES, MAX_GROUP_PIXELS, MAX_INITIAL_WORDS, MAX_LATENT_PRECISION, MAX_SAMPLES
 from bbcodec.contract import GaussianLatent, LatentModel, LogisticMixture
 from bbcodec.errors import DecodeMismatchError, FormatError
+from bbcodec.importance import ImportanceWeighted
 from bbcodec.quantised import (
     MAX_STEP,
     MIN_STEP,
@@ -84,6 +85,7 @@ class CoderSettings:
     latent_precision: int = 8  # 2^p prior-equal-mass bins per latent dimension
     max_group: int = 64  # images per network batch once the chain is warm
     anchor_step: float | None = None  # send the first image's latents outright (see above)
+    samples: int = 1  # K > 1: importance-weighted bits-back (bbcodec.importance), pays ~ -L_K
 
     def __post_init__(self) -> None:
         if self.anchor_step is not None and snap_step(self.anchor_step) != self.anchor_step:
@@ -92,6 +94,8 @@ class CoderSettings:
             raise ValueError(f"latent_precision must lie in [2, {MAX_LATENT_PRECISION}]")
         if not 1 <= self.max_group <= MAX_GROUP_IMAGES:
             raise ValueError(f"max_group must lie in [1, {MAX_GROUP_IMAGES}]")
+        if not 1 <= self.samples <= MAX_SAMPLES:
+            raise ValueError(f"samples must lie in [1, {MAX_SAMPLES}]")
 
 
 @dataclass
@@ -156,10 +160,15 @@ class BitsBackCoder:
             x = x.contiguous(memory_format=torch.channels_last)
         return walk_latents(self.model, x, shape, self.settings.latent_precision, choose, n_layers)
 
+    def _importance(self) -> ImportanceWeighted:
+        return ImportanceWeighted(self.model, self._walk, self.settings.latent_precision, self.settings.samples)
+
     @torch.no_grad()
     @coding_threads()
     def encode_group(self, stack: Stack, x: np.ndarray) -> int:
         """Code a batch ``x`` (N, C, H, W) uint8 onto ``stack``; returns bits popped."""
+        if self.settings.samples > 1:
+            return self._importance().encode(stack, x)
         p = self.settings.latent_precision
         xt = torch.from_numpy(np.ascontiguousarray(x))
         before = stack.num_bits()
@@ -175,6 +184,8 @@ class BitsBackCoder:
     @coding_threads()
     def decode_group(self, stack: Stack, shape: tuple[int, int, int, int]) -> np.ndarray:
         """Exact inverse of :meth:`encode_group`."""
+        if self.settings.samples > 1:
+            return self._importance().decode(stack, shape)
         p = self.settings.latent_precision
         _, indices, obs = self._walk(None, shape, lambda layer: codecs.prior_bins(layer, p).pop(stack))
         x = codecs.pixels(obs).pop(stack)

@@ -268,7 +268,7 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
 
 
 @lru_cache(maxsize=8)
-def _standard_quantiles(precision: int) -> tuple[torch.Tensor, torch.Tensor]:
+def standard_quantiles(precision: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Standard-normal quantiles at the 2^p − 1 interior bin edges and the 2^p centres."""
     n = 2**precision
     edges = torch.special.ndtri(torch.arange(1, n, dtype=torch.float64) / n).float()
@@ -279,7 +279,7 @@ def _standard_quantiles(precision: int) -> tuple[torch.Tensor, torch.Tensor]:
 def latent_values(layer: GaussianLatent, indices: np.ndarray, precision: int) -> torch.Tensor:
     """The value fed to the network for bin ``indices``: the bin-centre quantile of the
     prior (dynamic bins) or of N(0, 1) (static bins)."""
-    _, centres = _standard_quantiles(precision)
+    _, centres = standard_quantiles(precision)
     idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(layer.prior_mean.shape)
     if layer.static_bins:
         return centres[idx].to(layer.prior_mean.dtype)
@@ -290,7 +290,7 @@ def gaussian_on_bins(mean: torch.Tensor, std: torch.Tensor, precision: int,
                      bin_mean: torch.Tensor | None = None, bin_std: torch.Tensor | None = None) -> Codec:
     """N(mean, std) per dimension, coded on the 2^p bins of equal mass under
     N(bin_mean, bin_std), or under N(0, 1) when no bin distribution is given."""
-    edges, _ = _standard_quantiles(precision)
+    edges, _ = standard_quantiles(precision)
     mean, std = mean.reshape(-1, 1).float(), std.reshape(-1, 1).float()
     if bin_mean is not None and bin_std is not None:
         bin_mean, bin_std = bin_mean.reshape(-1, 1).float(), bin_std.reshape(-1, 1).float()

@@ -22,7 +22,8 @@ FLAG_NAMES = 1
 FLAG_LOSSY = 2
 FLAG_TILED = 4
 FLAG_ANCHORED = 8
-KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED
+FLAG_IMPORTANCE = 16
+KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED | FLAG_IMPORTANCE
 
 MAX_IMAGES = 10_000_000
 MAX_SIDE = 1 << 16
@@ -33,6 +34,7 @@ MAX_INITIAL_WORDS = 1 << 24
 MAX_GROUP_PIXELS = 1 << 22  # one network batch: bounds the decoder's memory (~1 GB of activations)
 MAX_GROUP_IMAGES = 4096
 MAX_LATENT_PRECISION = 12
+MAX_SAMPLES = 256  # importance samples per image (each costs one more network pass)
 MIN_TILE, MAX_TILE = 32, 1024  # a unit of MAX_TILE^2 x MAX_CHANNELS samples fits one batch
 MAX_UNITS = 1 << 22  # coding units (images or tiles) per file
 LOSSY_STEP_UNIT = 1.0 / 256.0  # lossy files store their quantisation step in these units
@@ -69,6 +71,7 @@ class Header:
     lossy_step: float | None = None  # latent quantisation step of a lossy file
     tile: int | None = None  # images larger than tile x tile are coded as tiles (bbcodec.tiling)
     anchor_step: float | None = None  # the first image's latents are sent outright (bbcodec.bitsback)
+    samples: int = 1  # importance samples per image (bbcodec.importance); 1 = plain bits-back
     extra: dict = field(default_factory=dict)
 
     @property
@@ -239,7 +242,10 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     out = bytearray(MAGIC)
     out.append(FORMAT_VERSION)
     flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
-             | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0))
+             | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0)
+             | (FLAG_IMPORTANCE if header.samples > 1 else 0))
+    if not 1 <= header.samples <= MAX_SAMPLES or (header.lossy and header.samples > 1):
+        raise ValueError(f"samples must lie in [1, {MAX_SAMPLES}] (1 for a lossy file)")
     if header.lossy and header.anchor_step is not None:
         raise ValueError("a lossy file has no bits-back chain to anchor")
     out.append(flags)
@@ -269,6 +275,8 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         _put_step(out, header.lossy_step)
     if header.anchor_step is not None:
         _put_step(out, header.anchor_step)
+    if header.samples > 1:
+        _put_varint(out, header.samples)
     if header.tile:
         _put_varint(out, header.tile)
     if header.names is not None:
@@ -343,6 +351,13 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         raise FormatError("a lossy file declares an anchored bits-back chain")
     lossy_step = _read_step(r, "lossy step") if flags & FLAG_LOSSY else None
     anchor_step = _read_step(r, "anchor step") if flags & FLAG_ANCHORED else None
+    samples = 1
+    if flags & FLAG_IMPORTANCE:
+        if flags & FLAG_LOSSY:
+            raise FormatError("a lossy file declares importance samples")
+        samples = r.varint(MAX_SAMPLES, "importance samples")
+        if samples < 2:
+            raise FormatError("the importance flag needs at least 2 samples")
     tile = None
     if flags & FLAG_TILED:
         tile = r.varint(MAX_TILE, "tile side")
@@ -362,7 +377,8 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     if len(words) and words[-1] == 0:
         raise FormatError("the coded data is malformed (its top word is zero)")
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
-                    lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile, anchor_step=anchor_step)
+                    lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile, anchor_step=anchor_step,
+                    samples=samples)
     _check_groups_uniform(unit_shape_runs(header), groups)
     return header, words
 

@@ -1,0 +1,69 @@
+"""Anchored chains: the first image sends its latents quantised and borrows nothing,
+later images borrow from it (any model of the contract, any partition)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bbcodec
+from bbcodec.ans import Stack
+from bbcodec.bitsback import ANCHOR_STEPS, BitsBackCoder, CoderSettings
+from tests.conftest import TINY_CONFIG, TINY_VLAE_CONFIG, make_tiny, random_digits
+
+MODELS = {"hvae": (TINY_CONFIG, 28), "vlae": (TINY_VLAE_CONFIG, 12)}
+
+
+def _round_trip(coder: BitsBackCoder, x: np.ndarray):
+    result = coder.encode([x])
+    decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
+                           iter([x.shape[1:]] * len(result.groups)))
+    return result, np.concatenate(decoded)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from(sorted(MODELS)), st.integers(1, 9), st.integers(1, 5), st.sampled_from(ANCHOR_STEPS),
+       st.integers(0, 99))
+def test_anchored_chains_are_lossless(name, n, max_group, step, seed):
+    config, size = MODELS[name]
+    x = random_digits(n, seed, size)[:, None]
+    coder = BitsBackCoder(make_tiny(config, seed % 2), CoderSettings(max_group=max_group, anchor_step=step))
+    result, decoded = _round_trip(coder, x)
+    np.testing.assert_array_equal(decoded, x)
+    assert result.groups[0] == 1
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_one_image_anchored_file_borrows_nothing_and_beats_initial_bits(name):
+    config, size = MODELS[name]
+    model = make_tiny(config, 0)
+    x = random_digits(1, 7, size)[:, None]
+    plain, _ = _round_trip(BitsBackCoder(model, CoderSettings()), x)
+    anchored, decoded = _round_trip(BitsBackCoder(model, CoderSettings(anchor_step=1.0)), x)
+    np.testing.assert_array_equal(decoded, x)
+    assert anchored.initial_words == 0 and anchored.initial_bits_used == 0
+    assert len(anchored.words) < len(plain.words)
+
+
+def test_the_cheapest_step_is_the_cheapest():
+    model = make_tiny(TINY_VLAE_CONFIG, 1)
+    x = random_digits(1, 3, 12)[:, None]
+    coder = BitsBackCoder(model, CoderSettings())
+    costs = {}
+    for step in ANCHOR_STEPS:
+        stack = Stack()
+        BitsBackCoder(model, CoderSettings(anchor_step=step)).encode_anchor(stack, x)
+        costs[step] = stack.num_valid_bits()
+    assert costs[coder.cheapest_anchor_step(x)] == min(costs.values())
+
+
+def test_api_anchors_by_default_and_decodes(zoo_env):
+    images = [img for img in random_digits(5, 11)]
+    data = bbcodec.compress(images, model="tiny")
+    info = bbcodec.inspect(data)
+    assert info.initial_bits <= 32 * 256  # borrowed bits only if the second image needed more than the anchor
+    assert all(np.array_equal(a, b) for a, b in zip(bbcodec.decompress(data), images))
+    single = bbcodec.compress(images[:1], model="tiny")
+    assert bbcodec.inspect(single).initial_bits == 0
