@@ -39,13 +39,24 @@ def symbol_range(step: float) -> int:
     return math.ceil(TAIL / step)
 
 
-def quantiser_model(step: float) -> object:
-    """A standard normal discretised on the grid ``step · q`` (tails in the end bins)."""
+def quantiser_masses(step: float) -> np.ndarray:
+    """Masses of ``q = -m … m``: a standard normal discretised on the grid ``step · q``
+    (tails in the end bins)."""
     m = symbol_range(step)
     edges = (torch.arange(-m, m, dtype=torch.float64) + 0.5) * step
     cdf = torch.special.ndtr(edges)
-    masses = torch.cat([cdf[:1], cdf[1:] - cdf[:-1], 1.0 - cdf[-1:]])
-    return models.Categorical(masses.clamp(min=1e-12).numpy(), perfect=False)
+    return torch.cat([cdf[:1], cdf[1:] - cdf[:-1], 1.0 - cdf[-1:]]).clamp(min=1e-12).numpy()
+
+
+def quantiser_model(step: float) -> object:
+    """The entropy model of the integers ``q`` (see :func:`quantiser_masses`)."""
+    return models.Categorical(quantiser_masses(step), perfect=False)
+
+
+def quantiser_bits(q: np.ndarray, step: float) -> float:
+    """Information content of the integers ``q`` under :func:`quantiser_model`, in bits."""
+    masses = quantiser_masses(step)
+    return float(-np.log2(masses[np.asarray(q) + symbol_range(step)] / masses.sum()).sum())
 
 
 def quantised_walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int], step: float,

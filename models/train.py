@@ -61,7 +61,7 @@ def load_recipe(path: Path) -> dict:
 def dataset(recipe: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Training images (8-bit; binarised per batch when the recipe says so) and test images."""
     if recipe["dataset"] == "rgb-patches":
-        return rgb_patches()
+        return rgb_patches(coarse=recipe.get("coarse_patches", False))
     if recipe["dataset"] not in ("mnist", "mnist-binary"):
         raise SystemExit(f"unknown dataset {recipe['dataset']!r}")
     train, _ = load_mnist("train")
@@ -71,14 +71,25 @@ def dataset(recipe: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(train.copy()).unsqueeze(1), torch.from_numpy(test.copy()).unsqueeze(1)
 
 
-def rgb_patches() -> tuple[torch.Tensor, torch.Tensor]:
-    """32x32 patches of real photographs (train / held-out photos), made by models/rgb/prepare_data.py."""
+def rgb_patches(coarse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """32x32 patches of real photographs (train / held-out photos), made by
+    models/rgb/prepare_data.py, plus (``coarse``) the same photos shrunk further by
+    models/rgb/coarse_patches.py; the two sets are mixed with a fixed permutation."""
     folder = cache_dir() / "rgb"
-    paths = [folder / "patches_train.npy", folder / "patches_val.npy"]
-    if not all(p.exists() for p in paths):
-        raise SystemExit(f"{paths[0]} is missing: run `python models/rgb/prepare_data.py` first")
-    train, val = (torch.from_numpy(np.load(p)).permute(0, 3, 1, 2).contiguous() for p in paths)
-    return train, val
+    names = [("patches_train.npy", "patches_val.npy")]
+    if coarse:
+        names.append(("patches_coarse_train.npy", "patches_coarse_val.npy"))
+    out = []
+    for split in (0, 1):
+        paths = [folder / pair[split] for pair in names]
+        missing = [p for p in paths if not p.exists()]
+        if missing:
+            raise SystemExit(f"{missing[0]} is missing: run models/rgb/prepare_data.py "
+                             "(then models/rgb/coarse_patches.py) first")
+        arr = np.concatenate([np.load(p) for p in paths])
+        arr = arr[np.random.default_rng(split).permutation(len(arr))]
+        out.append(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous())
+    return out[0], out[1]
 
 
 def training_batch(recipe: dict, images: torch.Tensor) -> torch.Tensor:

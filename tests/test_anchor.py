@@ -47,16 +47,22 @@ def test_a_one_image_anchored_file_borrows_nothing_and_beats_initial_bits(name):
     assert len(anchored.words) < len(plain.words)
 
 
-def test_the_cheapest_step_is_the_cheapest():
-    model = make_tiny(TINY_VLAE_CONFIG, 1)
-    x = random_digits(1, 3, 12)[:, None]
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_estimated_anchor_cost_tracks_the_coded_one(name):
+    """The step search uses the model's probabilities (one parallel pass); the ANS
+    coder adds its head (up to 64 bits) and fixed-point effects (which also cap a
+    very unlikely pixel's cost, so they cut both ways)."""
+    config, size = MODELS[name]
+    model = make_tiny(config, 1)
+    x = random_digits(1, 3, size)[:, None]
     coder = BitsBackCoder(model, CoderSettings())
-    costs = {}
+    coded = {}
     for step in ANCHOR_STEPS:
         stack = Stack()
         BitsBackCoder(model, CoderSettings(anchor_step=step)).encode_anchor(stack, x)
-        costs[step] = stack.num_valid_bits()
-    assert costs[coder.cheapest_anchor_step(x)] == min(costs.values())
+        coded[step] = stack.num_valid_bits()
+        assert abs(coded[step] - coder.anchor_bits(x, step)) <= 64 + 0.05 * coded[step]
+    assert coded[coder.cheapest_anchor_step(x)] <= min(coded.values()) + 64
 
 
 def test_api_anchors_by_default_and_decodes(zoo_env):

@@ -23,16 +23,17 @@ def digits() -> np.ndarray:
     return images[:200]
 
 
-def test_default_model_for_grayscale_is_the_shipped_mnist(monkeypatch):
+def test_default_models_for_grayscale_are_the_shipped_ones(monkeypatch):
     monkeypatch.delenv("BBCODEC_MODELS_DIR", raising=False)
     info = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None)
-    assert info.name == "mnist" and info.test_bpd is not None and info.test_bpd < 1.30
+    assert info.name == "vlae-mnist" and info.test_bpd is not None and info.test_bpd < 1.20
+    assert bbcodec.api.choose_model([np.zeros((30, 41), np.uint8)], None).name == "mnist"
 
 
 def test_chain_of_real_digits_costs_the_elbo_and_decodes_exactly_in_a_fresh_process(digits, tmp_path):
     data = bbcodec.compress(list(digits))
     info = bbcodec.inspect(data)
-    model, _ = bbcodec.load_model("mnist")
+    model, _ = bbcodec.load_model(info.model)
     torch.manual_seed(0)
     with torch.no_grad():
         neg_elbo = elbo_terms(model, torch.from_numpy(digits[:, None].copy())).negative_elbo().mean().item()
@@ -64,10 +65,11 @@ def test_odd_sizes_are_padded_and_cropped(digits):
 
 
 def test_wrong_weights_are_refused(digits, tmp_path, monkeypatch):
-    data = bytearray(bbcodec.compress([digits[0]]))
-    data[12] ^= 0xFF  # inside the weights hash (magic 3 + version + flags + len + 'mnist' = 11)
     import zlib
 
-    body = bytes(data[:-4])
-    with pytest.raises(bbcodec.ModelMismatchError, match="different weights"):
-        bbcodec.decompress(body + zlib.crc32(body).to_bytes(4, "little"))
+    for images, error in (([digits[0], digits[1]], "different weights"), ([digits[0]], "no installed model has")):
+        data = bytearray(bbcodec.compress(images))
+        data[6 + data[5]] ^= 0xFF  # the weights hash follows magic, version, flags and the name
+        body = bytes(data[:-4])
+        with pytest.raises(bbcodec.ModelMismatchError, match=error):
+            bbcodec.decompress(body + zlib.crc32(body).to_bytes(4, "little"))

@@ -1,0 +1,101 @@
+"""Coarse-scale 32x32 patches of the same photographs (run after prepare_data.py).
+
+    python models/rgb/coarse_patches.py      # writes patches_coarse_{train,val}.npy
+
+Why: prepare_data.py downscales each photo only 2-4x, so its patches are smooth
+close-ups. Measured: after 1,000 training steps on them the RGB model scored 4.4
+bits/dim on those patches but 5.5 on the 20 CIFAR-10 test images, whose 32x32
+pictures are whole scenes shrunk 10x or more. These patches come from the same
+photos (same train/val split, same checksums, listed in sources.json) shrunk further
+with a box filter until the short side is one of COARSE_SIDES pixels, so the model
+sees every scale from close-up to thumbnail. Seeded and deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import prepare_data as prep  # noqa: E402
+
+COARSE_SIDES = (32, 40, 48, 64, 80, 96, 128)  # short side after shrinking
+PATCHES_PER_AREA = 8.0  # random windows per 32x32 of shrunk area (overlap is fine: scales differ)
+SEED = 1
+
+
+def shrink(small: np.ndarray, side: int) -> np.ndarray | None:
+    """Box-filter ``small`` so its short side is ``side`` (None if it is not larger)."""
+    h, w = small.shape[:2]
+    if min(h, w) <= side:
+        return None
+    scale = side / min(h, w)
+    size = (max(32, round(w * scale)), max(32, round(h * scale)))
+    return np.asarray(Image.fromarray(small).resize(size, Image.Resampling.BOX), dtype=np.uint8)
+
+
+def photos_by_sha(sources: dict) -> dict[str, dict]:
+    return {p["sha256"]: p for p in sources["photos"]}
+
+
+def candidates(cache: Path):
+    """The same candidate files prepare_data.py examined (from its offline cache)."""
+    for src in prep.DEB_SOURCES:
+        got = prep.fetch_deb(src.package, cache / "debs")
+        if isinstance(got, str):
+            continue
+        deb, verified = got
+        sha = prep.sha256_file(deb)
+        root = prep.extract_deb(deb, sha, cache / "extract")
+        yield from prep.deb_candidates(src, prep.DebPackage(src.package, prep.deb_field(deb, "Version"), deb, sha,
+                                                            root, verified))
+    wheel = prep.foolbox_wheel(cache)
+    if not isinstance(wheel, str):
+        yield from prep.wheel_candidates(wheel)
+
+
+def main() -> int:
+    t0 = time.time()
+    cache = prep.cache_root()
+    wanted = photos_by_sha(json.loads((HERE / "sources.json").read_text()))
+    rng = np.random.default_rng(SEED)
+    patches: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    seen: set[str] = set()
+    for cand in candidates(cache):
+        sha = prep.sha256_bytes(cand.data)
+        meta = wanted.get(sha)
+        if meta is None or sha in seen:
+            continue
+        photo = prep.assess(cand, sha)
+        if isinstance(photo, str):
+            raise SystemExit(f"{cand.path}: listed in sources.json but now dropped ({photo})")
+        seen.add(sha)
+        small = prep.downscale(photo.rgb, meta["downscale"])
+        for side in COARSE_SIDES:
+            img = shrink(small, side)
+            if img is None:
+                continue
+            h, w = img.shape[:2]
+            n = max(1, round(PATCHES_PER_AREA * h * w / 1024))
+            ys, xs = rng.integers(0, h - 31, size=n), rng.integers(0, w - 31, size=n)
+            patches[meta["split"]].append(np.stack([img[y : y + 32, x : x + 32] for y, x in zip(ys, xs)]))
+    if len(seen) != len(wanted):
+        raise SystemExit(f"found {len(seen)} of the {len(wanted)} photos listed in sources.json")
+    for split, parts in patches.items():
+        arr = np.concatenate(parts)
+        arr = arr[rng.permutation(len(arr))]
+        digest = prep.save_npy_atomic(cache / f"patches_coarse_{split}.npy", arr)
+        prep.log(f"wrote patches_coarse_{split}.npy {arr.shape} sha256 {digest}")
+    prep.log(f"done in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
