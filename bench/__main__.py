@@ -15,7 +15,10 @@ Metrics (bits/dim = bits / (H x W x C); binarised MNIST also in nats per image):
   iwae_bpd          the tighter -L_k bound (k importance samples) on the first iwae_images images
   file_bpd          size of ONE .bbc file holding all images, header and initial bits included
   net_bpd           file_bpd without header and initial bits: the steady-state cost per image
-  single_image_bpd  mean size of one-image .bbc files: what a CLI user sees for one image
+  single_image_bpd  mean size of one-image .bbc files (--singles of them; the first 200
+                    also decoded and compared): what a CLI user sees for one image
+  importance rows   --samples K: one file coded with K importance samples per image,
+                    beside -ELBO and the -L_K bound on all its images (iwae_all_bpd)
   overhead_pct      file_bpd over neg_elbo_bpd, in percent
   encode/decode_img_per_s   throughput; decode runs in a fresh process from the file on disk
   decode_peak_rss_mb        peak memory of that decoding process
@@ -47,7 +50,7 @@ from bbcodec.api import choose_model
 from bbcodec.errors import BBCodecError
 from bench import datasets
 from bench.classical import classical_rows
-from bench.lossless import lossless_row
+from bench.lossless import importance_row, lossless_row
 from bench.plots import image_grid, kl_per_layer, lossy_tradeoff, rate_bars
 
 REPORTED = Path(__file__).resolve().parent / "reported.json"
@@ -98,6 +101,10 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
         for name in models_for(data):
             progress(f"{data.title}: {name} lossless ({len(data.images)} images)")
             rows.append(lossless_row(name, data, args.singles, args.iwae_k, args.iwae_images))
+            if len({img.shape for img in data.images}) == 1:
+                for k in args.samples:
+                    progress(f"{data.title}: {name} importance-weighted, K={k}")
+                    rows.append(importance_row(name, data, k))
         progress(f"{data.title}: classical codecs")
         shown = [img * 255 for img in data.images] if data.binary else data.images
         for row in classical_rows(shown):
@@ -141,6 +148,12 @@ def markdown(rows: list[dict], reported: list[dict]) -> str:
                 out.append(f"| **bbcodec `{r['model']}`** | **{fmt(r['file_bpd'])}** | {nats}{fmt(r.get('neg_elbo_bpd'))} | "
                            f"{iwae} | {fmt(r['net_bpd'])} | {fmt(r['single_image_bpd'])} | "
                            f"{fmt(r['encode_img_per_s'], 0)} | {fmt(r['decode_img_per_s'], 0)} | "
+                           f"{'yes' if r['decode_fresh_process_bit_exact'] else '**NO**'} |")
+            elif r["kind"] == "bbcodec importance":
+                out.append(f"| **bbcodec `{r['model']}` --samples {r['samples']}** | **{fmt(r['file_bpd'])}** | "
+                           + ("| " if binary else "")
+                           + f"{fmt(r['neg_elbo_bpd'])} | {fmt(r['iwae_all_bpd'])} (k={r['samples']}, all) | "
+                           f"{fmt(r['net_bpd'])} | | {fmt(r['encode_img_per_s'], 0)} | {fmt(r['decode_img_per_s'], 0)} | "
                            f"{'yes' if r['decode_fresh_process_bit_exact'] else '**NO**'} |")
             elif r["kind"] == "classical":
                 out.append(f"| {r['codec']} | {fmt(r['bits_per_dim'])} | " + ("| " if binary else "") + "| | | | | | |")
@@ -198,7 +211,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke test: 200 images, 3 single-image files, k=16 on 8 images, 200 lossy images")
     parser.add_argument("--images", type=int, default=10_000, help="test images per dataset in the chained file")
-    parser.add_argument("--singles", type=int, default=100, help="images coded one per file for single_image_bpd")
+    parser.add_argument("--singles", type=int, default=10_000, help="images coded one per file for single_image_bpd")
+    parser.add_argument("--samples", type=int, nargs="*", default=[8],
+                        help="importance-weighted bits-back rows with these K (none: skip)")
     parser.add_argument("--iwae-k", type=int, default=1000, help="importance samples for the IWAE bound")
     parser.add_argument("--iwae-images", type=int, default=100, help="images the IWAE bound is computed on")
     parser.add_argument("--lossy-images", type=int, default=10_000, help="MNIST test images for the lossy rows")
@@ -217,6 +232,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.singles, args.iwae_k, args.iwae_images, args.lossy_images = 200, 3, 16, 8, 200
+        args.samples = [2]
         args.lossy_steps = [1.0]
     if args.out is None:
         args.out = ROOT / "bench" / ("out" if args.quick else "results")

@@ -43,9 +43,12 @@ def kl_text(kls: list[float]) -> str:
 def data_line(recipe: dict) -> str:
     if recipe["dataset"] == "rgb-patches":
         return ("* Data: 32x32 patches of real photographs from Debian packages and the foolbox 3.3.4 wheel, "
-                "downscaled 2-4x first (all sources are lossy JPEG/WebP); sources, licences, sha256 and the "
-                "train/validation split by photo in `DATA.md` and `sources.json`. Scores are on the held-out "
-                "photos' patches; the 20 CIFAR-10 test images are never used for training.")
+                "downscaled 2-4x first (all sources are lossy JPEG/WebP)"
+                + (", plus coarse-scale patches of the same photos shrunk until their short side is 32-128 px "
+                   "(`coarse_patches.py`)" if recipe.get("coarse_patches") else "")
+                + "; sources, licences, sha256 and the train/validation split by photo in `DATA.md` and "
+                "`sources.json`. Scores are on the held-out photos' patches; the 20 CIFAR-10 test images are "
+                "never used for training.")
     mnist = ("* Data: MNIST 8-bit" if recipe["dataset"] == "mnist" else
              "* Data: binarised MNIST (training images re-binarised at every step, pixel ~ Bernoulli(intensity/255); "
              f"the test set binarised once with seed {BINARIZED_TEST_SEED}); images")
