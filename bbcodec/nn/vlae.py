@@ -83,9 +83,20 @@ class MaskedLinear(nn.Linear):
     def __init__(self, d_in: int, d_out: int, mask: torch.Tensor) -> None:
         super().__init__(d_in, d_out)
         self.register_buffer("mask", mask.float())
+        self._masked: tuple[int, torch.Tensor] | None = None
+
+    def masked_weight(self) -> torch.Tensor:
+        """``weight * mask``; without autograd it is cached until the weight changes
+        (coding walks the prior once per latent dimension: the product dominated)."""
+        if torch.is_grad_enabled():
+            return self.weight * self.mask
+        version = self.weight._version
+        if self._masked is None or self._masked[0] != version:
+            self._masked = (version, self.weight * self.mask)
+        return self._masked[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        return F.linear(x, self.masked_weight(), self.bias)
 
 
 class MADEPrior(nn.Module):
