@@ -211,7 +211,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="CI smoke test: 200 images, 3 single-image files, k=16 on 8 images, 200 lossy images")
     parser.add_argument("--images", type=int, default=10_000, help="test images per dataset in the chained file")
-    parser.add_argument("--singles", type=int, default=10_000, help="images coded one per file for single_image_bpd")
+    parser.add_argument("--singles", type=int, default=200,
+                        help="images coded one per file for single_image_bpd (all 10,000: python -m bench.single_files)")
     parser.add_argument("--samples", type=int, nargs="*", default=[8],
                         help="importance-weighted bits-back rows with these K (none: skip)")
     parser.add_argument("--iwae-k", type=int, default=1000, help="importance samples for the IWAE bound")
