@@ -128,7 +128,11 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
 
 
 def fmt(v, p: int = 3) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{p}f}"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if p == 0 and abs(v) < 10:  # slow rates (e.g. pixel-by-pixel RGB) need their decimals
+        return f"{v:.2g}"
+    return f"{v:.{p}f}"
 
 
 def markdown(rows: list[dict], reported: list[dict]) -> str:
