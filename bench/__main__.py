@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
             from bench.lossy_eval import lossy_rows
 
             for info in bbcodec.list_models():
-                if info.autoregressive and info.pixel_levels == 256 and info.accepts(28, 28):
+                if (info.autoregressive and info.pixel_levels == 256 and info.image_channels == 1
+                        and info.accepts(28, 28)):
                     progress(f"{data.title}: {info.name} lossy, steps {args.lossy_steps}")
                     subset = datasets.BenchSet(data.key, f"MNIST test ({args.lossy_images})",
                                                data.images[: args.lossy_images], labels=data.labels[: args.lossy_images])
@@ -213,7 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="CI smoke test: 200 images, 3 single-image files, k=16 on 8 images, 200 lossy images")
+                        help="CI smoke test: 200 images, 3 single-image files, k=16 on 8 images, 200 lossy images, no --samples rows")
     parser.add_argument("--images", type=int, default=10_000, help="test images per dataset in the chained file")
     parser.add_argument("--singles", type=int, default=200,
                         help="images coded one per file for single_image_bpd (all 10,000: python -m bench.single_files)")
@@ -237,7 +238,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.images, args.singles, args.iwae_k, args.iwae_images, args.lossy_images = 200, 3, 16, 8, 200
-        args.samples = [2]
+        args.samples = []  # tests/test_importance.py checks that path; here it would double the run
         args.lossy_steps = [1.0]
     if args.out is None:
         args.out = ROOT / "bench" / ("out" if args.quick else "results")
