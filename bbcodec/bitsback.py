@@ -54,10 +54,10 @@ from bbcodec.quantised import (
     STEP_UNIT,
     pop_layer,
     push_symbols,
-    quantise_posterior,
     quantised_walk,
     quantiser_bits,
     snap_step,
+    walk_posterior_means,
 )
 
 INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"
@@ -203,14 +203,7 @@ class BitsBackCoder:
         """Code a batch without popping: quantised posterior means, then x given them."""
         step = self.settings.anchor_step
         assert step is not None
-        symbols: list[np.ndarray] = []
-
-        def quantise(layer: GaussianLatent) -> np.ndarray:
-            symbols.append(quantise_posterior(layer, step))
-            return symbols[-1]
-
-        xt = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
-        obs = quantised_walk(self.model, xt, tuple(x.shape), step, quantise)
+        obs, symbols = walk_posterior_means(self.model, _as_input(x), step)
         codecs.pixels(obs).push(stack, x)
         push_symbols(stack, symbols, step)
 
@@ -228,14 +221,8 @@ class BitsBackCoder:
     def anchor_bits(self, x: np.ndarray, step: float) -> float:
         """What :meth:`encode_anchor` would push for ``x`` at ``step``, in bits, from the
         model's own probabilities (one parallel pass, even for an autoregressive decoder)."""
-        symbols: list[np.ndarray] = []
-
-        def quantise(layer: GaussianLatent) -> np.ndarray:
-            symbols.append(quantise_posterior(layer, step))
-            return symbols[-1]
-
-        xt = torch.from_numpy(np.array(x)).contiguous(memory_format=torch.channels_last)
-        obs = quantised_walk(self.model, xt, tuple(x.shape), step, quantise)
+        xt = _as_input(x)
+        obs, symbols = walk_posterior_means(self.model, xt, step)
         pixel_bits = -float(observation_log_prob(obs, xt).double().sum()) / math.log(2.0)
         return pixel_bits + quantiser_bits(np.concatenate(symbols), step)
 
@@ -325,6 +312,11 @@ class BitsBackCoder:
                 "corrupt or was written by a model that computes differently here"
             )
         return out
+
+
+def _as_input(x: np.ndarray) -> torch.Tensor:
+    """uint8 pixels as the network input both coders use (a copy: torch wants writable memory)."""
+    return torch.from_numpy(np.array(x)).contiguous(memory_format=torch.channels_last)
 
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:

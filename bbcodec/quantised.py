@@ -90,3 +90,14 @@ def push_symbols(stack: Stack, layers_q: list[np.ndarray], step: float) -> None:
 def pop_layer(stack: Stack, layer: GaussianLatent, step: float) -> np.ndarray:
     """Pop one layer's integers (the decoder's ``choose``)."""
     return stack.pop(quantiser_model(step), count=layer.prior_mean.numel()).astype(np.int64) - symbol_range(step)
+
+
+def walk_posterior_means(model: LatentModel, x: torch.Tensor, step: float) -> tuple[ObservationModel, list[np.ndarray]]:
+    """Quantise every layer's posterior mean on the way down: p(x | ẑ) and the integers per layer."""
+    symbols: list[np.ndarray] = []
+
+    def quantise(layer: GaussianLatent) -> np.ndarray:
+        symbols.append(quantise_posterior(layer, step))
+        return symbols[-1]
+
+    return quantised_walk(model, x, tuple(x.shape), step, quantise), symbols
