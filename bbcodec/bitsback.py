@@ -44,7 +44,7 @@ import torch
 from bbcodec import codecs
 from bbcodec.ans import Stack, StackUnderflowError
 from bbcodec.container import MAX_GROUP_IMAGES, MAX_GROUP_PIXELS, MAX_INITIAL_WORDS, MAX_LATENT_PRECISION, MAX_SAMPLES
-from bbcodec.contract import GaussianLatent, LatentModel, LogisticMixture
+from bbcodec.contract import LatentModel
 from bbcodec.errors import DecodeMismatchError, FormatError
 from bbcodec.importance import ImportanceWeighted
 from bbcodec.nn.likelihoods import observation_log_prob
@@ -55,10 +55,11 @@ from bbcodec.quantised import (
     pop_layer,
     push_symbols,
     quantised_walk,
-    quantiser_bits,
+    sent_bits,
     snap_step,
     walk_posterior_means,
 )
+from bbcodec.walk import Choose, LatentWalk, replay, walk_latents
 
 INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"
 DEFAULT_INITIAL_WORDS = 4096
@@ -123,30 +124,6 @@ def initial_words(n: int) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u4").astype(np.uint32)
 
 
-def walk_latents(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int], precision: int,
-                 choose: Callable[[GaussianLatent], np.ndarray], n_layers: int | None = None
-                 ) -> tuple[list[GaussianLatent], list[np.ndarray], LogisticMixture | None]:
-    """Walk the model top-down; ``choose`` picks each layer's bin indices (pop or replay).
-
-    With ``n_layers`` the walk stops after that many layers, skipping the rest of the
-    network (the decoder needs only posteriors on its second pass).
-    """
-    layers, indices = [], []
-    steps = model.latent_steps(x, shape)
-    layer = next(steps)
-    while True:
-        idx = choose(layer)
-        layers.append(layer)
-        indices.append(idx)
-        if n_layers is not None and len(layers) == n_layers:
-            steps.close()
-            return layers, indices, None
-        try:
-            layer = steps.send(codecs.latent_values(layer, idx, precision))
-        except StopIteration as stop:
-            return layers, indices, stop.value
-
-
 class BitsBackCoder:
     """BB-ANS for one model; stateless apart from its settings."""
 
@@ -156,11 +133,11 @@ class BitsBackCoder:
         self.settings = settings or CoderSettings()
 
     # --- one group ---------------------------------------------------------------
-    def _walk(self, x: torch.Tensor | None, shape: tuple[int, int, int, int],
-              choose: Callable[[GaussianLatent], np.ndarray], n_layers: int | None = None):
+    def _walk(self, x: torch.Tensor | None, shape: tuple[int, int, int, int], choose: Choose,
+              n_priors: int | None = None) -> LatentWalk:
         if x is not None:
             x = x.contiguous(memory_format=torch.channels_last)
-        return walk_latents(self.model, x, shape, self.settings.latent_precision, choose, n_layers)
+        return walk_latents(self.model, x, shape, self.settings.latent_precision, choose, n_priors)
 
     def _importance(self) -> ImportanceWeighted:
         return ImportanceWeighted(self.model, self._walk, self.settings.latent_precision, self.settings.samples)
@@ -174,11 +151,11 @@ class BitsBackCoder:
         p = self.settings.latent_precision
         xt = torch.from_numpy(np.ascontiguousarray(x))
         before = stack.num_bits()
-        layers, indices, obs = self._walk(xt, tuple(x.shape), lambda layer: codecs.posterior_on_prior_bins(layer, p).pop(stack))
+        walk = self._walk(xt, tuple(x.shape), lambda event: codecs.posterior_on_prior_bins(event, p).pop(stack))
         stack.ensure_not_drained()
         popped = before - stack.num_bits()
-        codecs.pixels(obs).push(stack, x)
-        for layer, idx in zip(reversed(layers), reversed(indices)):
+        codecs.pixels(walk.observation).push(stack, x)
+        for layer, idx in reversed(walk.priors):
             codecs.prior_bins(layer, p).push(stack, idx)
         return popped
 
@@ -189,12 +166,11 @@ class BitsBackCoder:
         if self.settings.samples > 1:
             return self._importance().decode(stack, shape)
         p = self.settings.latent_precision
-        _, indices, obs = self._walk(None, shape, lambda layer: codecs.prior_bins(layer, p).pop(stack))
-        x = codecs.pixels(obs).pop(stack)
-        replay = iter(indices)
-        layers, _, _ = self._walk(torch.from_numpy(x), shape, lambda layer: next(replay), n_layers=len(indices))
-        for layer, idx in zip(reversed(layers), reversed(indices)):
-            codecs.posterior_on_prior_bins(layer, p).push(stack, idx)
+        decoded = self._walk(None, shape, lambda layer: codecs.prior_bins(layer, p).pop(stack))
+        x = codecs.pixels(decoded.observation).pop(stack)
+        again = self._walk(torch.from_numpy(x), shape, replay(decoded.priors), n_priors=len(decoded.priors))
+        for event, idx in reversed(again.posteriors):
+            codecs.posterior_on_prior_bins(event, p).push(stack, idx)
         return x
 
     @torch.no_grad()
@@ -203,9 +179,9 @@ class BitsBackCoder:
         """Code a batch without popping: quantised posterior means, then x given them."""
         step = self.settings.anchor_step
         assert step is not None
-        obs, symbols = walk_posterior_means(self.model, _as_input(x), step)
+        obs, sent = walk_posterior_means(self.model, _as_input(x), step)
         codecs.pixels(obs).push(stack, x)
-        push_symbols(stack, symbols, step)
+        push_symbols(stack, sent, step)
 
     @torch.no_grad()
     @coding_threads()
@@ -213,7 +189,7 @@ class BitsBackCoder:
         """Exact inverse of :meth:`encode_anchor`."""
         step = self.settings.anchor_step
         assert step is not None
-        obs = quantised_walk(self.model, None, shape, step, lambda layer: pop_layer(stack, layer, step))
+        obs, _ = quantised_walk(self.model, None, shape, step, lambda layer: pop_layer(stack, layer, step))
         return codecs.pixels(obs).pop(stack)
 
     @torch.no_grad()
@@ -222,9 +198,9 @@ class BitsBackCoder:
         """What :meth:`encode_anchor` would push for ``x`` at ``step``, in bits, from the
         model's own probabilities (one parallel pass, even for an autoregressive decoder)."""
         xt = _as_input(x)
-        obs, symbols = walk_posterior_means(self.model, xt, step)
+        obs, sent = walk_posterior_means(self.model, xt, step)
         pixel_bits = -float(observation_log_prob(obs, xt).double().sum()) / math.log(2.0)
-        return pixel_bits + quantiser_bits(np.concatenate(symbols), step)
+        return pixel_bits + sent_bits(sent, step)
 
     def cheapest_anchor_step(self, x: np.ndarray, candidates: tuple[float, ...] = ANCHOR_STEPS) -> float:
         """The step (of ``candidates``) expected to code the anchor batch ``x`` in the fewest bits.

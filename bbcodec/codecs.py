@@ -24,6 +24,7 @@ from bbcodec.contract import (
     Autoregressive,
     Bernoulli,
     GaussianLatent,
+    LatentEvent,
     ObservationModel,
     PixelDistribution,
 )
@@ -276,13 +277,13 @@ def standard_quantiles(precision: int) -> tuple[torch.Tensor, torch.Tensor]:
     return edges, centres
 
 
-def latent_values(layer: GaussianLatent, indices: np.ndarray, precision: int) -> torch.Tensor:
+def latent_values(layer: LatentEvent, indices: np.ndarray, precision: int) -> torch.Tensor:
     """The value fed to the network for bin ``indices``: the bin-centre quantile of the
     prior (dynamic bins) or of N(0, 1) (static bins)."""
     _, centres = standard_quantiles(precision)
-    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(layer.prior_mean.shape)
+    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(layer.shape)
     if layer.static_bins:
-        return centres[idx].to(layer.prior_mean.dtype)
+        return centres[idx]
     return layer.prior_mean + layer.prior_std * centres[idx]
 
 
@@ -311,7 +312,7 @@ def prior_bins(layer: GaussianLatent, precision: int) -> Codec:
     return uniform(2**precision, layer.prior_mean.numel())
 
 
-def posterior_on_prior_bins(layer: GaussianLatent, precision: int) -> Codec:
+def posterior_on_prior_bins(layer: LatentEvent, precision: int) -> Codec:
     """The posterior's mass in each of the layer's 2^p bins (the prior's, or static ones)."""
     if layer.post_mean is None or layer.post_std is None:
         raise ValueError("posterior parameters are needed (encode with x)")

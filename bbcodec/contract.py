@@ -8,6 +8,10 @@ A model exposes its latent layers *top-down* as a generator (DESIGN.md §3)::
     ...
     # StopIteration.value is the observation model p(x | z)
 
+A model with a bottom-up inference pass (BIVA) first yields :class:`InferredLatent`
+events (posterior only, encode side) and later each one's prior as a
+:class:`GaussianLatent` that names it (``inferred=key``).
+
 The coder never sees an architecture, only these parameter tensors, so a plain VAE,
 a hierarchical VAE and a VAE with an autoregressive decoder share one bits-back
 routine. Training uses the very same generator (with reparameterised samples), so
@@ -40,6 +44,43 @@ class GaussianLatent:
     # latents whose posterior must be sampled before the layers above them are known
     # (BIVA's bottom-up latents), so their bins cannot follow the conditional prior.
     static_bins: bool = False
+    # The key of an :class:`InferredLatent` yielded earlier in the same walk: this
+    # event is that latent's *prior* only (its value is already fixed when x is
+    # known; the coder sends it back unchanged). Such events have static bins.
+    inferred: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.inferred is not None and (not self.static_bins or self.post_mean is not None):
+            raise ValueError("the prior event of an inferred latent has static bins and no posterior")
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.prior_mean.shape
+
+
+@dataclass(frozen=True)
+class InferredLatent:
+    """A latent sampled in an *inference pass* before the top-down walk (BIVA's
+    bottom-up latents): posterior only, on static N(0, 1) bins.
+
+    Yielded only when ``x`` is known. Its posterior may depend on ``x`` and on the
+    inferred latents yielded before it, never on the top-down latents, which is why
+    it must come first: the encoder pops it before any top-down layer exists. Its
+    prior arrives later in the walk as a :class:`GaussianLatent` with
+    ``inferred=key``; a decoder (no ``x``) sees only that prior event.
+    """
+
+    key: str
+    post_mean: torch.Tensor
+    post_std: torch.Tensor
+    static_bins: bool = True
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.post_mean.shape
+
+
+LatentEvent = GaussianLatent | InferredLatent
 
 
 @dataclass(frozen=True)
@@ -106,7 +147,7 @@ class Autoregressive(Protocol):
 
 ObservationModel = LogisticMixture | Bernoulli | Autoregressive
 
-LatentSteps = Generator[GaussianLatent, torch.Tensor, ObservationModel]
+LatentSteps = Generator[LatentEvent, torch.Tensor, ObservationModel]
 
 
 @runtime_checkable

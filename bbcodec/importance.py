@@ -25,6 +25,7 @@ then computed by identical calls on identical inputs (DESIGN.md §4).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -32,19 +33,22 @@ import torch
 
 from bbcodec import codecs
 from bbcodec.ans import Stack
-from bbcodec.contract import GaussianLatent, LatentModel
+from bbcodec.contract import GaussianLatent, InferredLatent, LatentEvent, LatentModel
 from bbcodec.nn.likelihoods import observation_log_prob
+from bbcodec.walk import LatentWalk, replay
 
-Walk = Callable[..., tuple[list[GaussianLatent], list[np.ndarray], object]]
+Walk = Callable[..., LatentWalk]
 
 
-def rows(layer: GaussianLatent, keep: torch.Tensor) -> GaussianLatent:
-    """The layer restricted to the batch rows ``keep`` (a boolean mask)."""
+def rows(event: LatentEvent, keep: torch.Tensor) -> LatentEvent:
+    """The event restricted to the batch rows ``keep`` (a boolean mask)."""
     def sub(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t[keep]
 
-    return GaussianLatent(layer.prior_mean[keep], layer.prior_std[keep], sub(layer.post_mean), sub(layer.post_std),
-                          layer.static_bins)
+    if isinstance(event, InferredLatent):
+        return InferredLatent(event.key, event.post_mean[keep], event.post_std[keep])
+    return dataclasses.replace(event, prior_mean=event.prior_mean[keep], prior_std=event.prior_std[keep],
+                               post_mean=sub(event.post_mean), post_std=sub(event.post_std))
 
 
 def bin_log_mass(mean: torch.Tensor, std: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -57,23 +61,33 @@ def bin_log_mass(mean: torch.Tensor, std: torch.Tensor, lower: torch.Tensor, upp
     return torch.log((torch.special.ndtr(hi) - torch.special.ndtr(lo)).clamp(min=1e-300))
 
 
-def layer_log_ratio(layer: GaussianLatent, indices: np.ndarray, precision: int) -> torch.Tensor:
-    """Σ over a layer's dimensions of log P(bin) − log Q(bin), per batch row (float64)."""
+def _bin_edges(event: LatentEvent, indices: np.ndarray, precision: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower and upper edges, in latent units, of each chosen bin (float64)."""
     edges, _ = codecs.standard_quantiles(precision)
     inf = torch.tensor([float("inf")])
     padded = torch.cat([-inf, edges.double(), inf])
-    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(layer.prior_mean.shape)
+    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(event.shape)
     lower, upper = padded[idx], padded[idx + 1]  # standard-normal edges of each chosen bin
-    if layer.static_bins:
-        log_p = bin_log_mass(layer.prior_mean, layer.prior_std, lower, upper)
-        zl, zu = lower, upper
-    else:  # every bin of the prior's own equal-mass grid has mass 2^-p
-        log_p = torch.full(idx.shape, -precision * np.log(2.0), dtype=torch.float64)
-        zl = layer.prior_mean.double() + layer.prior_std.double() * lower
-        zu = layer.prior_mean.double() + layer.prior_std.double() * upper
-    assert layer.post_mean is not None and layer.post_std is not None
-    log_q = bin_log_mass(layer.post_mean, layer.post_std, zl, zu)
-    return (log_p - log_q).flatten(1).sum(1)
+    if event.static_bins:
+        return lower, upper
+    assert isinstance(event, GaussianLatent)
+    mean, std = event.prior_mean.double(), event.prior_std.double()
+    return mean + std * lower, mean + std * upper
+
+
+def prior_log_masses(event: GaussianLatent, indices: np.ndarray, precision: int) -> torch.Tensor:
+    """log P(bin) of every chosen bin, per dimension (float64)."""
+    if not event.static_bins:  # every bin of the prior's own equal-mass grid has mass 2^-p
+        return torch.full(event.shape, -precision * np.log(2.0), dtype=torch.float64)
+    lower, upper = _bin_edges(event, indices, precision)
+    return bin_log_mass(event.prior_mean, event.prior_std, lower, upper)
+
+
+def posterior_log_masses(event: LatentEvent, indices: np.ndarray, precision: int) -> torch.Tensor:
+    """log Q(bin) of every chosen bin, per dimension (float64)."""
+    assert event.post_mean is not None and event.post_std is not None
+    lower, upper = _bin_edges(event, indices, precision)
+    return bin_log_mass(event.post_mean, event.post_std, lower, upper)
 
 
 class ImportanceWeighted:
@@ -84,10 +98,22 @@ class ImportanceWeighted:
             raise ValueError("importance weighting needs at least 2 samples")
         self.model, self.walk, self.p, self.k = model, walk, precision, samples
 
-    def _log_weights(self, xk: torch.Tensor, layers: list[GaussianLatent], indices: list[np.ndarray], obs) -> torch.Tensor:
-        """log w_k per copy, shape (N, K): log p(x | z_k) + Σ_l [log P(bin) − log Q(bin)]."""
-        log_px = observation_log_prob(obs, xk).flatten(1).sum(1).double()
-        ratio = sum(layer_log_ratio(layer, idx, self.p) for layer, idx in zip(layers, indices))
+    def _log_weights(self, xk: torch.Tensor, walk: LatentWalk) -> torch.Tensor:
+        """log w_k per copy, shape (N, K): log p(x | z_k) + Σ log P(bin) − Σ log Q(bin).
+
+        The sum runs layer by layer in a fixed order (a file's index codec depends on
+        these floats, so the order is part of the format).
+        """
+        log_px = observation_log_prob(walk.observation, xk).flatten(1).sum(1).double()
+        ratio: torch.Tensor | int = 0
+        for event, idx in walk.priors:
+            log_p = prior_log_masses(event, idx, self.p)
+            if event.post_mean is not None:
+                log_p = log_p - posterior_log_masses(event, idx, self.p)
+            ratio = ratio + log_p.flatten(1).sum(1)
+        for event, idx in walk.posteriors:
+            if isinstance(event, InferredLatent):
+                ratio = ratio - posterior_log_masses(event, idx, self.p).flatten(1).sum(1)
         return (log_px + ratio).view(-1, self.k)
 
     def _index_codec(self, log_w: torch.Tensor) -> codecs.Codec:
@@ -97,57 +123,54 @@ class ImportanceWeighted:
         xt = torch.from_numpy(np.ascontiguousarray(x)).repeat_interleave(self.k, dim=0)
         return xt.contiguous(memory_format=torch.channels_last)
 
+    def _chosen(self, j: np.ndarray) -> np.ndarray:
+        """Boolean mask over the N·K copies: the copy ``j[i]`` of every image ``i``."""
+        chosen = np.zeros((len(j), self.k), dtype=bool)
+        chosen[np.arange(len(j)), j.astype(np.int64)] = True
+        return chosen.ravel()
+
     def encode(self, stack: Stack, x: np.ndarray) -> int:
         """Code the batch ``x`` (N, C, H, W); returns the bits popped."""
-        n, k, p = len(x), self.k, self.p
+        n, p = len(x), self.p
         xk = self._copies(x)
         before = stack.num_bits()
-        layers, indices, obs = self.walk(xk, tuple(xk.shape), lambda layer: codecs.posterior_on_prior_bins(layer, p).pop(stack))
-        j = self._index_codec(self._log_weights(xk, layers, indices, obs)).pop(stack)
+        walk = self.walk(xk, tuple(xk.shape), lambda event: codecs.posterior_on_prior_bins(event, p).pop(stack))
+        j = self._index_codec(self._log_weights(xk, walk)).pop(stack)
         stack.ensure_not_drained()
         popped = before - stack.num_bits()
-        chosen = torch.zeros(n, k, dtype=torch.bool)
-        chosen[torch.arange(n), torch.from_numpy(j.astype(np.int64))] = True
-        chosen = chosen.flatten()
-        for layer, idx in zip(reversed(layers), reversed(indices)):
-            codecs.posterior_on_prior_bins(rows(layer, ~chosen), p).push(stack, idx.reshape(len(xk), -1)[~chosen.numpy()])
-        picked = [idx.reshape(len(xk), -1)[chosen.numpy()].ravel() for idx in indices]
-        replay = iter(picked)
+        chosen = self._chosen(j)
+        others = torch.from_numpy(~chosen)
+        for event, idx in reversed(walk.posteriors):
+            codecs.posterior_on_prior_bins(rows(event, others), p).push(stack, idx.reshape(len(xk), -1)[~chosen])
+        picked = iter([idx.reshape(len(xk), -1)[chosen].ravel() for _, idx in walk.posteriors])
         xt = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
-        sel_layers, _, sel_obs = self.walk(xt, tuple(x.shape), lambda layer: next(replay))
-        codecs.pixels(sel_obs).push(stack, x)
-        for layer, idx in zip(reversed(sel_layers), reversed(picked)):
-            codecs.prior_bins(layer, p).push(stack, idx)
-        codecs.uniform(k, n).push(stack, j)
+        selected = self.walk(xt, tuple(x.shape), lambda event: next(picked))
+        codecs.pixels(selected.observation).push(stack, x)
+        for event, idx in reversed(selected.priors):
+            codecs.prior_bins(event, p).push(stack, idx)
+        codecs.uniform(self.k, n).push(stack, j)
         return popped
 
     def decode(self, stack: Stack, shape: tuple[int, int, int, int]) -> np.ndarray:
         """Exact inverse of :meth:`encode`."""
         n, k, p = shape[0], self.k, self.p
         j = codecs.uniform(k, n).pop(stack).astype(np.int64)
-        picked: list[np.ndarray] = []
-
-        def pop_prior(layer: GaussianLatent) -> np.ndarray:
-            picked.append(codecs.prior_bins(layer, p).pop(stack))
-            return picked[-1]
-
-        _, _, sel_obs = self.walk(None, shape, pop_prior)
-        x = codecs.pixels(sel_obs).pop(stack)
+        selected = self.walk(None, shape, lambda event: codecs.prior_bins(event, p).pop(stack))
+        x = codecs.pixels(selected.observation).pop(stack)
         xk = self._copies(x)
-        chosen = torch.zeros(n, k, dtype=torch.bool)
-        chosen[torch.arange(n), torch.from_numpy(j)] = True
-        chosen = chosen.flatten()
-        known = iter(picked)
+        chosen = self._chosen(j)
+        others = torch.from_numpy(~chosen)
+        known = replay(selected.priors)
 
-        def pop_others(layer: GaussianLatent) -> np.ndarray:
-            dims = layer.prior_mean[0].numel()
+        def pop_others(event: LatentEvent) -> np.ndarray:
+            dims = event.shape[1:].numel()
             full = np.empty((n * k, dims), dtype=np.int64)
-            full[chosen.numpy()] = next(known).reshape(n, dims)
-            full[~chosen.numpy()] = codecs.posterior_on_prior_bins(rows(layer, ~chosen), p).pop(stack).reshape(-1, dims)
+            full[chosen] = known(event).reshape(n, dims)
+            full[~chosen] = codecs.posterior_on_prior_bins(rows(event, others), p).pop(stack).reshape(-1, dims)
             return full.ravel()
 
-        layers, indices, obs = self.walk(xk, tuple(xk.shape), pop_others)
-        self._index_codec(self._log_weights(xk, layers, indices, obs)).push(stack, j)
-        for layer, idx in zip(reversed(layers), reversed(indices)):
-            codecs.posterior_on_prior_bins(layer, p).push(stack, idx)
+        walk = self.walk(xk, tuple(xk.shape), pop_others)
+        self._index_codec(self._log_weights(xk, walk)).push(stack, j)
+        for event, idx in reversed(walk.posteriors):
+            codecs.posterior_on_prior_bins(event, p).push(stack, idx)
         return x

@@ -28,9 +28,9 @@ import torch
 from bbcodec import codecs
 from bbcodec.ans import Stack
 from bbcodec.bitsback import coding_threads
-from bbcodec.contract import Autoregressive, GaussianLatent, LatentModel, ObservationModel
+from bbcodec.contract import Autoregressive, LatentModel, ObservationModel
 from bbcodec.errors import DecodeMismatchError
-from bbcodec.quantised import pop_layer, push_symbols, quantise_posterior, quantised_walk, snap_step
+from bbcodec.quantised import Sent, pop_layer, push_symbols, quantised_walk, snap_step, walk_posterior_means
 
 DEFAULT_STEP = 1.0
 DEFAULT_GROUP = 512
@@ -82,41 +82,31 @@ class LossyCoder:
         self.step = snap_step(step)
         self.group = group
 
-    def _reconstruct(self, x: torch.Tensor | None, shape: tuple[int, int, int, int],
-                     choose: Callable[[GaussianLatent], np.ndarray], group: int) -> np.ndarray:
-        obs = quantised_walk(self.model, x, shape, self.step, choose)
-        return reconstruct(obs, RECONSTRUCTION_SEED + group, self.sharpness)
-
     @torch.no_grad()
     @coding_threads()
-    def encode_group(self, x: np.ndarray, group: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
-        symbols: list[np.ndarray] = []
-
-        def quantise(layer: GaussianLatent) -> np.ndarray:
-            symbols.append(quantise_posterior(layer, self.step))
-            return symbols[-1]
-
-        recon = self._reconstruct(torch.from_numpy(np.ascontiguousarray(x)), tuple(x.shape), quantise, group)
-        return symbols, recon
+    def encode_group(self, x: np.ndarray, group: int = 0) -> tuple[Sent, np.ndarray]:
+        obs, sent = walk_posterior_means(self.model, torch.from_numpy(np.ascontiguousarray(x)), self.step)
+        return sent, reconstruct(obs, RECONSTRUCTION_SEED + group, self.sharpness)
 
     @torch.no_grad()
     @coding_threads()
     def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], group: int = 0) -> np.ndarray:
-        return self._reconstruct(None, shape, lambda layer: pop_layer(stack, layer, self.step), group)
+        obs, _ = quantised_walk(self.model, None, shape, self.step, lambda event: pop_layer(stack, event, self.step))
+        return reconstruct(obs, RECONSTRUCTION_SEED + group, self.sharpness)
 
     def encode(self, batches: list[np.ndarray], progress: Callable[[int], None] | None = None) -> LossyResult:
-        groups, recons, all_symbols = [], [], []
+        groups, recons, all_sent = [], [], []
         for images in batches:
             for start in range(0, len(images), self.group):
                 chunk = images[start : start + self.group]
-                symbols, recon = self.encode_group(chunk, len(groups))
+                sent, recon = self.encode_group(chunk, len(groups))
                 groups.append(len(chunk))
                 recons.append(recon)
-                all_symbols.extend(symbols)
+                all_sent.extend(sent)
                 if progress:
                     progress(len(chunk))
         stack = Stack()
-        push_symbols(stack, all_symbols, self.step)
+        push_symbols(stack, all_sent, self.step)
         return LossyResult(stack.words(), groups, recons, stack.num_bits())
 
     def decode(self, words: np.ndarray, groups: list[int], shapes: list[tuple[int, int, int]],

@@ -22,6 +22,13 @@ TINY_CONFIG = HVAEConfig(
 )
 
 
+# BIVA: both layers have a bottom-up part (inferred on the way up, static bins).
+TINY_BIVA_CONFIG = HVAEConfig(
+    image_channels=1, width=8, stages=3, blocks_per_stage=1,
+    latents=(LatentSpec(2, 2, bottom_up=1), LatentSpec(1, 1, bottom_up=2)), mixture_components=2,
+)
+
+
 TINY_VLAE_CONFIG = VLAEConfig(image_size=12, width=8, hidden=16, pixel_blocks=1, latent_dims=4, made_hidden=16,
                               mixture_components=2)
 
@@ -77,10 +84,19 @@ def random_digits(n: int, seed: int = 0, size: int = 28) -> np.ndarray:
 
 def observation_at_means(model, x, shape=None, use_prior: bool = False):
     """Walk a model's layers feeding posterior (or prior) means; return p(x | z)."""
+    from bbcodec.contract import InferredLatent
+
     steps = model.latent_steps(x, shape or tuple(x.shape))
+    inferred = {}
     layer = next(steps)
     try:
         while True:
-            layer = steps.send(layer.prior_mean if use_prior else layer.post_mean)
+            if isinstance(layer, InferredLatent):
+                z = inferred[layer.key] = layer.post_mean
+            elif layer.inferred is not None and layer.inferred in inferred:
+                z = inferred[layer.inferred]
+            else:
+                z = layer.prior_mean if use_prior else layer.post_mean
+            layer = steps.send(z)
     except StopIteration as stop:
         return stop.value

@@ -16,13 +16,14 @@ fraction of the prior std, which is what the coder's prior-equal-mass bins need.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bbcodec.contract import GaussianLatent, LatentSteps, LogisticMixture, ObservationModel
+from bbcodec.contract import GaussianLatent, InferredLatent, LatentSteps, LogisticMixture, ObservationModel
 from bbcodec.nn.layers import ResBlock, bounded_softplus, conv, fp32
 from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, CoupledLogistics, pixels_to_unit
 from bbcodec.nn.local_pixelcnn import LocalPixelNet, LocalPixelSteps
@@ -31,10 +32,17 @@ from bbcodec.nn.objective import elbo_terms
 
 @dataclass(frozen=True)
 class LatentSpec:
-    """One latent layer: the resolution stage it lives at and its channel count."""
+    """One latent layer: the resolution stage it lives at and its channel counts.
+
+    ``channels`` are inferred top-down (q(z | x, z_above), LVAE); ``bottom_up``
+    channels, when nonzero, are BIVA's bottom-up part: inferred on the way *up*,
+    from x and the bottom-up latents below only, and fed into the bottom-up path.
+    Both parts share the layer's conditional prior from the top-down state.
+    """
 
     stage: int
     channels: int
+    bottom_up: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,9 @@ class HVAEConfig:
     window_cols: int = 0
     local_hidden: int = 64
     local_blocks: int = 1
+    # Bottom-up latents are coded on static N(0, 1) bins, which a very narrow
+    # posterior would undershoot: this floor keeps their std above a few bin widths.
+    bottom_up_std_floor: float = 0.05
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -84,18 +95,55 @@ class HVAEConfig:
         return 10 * k if self.channel_coupling else 3 * k * self.image_channels
 
 
-class LatentBlock(nn.Module):
-    """Prior and posterior heads of one layer plus the write-back of its sample."""
+def bottom_up_key(index: int) -> str:
+    """The name that ties a bottom-up latent's inference event to its prior event."""
+    return f"bottom-up {index}"
+
+
+class BottomUpLatent(nn.Module):
+    """BIVA's bottom-up part of a layer: its posterior on the way up, its sample fed
+    into the bottom-up path, and its prior from the top-down state."""
 
     def __init__(self, width: int, channels: int, cfg: HVAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.post_head = nn.Sequential(conv(width, width), nn.SiLU(), conv(width, 2 * channels, 1, zero_init=True))
+        self.prior_head = nn.Sequential(conv(width, width), nn.SiLU(), conv(width, 2 * channels, 1, zero_init=True))
+        self.up_in = conv(channels, width, 1)  # into the bottom-up path
+        self.up_res = ResBlock(width)
+        self.down_in = conv(channels, width, 1)  # into the top-down state
+
+    @staticmethod
+    def _gaussian(raw: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw_std = raw.chunk(2, dim=1)
+        return mean, bounded_softplus(raw_std, floor)
+
+    def posterior(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with fp32():
+            return self._gaussian(self.post_head(d.float()), self.cfg.bottom_up_std_floor)
+
+    def prior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with fp32():
+            return self._gaussian(self.prior_head(h.float()), self.cfg.prior_std_floor)
+
+    def absorb_up(self, d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.up_res(d + self.up_in(z.to(d.dtype)))
+
+
+class LatentBlock(nn.Module):
+    """Prior and posterior heads of one layer plus the write-back of its sample."""
+
+    def __init__(self, width: int, spec: LatentSpec, cfg: HVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        channels = spec.channels
         self.prior_head = nn.Sequential(conv(width, width), nn.SiLU(), conv(width, 2 * channels, 1))
         self.post_head = nn.Sequential(
             conv(2 * width, width), nn.SiLU(), conv(width, 2 * channels, 1, zero_init=True)
         )
         self.z_in = conv(channels, width, 1)
         self.res = ResBlock(width)
+        self.bottom_up = BottomUpLatent(width, spec.bottom_up, cfg) if spec.bottom_up else None
 
     def prior(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with fp32():
@@ -110,8 +158,12 @@ class LatentBlock(nn.Module):
         ratio = bounded_softplus(raw, self.cfg.posterior_ratio_floor) / (1.0 + self.cfg.posterior_ratio_floor)
         return prior_mean + prior_std * shift, prior_std * ratio
 
-    def absorb(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.res(h + self.z_in(z.to(h.dtype)))
+    def absorb(self, h: torch.Tensor, z: torch.Tensor, z_bottom_up: torch.Tensor | None = None) -> torch.Tensor:
+        h = h + self.z_in(z.to(h.dtype))
+        if self.bottom_up is not None:
+            assert z_bottom_up is not None
+            h = h + self.bottom_up.down_in(z_bottom_up.to(h.dtype))
+        return self.res(h)
 
 
 class HVAE(nn.Module):
@@ -125,7 +177,7 @@ class HVAE(nn.Module):
         self.bu_blocks = nn.ModuleList(self._stage_blocks(s) for s in range(cfg.stages))
         self.downs = nn.ModuleList(nn.Conv2d(w, w, 3, stride=2, padding=1) for _ in range(cfg.stages - 1))
         self.h_top = nn.Parameter(torch.zeros(1, w, 1, 1))
-        self.latent_blocks = nn.ModuleList(LatentBlock(w, spec.channels, cfg) for spec in cfg.latents)
+        self.latent_blocks = nn.ModuleList(LatentBlock(w, spec, cfg) for spec in cfg.latents)
         self.td_blocks = nn.ModuleList(self._stage_blocks(s) for s in range(cfg.stages))
         self.ups = nn.ModuleList(conv(w, w) for _ in range(cfg.stages - 1))
         if cfg.autoregressive:
@@ -149,14 +201,27 @@ class HVAE(nn.Module):
         if self.cfg.channel_coupling and self.cfg.image_channels != 3:
             raise ValueError("channel_coupling needs 3 image channels")
 
-    def bottom_up(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.stem(pixels_to_unit(x))
-        features = []
+    def bottom_up(self, x: torch.Tensor) -> Generator[InferredLatent, torch.Tensor, list[torch.Tensor]]:
+        """The inference pass: the features each layer's top-down posterior reads.
+
+        Bottom-up latents are sampled here, lowest first (each may depend on those
+        below), and fed into the path; that is why they come before the top-down walk.
+        """
+        d = self.stem(pixels_to_unit(x))
+        features: list[torch.Tensor] = [d] * len(self.cfg.latents)
         for s, blocks in enumerate(self.bu_blocks):
-            h = blocks(h)
-            features.append(h)
+            d = blocks(d)
+            for i in reversed(range(len(self.cfg.latents))):
+                if self.cfg.latents[i].stage != s:
+                    continue
+                up = self.latent_blocks[i].bottom_up
+                if up is not None:
+                    mean, std = up.posterior(d)
+                    z = yield InferredLatent(bottom_up_key(i), mean, std)
+                    d = up.absorb_up(d, z)
+                features[i] = d
             if s < self.cfg.stages - 1:
-                h = self.downs[s](F.silu(h))
+                d = self.downs[s](F.silu(d))
         return features
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -169,19 +234,24 @@ class HVAE(nn.Module):
         d = self.cfg.downsampling
         if height % d or width % d:
             raise ValueError(f"image sides must be multiples of {d}, got {height}x{width}")
-        features = self.bottom_up(x) if x is not None else None
+        features = (yield from self.bottom_up(x)) if x is not None else None
         top = self.cfg.stages - 1
         h = self.h_top.expand(n, -1, height // d, width // d)
         latent_index = 0
         for stage in range(top, -1, -1):
             while latent_index < len(self.cfg.latents) and self.cfg.latents[latent_index].stage == stage:
                 block = self.latent_blocks[latent_index]
+                z_up = None
+                if block.bottom_up is not None:
+                    up_mean, up_std = block.bottom_up.prior(h)
+                    z_up = yield GaussianLatent(up_mean, up_std, static_bins=True,
+                                                inferred=bottom_up_key(latent_index))
                 prior_mean, prior_std = block.prior(h)
                 post_mean = post_std = None
                 if features is not None:
-                    post_mean, post_std = block.posterior(h, features[stage], prior_mean, prior_std)
+                    post_mean, post_std = block.posterior(h, features[latent_index], prior_mean, prior_std)
                 z = yield GaussianLatent(prior_mean, prior_std, post_mean, post_std)
-                h = block.absorb(h, z)
+                h = block.absorb(h, z, z_up)
                 latent_index += 1
             h = self.td_blocks[stage](h)
             if stage > 0:

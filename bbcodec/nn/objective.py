@@ -6,12 +6,13 @@ bits-back coder does, so what training optimises is what the coder pays.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
 
-from bbcodec.contract import LatentModel
+from bbcodec.contract import GaussianLatent, InferredLatent, LatentModel
 from bbcodec.nn.likelihoods import gaussian_kl, gaussian_log_prob, observation_log_prob
 
 LN2 = math.log(2.0)
@@ -33,17 +34,30 @@ class ElboTerms:
 
 
 def elbo_terms(model: LatentModel, x: torch.Tensor, sample: bool = True) -> ElboTerms:
-    """One reparameterised pass (``sample=False`` uses posterior means)."""
+    """One reparameterised pass (``sample=False`` uses posterior means).
+
+    An inferred latent (:class:`~bbcodec.contract.InferredLatent`) is sampled where
+    it is yielded; its KL is taken when its prior event arrives.
+    """
     steps = model.latent_steps(x, tuple(x.shape))
     kls: list[torch.Tensor] = []
+    inferred: dict[str, tuple[InferredLatent, torch.Tensor]] = {}
     layer = next(steps)
     try:
         while True:
-            assert layer.post_mean is not None and layer.post_std is not None
-            kls.append(gaussian_kl(layer))
-            z = layer.post_mean
-            if sample:
-                z = z + layer.post_std * torch.randn_like(z)
+            if isinstance(layer, GaussianLatent) and layer.inferred is not None:
+                posterior, z = inferred[layer.inferred]
+                kls.append(gaussian_kl(dataclasses.replace(layer, post_mean=posterior.post_mean,
+                                                           post_std=posterior.post_std, inferred=None)))
+            else:
+                assert layer.post_mean is not None and layer.post_std is not None
+                z = layer.post_mean
+                if sample:
+                    z = z + layer.post_std * torch.randn_like(z)
+                if isinstance(layer, InferredLatent):
+                    inferred[layer.key] = (layer, z)
+                else:
+                    kls.append(gaussian_kl(layer))
             layer = steps.send(z)
     except StopIteration as stop:
         obs = stop.value
@@ -60,13 +74,19 @@ def iwae_bound(model: LatentModel, x: torch.Tensor, k: int, chunk: int = 16) -> 
         xr = x.repeat_interleave(reps, dim=0)
         steps = model.latent_steps(xr, tuple(xr.shape))
         log_w = torch.zeros(xr.shape[0], dtype=torch.float64)
+        inferred: dict[str, torch.Tensor] = {}
         layer = next(steps)
         try:
             while True:
-                z = layer.post_mean + layer.post_std * torch.randn_like(layer.post_mean)
-                log_p = gaussian_log_prob(z, layer.prior_mean, layer.prior_std).flatten(1).sum(1)
-                log_q = gaussian_log_prob(z, layer.post_mean, layer.post_std).flatten(1).sum(1)
-                log_w += (log_p - log_q).double()
+                if isinstance(layer, GaussianLatent) and layer.inferred is not None:
+                    z = inferred[layer.inferred]  # its log q was counted where it was sampled
+                else:
+                    z = layer.post_mean + layer.post_std * torch.randn_like(layer.post_mean)
+                    log_w -= gaussian_log_prob(z, layer.post_mean, layer.post_std).flatten(1).sum(1).double()
+                    if isinstance(layer, InferredLatent):
+                        inferred[layer.key] = z
+                if isinstance(layer, GaussianLatent):
+                    log_w += gaussian_log_prob(z, layer.prior_mean, layer.prior_std).flatten(1).sum(1).double()
                 layer = steps.send(z)
         except StopIteration as stop:
             log_w += observation_log_prob(stop.value, xr).flatten(1).sum(1).double()

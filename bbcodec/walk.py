@@ -1,0 +1,85 @@
+"""Walking a model's latent events for a coder: which bins were chosen, in which order.
+
+Bits-back is an ordering discipline. The encoder pops every posterior in the order
+the model yields them, pushes ``x``, then pushes every prior in reverse; the decoder
+pops the priors in the model's generative order, pops ``x``, and pushes the
+posteriors back in reverse. A plain top-down model yields one event per layer that
+carries both. A model with an inference pass (BIVA's bottom-up latents, see
+:class:`~bbcodec.contract.InferredLatent`) yields posteriors whose priors come
+later, so a walk keeps the two orders apart: :attr:`LatentWalk.posteriors` and
+:attr:`LatentWalk.priors`. Every coder (plain, anchored, importance-weighted) builds
+on this one walk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bbcodec import codecs
+from bbcodec.contract import GaussianLatent, InferredLatent, LatentEvent, LatentModel, ObservationModel
+
+Choose = Callable[[LatentEvent], np.ndarray]
+
+
+@dataclass
+class LatentWalk:
+    """What a walk coded: bin indices per event, in the two orders bits-back needs."""
+
+    posteriors: list[tuple[LatentEvent, np.ndarray]] = field(default_factory=list)  # pop order (encoder)
+    priors: list[tuple[GaussianLatent, np.ndarray]] = field(default_factory=list)  # generative order
+    observation: ObservationModel | None = None  # None when the walk stopped early
+
+
+def walk_latents(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int], precision: int,
+                 choose: Choose, n_priors: int | None = None) -> LatentWalk:
+    """Walk ``model``; ``choose`` picks the bin indices of each event that needs them.
+
+    ``choose`` is asked for every inferred latent and every top-down layer. The prior
+    event of a latent inferred earlier in the same walk reuses that latent's indices
+    (its value is fixed); when nothing was inferred (decoding, ``x`` is None) it is
+    asked like any layer. With ``n_priors`` the walk stops after that many prior
+    events, skipping the rest of the network (a decoder's second pass needs only
+    the posteriors).
+    """
+    walk = LatentWalk()
+    inferred: dict[str, np.ndarray] = {}
+    steps = model.latent_steps(x, shape)
+    event = next(steps)
+    while True:
+        if isinstance(event, InferredLatent):
+            idx = inferred[event.key] = choose(event)
+            walk.posteriors.append((event, idx))
+        else:
+            if event.inferred is not None and event.inferred in inferred:
+                idx = inferred[event.inferred]
+            else:
+                idx = choose(event)
+                if event.post_mean is not None:
+                    walk.posteriors.append((event, idx))
+            walk.priors.append((event, idx))
+            if n_priors is not None and len(walk.priors) == n_priors:
+                steps.close()
+                return walk
+        try:
+            event = steps.send(codecs.latent_values(event, idx, precision))
+        except StopIteration as stop:
+            walk.observation = stop.value
+            return walk
+
+
+def replay(priors: list[tuple[GaussianLatent, np.ndarray]]) -> Choose:
+    """A ``choose`` that re-walks with ``x`` known and hands back what a walk without
+    ``x`` decoded: inferred latents by key, top-down layers in order."""
+    by_key = {event.inferred: idx for event, idx in priors if event.inferred is not None}
+    in_order = iter([idx for event, idx in priors if event.inferred is None])
+
+    def choose(event: LatentEvent) -> np.ndarray:
+        if isinstance(event, InferredLatent):
+            return by_key[event.key]
+        return next(in_order)
+
+    return choose
