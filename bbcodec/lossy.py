@@ -85,7 +85,7 @@ class LossyCoder:
     @torch.no_grad()
     @coding_threads()
     def encode_group(self, x: np.ndarray, group: int = 0) -> tuple[Sent, np.ndarray]:
-        obs, sent = walk_posterior_means(self.model, torch.from_numpy(np.ascontiguousarray(x)), self.step)
+        obs, sent = walk_posterior_means(self.model, torch.from_numpy(np.array(x)), self.step)  # a writable copy
         return sent, reconstruct(obs, RECONSTRUCTION_SEED + group, self.sharpness)
 
     @torch.no_grad()
