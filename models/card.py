@@ -75,7 +75,9 @@ def render(folder: Path) -> str:
         data_line(recipe),
         f"* Recipe: `recipe.json` (Adamax lr {recipe['lr']}, batch {recipe['batch_size']}, cosine over "
         f"{recipe['epochs']} epochs, free bits {recipe.get('free_bits_nats')} nats per latent channel (dimension) for the first "
-        f"{recipe.get('free_bits_epochs')} epochs, gradient clipping and skipping, EMA, fp32), trained by "
+        f"{recipe.get('free_bits_epochs')} epochs"
+        + (f", KL weight {recipe['kl_weight']}" if recipe.get("kl_weight", 1.0) != 1.0 else "")
+        + ", gradient clipping and skipping, EMA, fp32), trained by "
         "`python models/train.py models/<name>/recipe.json` (resumable, runs unchanged under torchrun).",
         f"* Trained here on 2 CPU cores: {meta.get('epoch')} epochs, {meta.get('step')} steps, "
         f"{training_minutes(records):.0f} minutes of wall-clock training in {runs} run(s).",

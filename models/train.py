@@ -51,6 +51,9 @@ def load_recipe(path: Path) -> dict:
     recipe.setdefault("free_bits_nats", 0.05)  # per latent channel
     recipe.setdefault("free_bits_epochs", 3)
     recipe.setdefault("kl_warmup_steps", 2000)
+    # < 1 trades likelihood for a more informative latent (a lossy-mode model that
+    # sends only z needs z to carry the image); 1 trains the ELBO the coder pays.
+    recipe.setdefault("kl_weight", 1.0)
     recipe.setdefault("eval_images", 2000)
     recipe.setdefault("checkpoint_minutes", 5.0)
     recipe.setdefault("bf16", False)  # no bf16 units on this AVX2 CPU: 20x slower, measured
@@ -213,7 +216,7 @@ class Trainer:
         nll = terms.nll.mean()
         free_bits = r["free_bits_nats"] if self.epoch < r["free_bits_epochs"] else 0.0
         kl = free_bits_kl(terms.kl_per_layer, free_bits)
-        beta = min(1.0, (self.step + 1) / r["kl_warmup_steps"])
+        beta = r["kl_weight"] * min(1.0, (self.step + 1) / r["kl_warmup_steps"])
         loss = (nll + beta * kl) / dims
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
