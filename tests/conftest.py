@@ -100,3 +100,11 @@ def observation_at_means(model, x, shape=None, use_prior: bool = False):
             layer = steps.send(z)
     except StopIteration as stop:
         return stop.value
+
+
+def coder_round_trip(coder, x: np.ndarray):
+    """Encode one batch ``x`` (N, C, H, W) with a BitsBackCoder and decode it back: (result, decoded)."""
+    result = coder.encode([x])
+    decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
+                           iter([x.shape[1:]] * len(result.groups)))
+    return result, np.concatenate(decoded)

@@ -11,16 +11,9 @@ from hypothesis import strategies as st
 import bbcodec
 from bbcodec.ans import Stack
 from bbcodec.bitsback import ANCHOR_STEPS, BitsBackCoder, CoderSettings
-from tests.conftest import TINY_CONFIG, TINY_VLAE_CONFIG, make_tiny, random_digits
+from tests.conftest import TINY_CONFIG, TINY_VLAE_CONFIG, coder_round_trip, make_tiny, random_digits
 
 MODELS = {"hvae": (TINY_CONFIG, 28), "vlae": (TINY_VLAE_CONFIG, 12)}
-
-
-def _round_trip(coder: BitsBackCoder, x: np.ndarray):
-    result = coder.encode([x])
-    decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
-                           iter([x.shape[1:]] * len(result.groups)))
-    return result, np.concatenate(decoded)
 
 
 @settings(max_examples=6, deadline=None)
@@ -30,7 +23,7 @@ def test_anchored_chains_are_lossless(name, n, max_group, step, seed):
     config, size = MODELS[name]
     x = random_digits(n, seed, size)[:, None]
     coder = BitsBackCoder(make_tiny(config, seed % 2), CoderSettings(max_group=max_group, anchor_step=step))
-    result, decoded = _round_trip(coder, x)
+    result, decoded = coder_round_trip(coder, x)
     np.testing.assert_array_equal(decoded, x)
     assert result.groups[0] == 1
 
@@ -40,8 +33,8 @@ def test_a_one_image_anchored_file_borrows_nothing_and_beats_initial_bits(name):
     config, size = MODELS[name]
     model = make_tiny(config, 0)
     x = random_digits(1, 7, size)[:, None]
-    plain, _ = _round_trip(BitsBackCoder(model, CoderSettings()), x)
-    anchored, decoded = _round_trip(BitsBackCoder(model, CoderSettings(anchor_step=1.0)), x)
+    plain, _ = coder_round_trip(BitsBackCoder(model, CoderSettings()), x)
+    anchored, decoded = coder_round_trip(BitsBackCoder(model, CoderSettings(anchor_step=1.0)), x)
     np.testing.assert_array_equal(decoded, x)
     assert anchored.initial_words == 0 and anchored.initial_bits_used == 0
     assert len(anchored.words) < len(plain.words)

@@ -14,14 +14,7 @@ from bbcodec.contract import GaussianLatent, InferredLatent
 from bbcodec.lossy import LossyCoder
 from bbcodec.nn.hvae import HVAE, HVAEConfig, LatentSpec, bottom_up_key
 from bbcodec.nn.objective import LN2, elbo_terms, iwae_bound
-from tests.conftest import TINY_BIVA_CONFIG, make_tiny, random_digits
-
-
-def _round_trip(coder: BitsBackCoder, x: np.ndarray):
-    result = coder.encode([x])
-    decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
-                           iter([x.shape[1:]] * len(result.groups)))
-    return result, np.concatenate(decoded)
+from tests.conftest import TINY_BIVA_CONFIG, coder_round_trip, make_tiny, random_digits
 
 
 def _events(model, x):
@@ -76,14 +69,14 @@ def test_bottom_up_latents_code_losslessly(n, max_group, anchor, samples, precis
     coder = BitsBackCoder(make_tiny(TINY_BIVA_CONFIG, seed % 2),
                           CoderSettings(latent_precision=precision, max_group=max_group, anchor_step=anchor,
                                         samples=samples))
-    _, decoded = _round_trip(coder, x)
+    _, decoded = coder_round_trip(coder, x)
     np.testing.assert_array_equal(decoded, x)
 
 
 def test_bits_back_pays_about_the_elbo_with_bottom_up_latents():
     model = make_tiny(TINY_BIVA_CONFIG, 0)
     x = random_digits(48, 5)[:, None]
-    result, decoded = _round_trip(BitsBackCoder(model, CoderSettings(latent_precision=12, max_group=16)), x)
+    result, decoded = coder_round_trip(BitsBackCoder(model, CoderSettings(latent_precision=12, max_group=16)), x)
     np.testing.assert_array_equal(decoded, x)
     torch.manual_seed(0)
     with torch.no_grad():

@@ -13,7 +13,7 @@ from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.importance import bin_log_mass
 from bbcodec.nn.hvae import HVAEConfig, LatentSpec
 from bbcodec.nn.objective import LN2, elbo_terms, iwae_bound
-from tests.conftest import TINY_CONFIG, TINY_VLAE_CONFIG, make_tiny, random_digits
+from tests.conftest import TINY_CONFIG, TINY_VLAE_CONFIG, coder_round_trip, make_tiny, random_digits
 
 LOCAL_RGB = HVAEConfig(image_channels=3, width=8, stages=2, latents=(LatentSpec(1, 2), LatentSpec(0, 1)),
                        mixture_components=2, channel_coupling=True, window_rows=2, window_cols=3, local_hidden=8)
@@ -27,13 +27,6 @@ def _images(shape, n, seed):
     return np.repeat(digits, c, axis=1)
 
 
-def _round_trip(coder, x):
-    result = coder.encode([x])
-    decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
-                           iter([x.shape[1:]] * len(result.groups)))
-    return result, np.concatenate(decoded)
-
-
 @settings(max_examples=6, deadline=None)
 @given(st.sampled_from(sorted(MODELS)), st.integers(1, 8), st.integers(2, 5), st.integers(1, 4),
        st.booleans(), st.integers(0, 99))
@@ -41,7 +34,7 @@ def test_importance_weighted_chains_are_lossless(name, n, k, max_group, anchored
     config, shape = MODELS[name]
     x = _images(shape, n, seed)
     settings_ = CoderSettings(max_group=max_group, samples=k, anchor_step=1.0 if anchored else None)
-    _, decoded = _round_trip(BitsBackCoder(make_tiny(config, seed % 2), settings_), x)
+    _, decoded = coder_round_trip(BitsBackCoder(make_tiny(config, seed % 2), settings_), x)
     np.testing.assert_array_equal(decoded, x)
 
 
@@ -49,7 +42,7 @@ def test_net_rate_falls_below_the_elbo_towards_the_iwae_bound():
     """Many images in one chain: K = 8 pays less than the -ELBO, about -L_8."""
     model = make_tiny(TINY_CONFIG, 0)
     x = random_digits(200, 5)[:, None]
-    result, decoded = _round_trip(BitsBackCoder(model, CoderSettings(max_group=32, samples=8)), x)
+    result, decoded = coder_round_trip(BitsBackCoder(model, CoderSettings(max_group=32, samples=8)), x)
     np.testing.assert_array_equal(decoded, x)
     net = (32 * len(result.words) - result.initial_bits_used) / len(x)
     xt = torch.from_numpy(x)
