@@ -110,13 +110,16 @@ def compress(
     progress: Progress | None = None,
     lossy_step: float | None = None,
     samples: int = 1,
+    lossy_draws: int = 1,
 ) -> bytes:
     """Compress uint8 images (HxW or HxWx3) into one .bbc byte string.
 
     Lossless by default: all images share one bits-back chain, so each image's
     bits-back pays for the next. With ``lossy_step`` only the latents are sent
     (quantised with that step; see :mod:`bbcodec.lossy`) and decoding returns the
-    model's reconstruction. ``names`` (e.g. file names) are stored for
+    model's reconstruction, the mean of ``lossy_draws`` seeded draws from p(x | z)
+    (more draws: a steadier picture at the same rate, for that many times the
+    decoding work). ``names`` (e.g. file names) are stored for
     ``bbcodec decode`` to restore. ``samples`` K > 1 codes each image with K
     importance samples (:mod:`bbcodec.importance`): the rate approaches the model's
     IWAE bound -L_K instead of its -ELBO, for about K times the encoding work.
@@ -136,7 +139,7 @@ def compress(
     if lossy_step is not None:
         if samples != 1:
             raise ValueError("importance samples need a bits-back chain; a lossy file has none")
-        return _compress_lossy(net, info, batches, shapes, names, lossy_step, progress)
+        return _compress_lossy(net, info, batches, shapes, names, lossy_step, lossy_draws, progress)
     if settings is None:
         settings = CoderSettings(max_group=info.coding_group, samples=samples)
         anchor = BitsBackCoder(net, settings).cheapest_anchor_step(batches[0][:1])
@@ -179,8 +182,8 @@ def _per_image(units: list[tiling.Unit], progress: Progress | None) -> Progress 
 
 
 def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes: list[ImageShape],
-                    names: Sequence[str] | None, step: float, progress: Progress | None) -> bytes:
-    coder = LossyCoder(net, step, group=info.coding_group)
+                    names: Sequence[str] | None, step: float, draws: int, progress: Progress | None) -> bytes:
+    coder = LossyCoder(net, step, group=info.coding_group, draws=draws)
     result = coder.encode(batches, progress=progress)
     header = Header(
         model_name="" if len(shapes) == 1 else info.name,  # as in compress()
@@ -194,6 +197,7 @@ def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes:
         names=list(names) if names is not None else None,
         lossy=True,
         lossy_step=coder.step,
+        samples=draws,
     )
     return container.pack(header, result.words)
 
@@ -224,7 +228,7 @@ def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray
     if header.lossy:
         if header.initial_words or header.lossy_step is None:
             raise FormatError("a lossy file declares a bits-back chain")
-        decoded = LossyCoder(net, header.lossy_step, group=info.coding_group).decode(
+        decoded = LossyCoder(net, header.lossy_step, group=info.coding_group, draws=header.samples).decode(
             words, header.groups, group_shapes, progress=progress)
     else:
         coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision,

@@ -34,7 +34,7 @@ MAX_INITIAL_WORDS = 1 << 24
 MAX_GROUP_PIXELS = 1 << 22  # one network batch: bounds the decoder's memory (~1 GB of activations)
 MAX_GROUP_IMAGES = 4096
 MAX_LATENT_PRECISION = 12
-MAX_SAMPLES = 256  # importance samples per image (each costs one more network pass)
+MAX_SAMPLES = 256  # importance samples / lossy draws per image (each costs one more network pass)
 MIN_TILE, MAX_TILE = 32, 1024  # a unit of MAX_TILE^2 x MAX_CHANNELS samples fits one batch
 MAX_UNITS = 1 << 22  # coding units (images or tiles) per file
 LOSSY_STEP_UNIT = 1.0 / 256.0  # lossy files store their quantisation step in these units
@@ -71,7 +71,9 @@ class Header:
     lossy_step: float | None = None  # latent quantisation step of a lossy file
     tile: int | None = None  # images larger than tile x tile are coded as tiles (bbcodec.tiling)
     anchor_step: float | None = None  # the first image's latents are sent outright (bbcodec.bitsback)
-    samples: int = 1  # importance samples per image (bbcodec.importance); 1 = plain bits-back
+    # Importance samples per image (bbcodec.importance; 1 = plain bits-back). In a lossy
+    # file the same slot counts the seeded draws averaged per pixel (bbcodec.lossy).
+    samples: int = 1
     extra: dict = field(default_factory=dict)
 
     @property
@@ -244,8 +246,8 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
              | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0)
              | (FLAG_IMPORTANCE if header.samples > 1 else 0))
-    if not 1 <= header.samples <= MAX_SAMPLES or (header.lossy and header.samples > 1):
-        raise ValueError(f"samples must lie in [1, {MAX_SAMPLES}] (1 for a lossy file)")
+    if not 1 <= header.samples <= MAX_SAMPLES:
+        raise ValueError(f"samples (importance samples, or lossy draws) must lie in [1, {MAX_SAMPLES}]")
     if header.lossy and header.anchor_step is not None:
         raise ValueError("a lossy file has no bits-back chain to anchor")
     out.append(flags)
@@ -353,11 +355,9 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     anchor_step = _read_step(r, "anchor step") if flags & FLAG_ANCHORED else None
     samples = 1
     if flags & FLAG_IMPORTANCE:
-        if flags & FLAG_LOSSY:
-            raise FormatError("a lossy file declares importance samples")
-        samples = r.varint(MAX_SAMPLES, "importance samples")
+        samples = r.varint(MAX_SAMPLES, "lossy draws" if flags & FLAG_LOSSY else "importance samples")
         if samples < 2:
-            raise FormatError("the importance flag needs at least 2 samples")
+            raise FormatError("the importance flag needs at least 2 samples (or lossy draws)")
     tile = None
     if flags & FLAG_TILED:
         tile = r.varint(MAX_TILE, "tile side")
@@ -379,7 +379,7 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
                     lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile, anchor_step=anchor_step,
                     samples=samples)
-    _check_groups_uniform(unit_shape_runs(header), groups)
+    _check_groups_uniform(unit_shape_runs(header), groups, samples if header.lossy else 1)
     return header, words
 
 
@@ -417,14 +417,15 @@ def _read_names(r: _Reader, count: int) -> list[str]:
         raise FormatError("an image name is not UTF-8") from exc
 
 
-def _check_groups_uniform(unit_runs: list[tuple[ImageShape, int]], groups: list[int]) -> None:
-    """Every group holds coding units of one shape, within the batch limits."""
+def _check_groups_uniform(unit_runs: list[tuple[ImageShape, int]], groups: list[int], copies: int = 1) -> None:
+    """Every group holds coding units of one shape, within the batch limits (a lossy
+    file decodes ``copies`` draws of each unit in one batch)."""
     shapes = iter(group_shapes_from(unit_runs, groups))
     for size in groups:
         shape = next(shapes)
         if shape is None:
             raise FormatError("a group mixes image shapes")
-        if size * shape.dims > MAX_GROUP_PIXELS:  # also bounds a group's table memory
+        if size * copies * shape.dims > MAX_GROUP_PIXELS:  # also bounds a group's table memory
             raise FormatError("a group declares more pixels than one batch may hold")
 
 

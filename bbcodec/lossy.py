@@ -14,7 +14,13 @@ way (sharpness 2: 19%; 1.3: 64%), while plain draws give 78% at 56 bits per digi
 The file stores a CRC of the reconstruction, so a decoder that computes
 differently raises instead of showing a different picture.
 
-``step`` is the rate knob: larger steps, fewer bits, coarser latents.
+``step`` is the rate knob: larger steps, fewer bits, coarser latents. ``draws`` is
+the fidelity knob that costs no bits: the reconstruction is the mean of that many
+seeded draws (rounded half up), a deterministic estimate of E[x | z]. One draw is a
+plausible digit but often a different-looking one; the mean keeps what all draws
+share, which is what the latent code carries. Measured with ``vlae-mnist`` on the
+first 300 test digits at step 1: label agreement 83% with one draw, 92% with the
+mean of 16.
 """
 
 from __future__ import annotations
@@ -72,27 +78,56 @@ def reconstruct(obs: ObservationModel, seed: int, sharpness: float = RECONSTRUCT
     return out
 
 
+def mean_of_draws(draws: np.ndarray, copies: int) -> np.ndarray:
+    """Rows ``s·N + n`` (s < copies) of ``draws`` averaged per pixel, rounded half up, in
+    integers (no float rounding to disagree about)."""
+    stacked = draws.reshape(copies, -1, *draws.shape[1:]).astype(np.int64)
+    return ((2 * stacked.sum(axis=0) + copies) // (2 * copies)).astype(np.uint8)
+
+
+def replicated_walk(model: LatentModel, sent: Sent, shape: tuple[int, int, int, int], step: float,
+                    copies: int) -> ObservationModel:
+    """p(x | ẑ) for ``copies`` copies of every image (row ``s·N + n`` is image n),
+    walked from the integers alone so that encoder and decoder run the same batch."""
+    n = shape[0]
+    tiled = iter([np.tile(np.asarray(q).reshape(n, -1), (copies, 1)).ravel() for _, q in sent])
+    obs, _ = quantised_walk(model, None, (n * copies, *shape[1:]), step, lambda event: next(tiled))
+    return obs
+
+
 class LossyCoder:
-    """Quantise-and-code the latents of any contract model; decode by the mode."""
+    """Quantise-and-code the latents of any contract model; decode by seeded draws."""
 
     def __init__(self, model: LatentModel, step: float = DEFAULT_STEP, group: int = DEFAULT_GROUP,
-                 sharpness: float = RECONSTRUCTION_SHARPNESS) -> None:
+                 sharpness: float = RECONSTRUCTION_SHARPNESS, draws: int = 1) -> None:
+        if draws < 1:
+            raise ValueError("draws must be at least 1")
         self.model = model
         self.sharpness = sharpness
         self.step = snap_step(step)
-        self.group = group
+        self.draws = draws
+        self.group = max(1, group // draws)  # the decoder's batch is group × draws images
+
+    def _reconstruct(self, obs: ObservationModel, sent: Sent, shape: tuple[int, int, int, int],
+                     group: int) -> np.ndarray:
+        seed = RECONSTRUCTION_SEED + group
+        if self.draws == 1:  # the walk's own p(x | ẑ): files made before draws existed decode unchanged
+            return reconstruct(obs, seed, self.sharpness)
+        obs = replicated_walk(self.model, sent, shape, self.step, self.draws)
+        return mean_of_draws(reconstruct(obs, seed, self.sharpness), self.draws)
 
     @torch.no_grad()
     @coding_threads()
     def encode_group(self, x: np.ndarray, group: int = 0) -> tuple[Sent, np.ndarray]:
         obs, sent = walk_posterior_means(self.model, torch.from_numpy(np.array(x)), self.step)  # a writable copy
-        return sent, reconstruct(obs, RECONSTRUCTION_SEED + group, self.sharpness)
+        return sent, self._reconstruct(obs, sent, tuple(x.shape), group)
 
     @torch.no_grad()
     @coding_threads()
     def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], group: int = 0) -> np.ndarray:
-        obs, _ = quantised_walk(self.model, None, shape, self.step, lambda event: pop_layer(stack, event, self.step))
-        return reconstruct(obs, RECONSTRUCTION_SEED + group, self.sharpness)
+        obs, sent = quantised_walk(self.model, None, shape, self.step,
+                                   lambda event: pop_layer(stack, event, self.step))
+        return self._reconstruct(obs, sent, shape, group)
 
     def encode(self, batches: list[np.ndarray], progress: Callable[[int], None] | None = None) -> LossyResult:
         groups, recons, all_sent = [], [], []

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
                     progress(f"{data.title}: {info.name} lossy, steps {args.lossy_steps}")
                     subset = datasets.BenchSet(data.key, f"MNIST test ({args.lossy_images})",
                                                data.images[: args.lossy_images], labels=data.labels[: args.lossy_images])
-                    lossy, grid = lossy_rows(info.name, subset, args.lossy_steps)
+                    lossy, grid = lossy_rows(info.name, subset, args.lossy_steps, args.lossy_draws)
                     rows.extend(lossy)
                     grids[info.name] = grid
     meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
@@ -225,6 +225,8 @@ def main() -> None:
     parser.add_argument("--lossy-images", type=int, default=10_000, help="MNIST test images for the lossy rows")
     parser.add_argument("--lossy-steps", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
                         help="latent quantisation steps of the lossy rows")
+    parser.add_argument("--lossy-draws", type=int, nargs="+", default=[1, 16],
+                        help="draws averaged per pixel in the lossy rows (each step is run with each)")
     parser.add_argument("--cifar10", type=Path, default=None, help="path to the official cifar-10-python.tar.gz")
     parser.add_argument("--folder", type=Path, default=None, help="also benchmark every image in this folder")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS,
@@ -239,7 +241,7 @@ def main() -> None:
     if args.quick:
         args.images, args.singles, args.iwae_k, args.iwae_images, args.lossy_images = 200, 3, 16, 8, 200
         args.samples = []  # tests/test_importance.py checks that path; here it would double the run
-        args.lossy_steps = [1.0]
+        args.lossy_steps, args.lossy_draws = [1.0], [1, 4]
     if args.out is None:
         args.out = ROOT / "bench" / ("out" if args.quick else "results")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,10 @@
 """Lossy rows: bits per image against fidelity, for the latent-only mode and for
-JPEG / WebP at their lowest settings, judged by the same classifier."""
+JPEG / WebP at their lowest settings, judged by the same classifier.
+
+    python -m bench.lossy_eval [--model vlae-mnist] [--steps 1] [--draws 1 16] [--images 10000]
+
+writes ``bench/results/lossy_<model>.json`` and an image grid (originals on top).
+"""
 
 from __future__ import annotations
 
@@ -42,8 +47,10 @@ def _fidelity(row: dict, originals: np.ndarray, recon: np.ndarray, judge, labels
     return row
 
 
-def lossy_rows(model_name: str, data: BenchSet, steps: list[float]) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """One row per lossy step of ``model_name`` and per classical codec; plus reconstructions for a grid."""
+def lossy_rows(model_name: str, data: BenchSet, steps: list[float],
+               draws: list[int] = (1,)) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """One row per (lossy step, draws) of ``model_name`` and per classical codec; plus
+    reconstructions for a grid."""
     judge = classifier.load()
     originals = np.stack(data.images)
     n = len(originals)
@@ -51,21 +58,23 @@ def lossy_rows(model_name: str, data: BenchSet, steps: list[float]) -> tuple[lis
     base = {"dataset": data.title, "dataset_key": data.key, "kind": "lossy", "images": n,
             "classifier_accuracy_on_originals": float((labels_orig == data.labels).mean()) if data.labels is not None else None}
     rows, grids = [], {"original": originals[:12]}
-    for step in steps:
+    for step, s in ((step, s) for step in steps for s in draws):
         t = time.perf_counter()
-        blob = bbcodec.compress(list(originals), model=model_name, lossy_step=step)
+        blob = bbcodec.compress(list(originals), model=model_name, lossy_step=step, lossy_draws=s)
         encode_s = time.perf_counter() - t
         t = time.perf_counter()
         recon = np.stack(bbcodec.decompress(blob))
         decode_s = time.perf_counter() - t
         fi = bbcodec.inspect(blob)
-        single = len(bbcodec.compress([originals[0]], model=model_name, lossy_step=step))
-        row = {**base, "codec": f"bbcodec {model_name} --lossy-step {step:g}", "model": model_name, "step": step,
+        single = len(bbcodec.compress([originals[0]], model=model_name, lossy_step=step, lossy_draws=s))
+        name = f"bbcodec {model_name} --lossy-step {step:g}" + (f" --lossy-draws {s}" if s > 1 else "")
+        row = {**base, "codec": name, "model": model_name, "step": step, "draws": s,
                "bits_per_image": 8 * len(blob) / n, "latent_bits_per_image": 8 * fi.payload_bytes / n,
                "single_image_file_bits": 8 * single,
                "encode_img_per_s": n / encode_s, "decode_img_per_s": n / decode_s}
         rows.append(_fidelity(row, originals, recon, judge, labels_orig, data.labels))
-        grids[f"bbcodec step {step:g} ({row['bits_per_image']:.0f} bits)"] = recon[:12]
+        label = f"bbcodec step {step:g}" + (f", mean of {s} draws" if s > 1 else "")
+        grids[f"{label} ({row['bits_per_image']:.0f} bits)"] = recon[:12]
     for fmt, name in (("JPEG", "JPEG quality 1"), ("WEBP", "WebP quality 0")):
         sizes, recon = zip(*(_classical_lossy(img, fmt) for img in originals))
         row = {**base, "codec": name, "model": None, "bits_per_image": 8 * float(np.mean(sizes)),
@@ -73,3 +82,33 @@ def lossy_rows(model_name: str, data: BenchSet, steps: list[float]) -> tuple[lis
         rows.append(_fidelity(row, originals, np.stack(recon), judge, labels_orig, data.labels))
         grids[f"{name} ({row['bits_per_image']:.0f} bits)"] = np.stack(recon)[:12]
     return rows, grids
+
+
+def main() -> None:
+    import argparse
+    import json
+    from pathlib import Path
+
+    from bench import datasets
+    from bench.plots import image_grid
+
+    root = Path(__file__).resolve().parents[1]
+    parser = argparse.ArgumentParser(prog="python -m bench.lossy_eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="vlae-mnist")
+    parser.add_argument("--steps", type=float, nargs="+", default=[1.0], help="latent quantisation steps")
+    parser.add_argument("--draws", type=int, nargs="+", default=[1, 16], help="draws averaged per pixel")
+    parser.add_argument("--images", type=int, default=10_000, help="first N MNIST test digits")
+    parser.add_argument("--out", type=Path, default=root / "bench" / "results")
+    args = parser.parse_args()
+    rows, grid = lossy_rows(args.model, datasets.mnist(args.images), args.steps, args.draws)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"lossy_{args.model}.json").write_text(json.dumps(rows, indent=1))
+    image_grid(grid, args.out / f"lossy_{args.model}_grid.png")
+    for r in rows:
+        print(f"{r['codec']:50s} {r['bits_per_image']:8.1f} bits  agreement {r['label_agreement']:.4f}  "
+              f"PSNR {r['psnr_db']:.2f} dB")
+
+
+if __name__ == "__main__":
+    main()

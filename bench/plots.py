@@ -88,8 +88,10 @@ def lossy_tradeoff(rows: list[dict], path: Path) -> Path | None:
     for ax, key, label in ((axes[0], "label_agreement", "label agreement with the original"),
                            (axes[1], "psnr_db", "PSNR (dB)")):
         ours = [r for r in rows if r.get("model")]
-        ax.plot([r["bits_per_image"] for r in ours], [r[key] for r in ours], "o-", color="#1565c0",
-                label="bbcodec latent only")
+        for draws in sorted({r.get("draws", 1) for r in ours}):
+            line = [r for r in ours if r.get("draws", 1) == draws]
+            ax.plot([r["bits_per_image"] for r in line], [r[key] for r in line], "o-",
+                    label="bbcodec latent only" + (f", mean of {draws} draws" if draws > 1 else ", one draw"))
         for r in ours:
             ax.annotate(f"step {r['step']:g}", (r["bits_per_image"], r[key]), fontsize=7,
                         textcoords="offset points", xytext=(4, -8))
@@ -109,19 +111,31 @@ def lossy_tradeoff(rows: list[dict], path: Path) -> Path | None:
 
 
 def image_grid(grids: dict[str, np.ndarray], path: Path) -> Path | None:
-    """One row of images per entry (originals first), titled by the entry's name."""
+    """One strip of images per entry (originals first), titled by the entry's name.
+
+    Each strip is pasted into one array with a 2-pixel gap and shown at its own
+    resolution, so small images (28x28 digits) stay large and close together.
+    """
     plt = _pyplot()
     if plt is None or not grids:
         return None
     cols = max(len(v) for v in grids.values())
-    fig, axes = plt.subplots(len(grids), cols, figsize=(cols * 0.9, len(grids) * 1.05), squeeze=False)
-    for r, (title, images) in enumerate(grids.items()):
-        for c in range(cols):
-            ax = axes[r][c]
-            ax.axis("off")
-            if c < len(images):
-                ax.imshow(images[c], cmap="gray", vmin=0, vmax=255 if images.max() > 1 else 1)
-        axes[r][0].set_title(title, loc="left", fontsize=8)
+    strips = []
+    for images in grids.values():
+        images = np.asarray(images)
+        scale = 255 if images.max() > 1 else 1
+        h, w = images.shape[1:3]
+        strip = np.full((h, cols * (w + 2) - 2, *images.shape[3:]), 255, dtype=np.uint8)
+        for c, img in enumerate(images):
+            strip[:, c * (w + 2) : c * (w + 2) + w] = (img.astype(np.float64) * (255 / scale)).astype(np.uint8)
+        strips.append(strip)
+    width_in = min(14.0, max(6.0, strips[0].shape[1] / 40))
+    row_in = width_in * strips[0].shape[0] / strips[0].shape[1] + 0.3
+    fig, axes = plt.subplots(len(strips), 1, figsize=(width_in, row_in * len(strips)), squeeze=False)
+    for ax, title, strip in zip(axes[:, 0], grids, strips):
+        ax.imshow(strip, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title, loc="left", fontsize=9)
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -122,8 +122,9 @@ def test_bottom_up_posterior_ignores_the_top_down_latents():
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_lossy_files_of_a_bottom_up_model_decode_to_what_the_encoder_showed():
-    coder = LossyCoder(make_tiny(TINY_BIVA_CONFIG, 0), step=0.75, group=3)
+@pytest.mark.parametrize("draws", [1, 3])
+def test_lossy_files_of_a_bottom_up_model_decode_to_what_the_encoder_showed(draws):
+    coder = LossyCoder(make_tiny(TINY_BIVA_CONFIG, 0), step=0.75, group=3, draws=draws)
     x = random_digits(5, 9)[:, None]
     result = coder.encode([x])
     shown = coder.decode(result.words, result.groups, [(1, 28, 28)] * len(result.groups))

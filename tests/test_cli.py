@@ -113,3 +113,15 @@ def test_undecodable_file_names_are_stored_readably(zoo_env, tmp_path):
     Image.fromarray(random_digits(1, 9)[0]).save(src)
     r = run("encode", src, "-o", tmp_path / "n.bbc", "--model", "tiny")
     assert r.exit_code == 0, r.output
+
+
+def test_lossy_draws_are_recorded_and_shown(zoo_env, tmp_path):
+    p = tmp_path / "small.png"
+    Image.fromarray(random_digits(1, 4, size=12)[0]).save(p)
+    out = tmp_path / "lossy.bbc"
+    r = run("encode", p, "-o", out, "--model", "tiny-vlae", "--lossy-draws", "3", "--verify")
+    assert r.exit_code == 0, r.output
+    assert "mean of 3 draws" in run("info", out).output
+    assert json.loads(run("info", out, "--json").output)["samples"] == 3
+    assert run("decode", out, "-o", tmp_path / "back.png").exit_code == 0
+    assert np.asarray(Image.open(tmp_path / "back.png")).shape == (12, 12)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import bbcodec
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
-from bbcodec.lossy import LossyCoder
+from bbcodec.lossy import LossyCoder, mean_of_draws
 from bbcodec.nn.likelihoods import observation_log_prob
 from bbcodec.nn.objective import LN2, elbo_terms
 from bbcodec.quantised import quantiser_model, symbol_range
@@ -86,16 +86,38 @@ def test_the_decoder_never_reads_a_pixel_before_it_is_decoded():
     assert changed and min(i * 12 + j for i, j in changed) == 5 * 12 + 6
 
 
-@settings(max_examples=5, deadline=None)
-@given(st.integers(1, 9), st.sampled_from([0.25, 1.0, 3.0]), st.integers(1, 4), st.integers(0, 99))
-def test_lossy_decodes_to_the_encoders_reconstruction(n, step, group, seed):
+@settings(max_examples=6, deadline=None)
+@given(st.integers(1, 9), st.sampled_from([0.25, 1.0, 3.0]), st.integers(1, 8), st.integers(1, 5),
+       st.integers(0, 99))
+def test_lossy_decodes_to_the_encoders_reconstruction(n, step, group, draws, seed):
     model = make_tiny(TINY_VLAE_CONFIG, seed % 3)
-    coder = LossyCoder(model, step, group=group)
+    coder = LossyCoder(model, step, group=group, draws=draws)
     x = _images(TINY_VLAE_CONFIG, n, seed)
     result = coder.encode([x])
+    assert max(result.groups) <= max(1, group // draws)
     decoded = coder.decode(result.words, result.groups, [x.shape[1:]] * len(result.groups))
     for a, b in zip(decoded, result.reconstructions):
         np.testing.assert_array_equal(a, b)
+
+
+def test_mean_of_draws_rounds_half_up_per_pixel():
+    draws = np.array([[[[0, 255, 3]]], [[[1, 255, 4]]]], dtype=np.uint8)  # rows s*N + n, N = 1
+    np.testing.assert_array_equal(mean_of_draws(draws, 2), [[[[1, 255, 4]]]])
+    many = np.random.default_rng(0).integers(0, 256, (3 * 4, 1, 5, 5)).astype(np.uint8)
+    expected = np.floor(many.reshape(3, 4, 1, 5, 5).mean(axis=0) + 0.5)
+    np.testing.assert_array_equal(mean_of_draws(many, 3), expected)
+
+
+def test_more_draws_cost_no_bits_and_steady_the_picture():
+    """Draws change only the picture: the same latent bits; the mean of many draws of
+    one latent code lies closer to the model's E[x | z] than a single draw does."""
+    model = make_tiny(TINY_VLAE_CONFIG, 1)
+    x = _images(TINY_VLAE_CONFIG, 6, 5)
+    one, many = (LossyCoder(model, 1.0, draws=d).encode([x]) for d in (1, 32))
+    assert one.latent_bits == many.latent_bits
+    reference = np.concatenate(LossyCoder(model, 1.0, draws=256).encode([x]).reconstructions).astype(float)
+    spread = [np.abs(np.concatenate(r.reconstructions).astype(float) - reference).mean() for r in (one, many)]
+    assert spread[1] < spread[0] / 2
 
 
 def test_lossy_rate_falls_as_the_step_grows():
@@ -123,9 +145,12 @@ def test_api_lossy_file_round_trip_and_refusals(zoo_env):
     x = [img[0] for img in _images(TINY_VLAE_CONFIG, 5, 9)]
     data = bbcodec.compress(x, model="tiny-vlae", lossy_step=0.5)
     info = bbcodec.inspect(data)
-    assert info.lossy and info.lossy_step == 0.5 and info.initial_bits == 0
+    assert info.lossy and info.lossy_step == 0.5 and info.initial_bits == 0 and info.samples == 1
     out = bbcodec.decompress(data)
     assert [o.shape for o in out] == [i.shape for i in x]
+    averaged = bbcodec.compress(x, model="tiny-vlae", lossy_step=0.5, lossy_draws=4)
+    assert bbcodec.inspect(averaged).samples == 4
+    assert [o.shape for o in bbcodec.decompress(averaged)] == [i.shape for i in x]
     lossless = bbcodec.compress(x, model="tiny-vlae")
     assert [np.array_equal(a, b) for a, b in zip(bbcodec.decompress(lossless), x)] == [True] * 5
     with pytest.raises(bbcodec.UnsupportedImageError, match="12x12 images only"):
