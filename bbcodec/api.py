@@ -40,7 +40,9 @@ def choose_model(images: list[np.ndarray], model: str | None, lossy: bool = Fals
 
     Without a name, candidates must code the images' channel count and sizes (a
     model with a global latent codes one size only); the first of
-    :data:`bbcodec.zoo.PREFERENCE` among them wins.
+    :data:`bbcodec.zoo.PREFERENCE` among them wins. Lossy coding picks only models
+    with a global latent: a hierarchy's many local latents cost far more bits sent
+    outright.
     """
     channels = {channels_of(img) for img in images}
     sizes = {img.shape[:2] for img in images}
@@ -50,7 +52,7 @@ def choose_model(images: list[np.ndarray], model: str | None, lossy: bool = Fals
         if len(channels) != 1:
             raise UnsupportedImageError("mixing grayscale and RGB images in one file needs --model")
         candidates = [m for m in zoo.list_models() if m.image_channels == next(iter(channels))
-                      and all(m.accepts(*hw) for hw in sizes) and (m.autoregressive or not lossy)
+                      and all(m.accepts(*hw) for hw in sizes) and (m.image_size is not None or not lossy)
                       and m.pixel_levels == 256]
         if not candidates:
             raise UnsupportedImageError(
@@ -131,7 +133,8 @@ def compress(
         raise ValueError("names must have one entry per image")
     info = choose_model(image_list, model, lossy=lossy_step is not None)
     shapes = [ImageShape(img.shape[0], img.shape[1], channels_of(img)) for img in image_list]
-    tile = None if lossy_step is not None else tiling.choose_tile([(s.height, s.width, s.channels) for s in shapes])
+    tile = None if lossy_step is not None else tiling.choose_tile(
+        [(s.height, s.width, s.channels) for s in shapes], autoregressive=info.autoregressive)
     container.check_packable(shapes, list(names) if names is not None else None, tile)
     net, _ = zoo.load_model(info.name)
     units = tiling.all_units([(s.height, s.width) for s in shapes], tile)

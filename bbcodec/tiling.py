@@ -21,6 +21,11 @@ import numpy as np
 
 DEFAULT_TILE = 256  # 256 x 256 x 3 = 196,608 samples per unit: 21 units fit one batch
 TILE_ABOVE_SAMPLES = 1 << 20  # files with any image above this many samples are tiled
+# A model that decodes pixel by pixel takes one sequential step per pixel position of
+# a unit, whatever the batch: small units in large lockstep groups decode far faster.
+# 32 is also the patch size `rgb` was trained on. Measured on a 128x128 crop of a
+# photo with `rgb`: 2.475 bits/dim with 32x32 tiles, 2.627 with 64x64 tiles.
+AUTOREGRESSIVE_TILE = 32
 MIN_TILE, MAX_TILE = 32, 2048
 
 
@@ -65,8 +70,12 @@ def all_units(sizes: list[tuple[int, int]], tile: int | None) -> list[Unit]:
     return [u for i, (h, w) in enumerate(sizes) for u in layout(i, h, w, tile)]
 
 
-def choose_tile(sizes_and_channels: list[tuple[int, int, int]]) -> int | None:
-    """Tile only when some image is too big to be one network batch comfortably."""
+def choose_tile(sizes_and_channels: list[tuple[int, int, int]], autoregressive: bool = False) -> int | None:
+    """Tile only when some image is too big to be one network batch comfortably, or,
+    for an autoregressive model, larger than :data:`AUTOREGRESSIVE_TILE` either way."""
+    if autoregressive:
+        big = any(max(h, w) > AUTOREGRESSIVE_TILE for h, w, _ in sizes_and_channels)
+        return AUTOREGRESSIVE_TILE if big else None
     return DEFAULT_TILE if any(h * w * c > TILE_ABOVE_SAMPLES for h, w, c in sizes_and_channels) else None
 
 

@@ -58,6 +58,9 @@ def tiny_zoo(tmp_path_factory) -> Path:
     rgb = HVAEConfig(**{**TINY_CONFIG.__dict__, "image_channels": 3})
     write_zoo_model(root, "tiny-rgb", make_tiny(rgb, 1))
     write_zoo_model(root, "tiny-vlae", make_tiny(TINY_VLAE_CONFIG, 2))
+    local = HVAEConfig(**{**TINY_BIVA_CONFIG.__dict__, "window_rows": 2, "window_cols": 3, "local_hidden": 8,
+                          "local_blocks": 1})
+    write_zoo_model(root, "tiny-local", make_tiny(local, 4))
     binary = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "likelihood": "bernoulli"})
     write_zoo_model(root, "tiny-vlae-binary", make_tiny(binary, 3))
     return root

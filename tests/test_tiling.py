@@ -45,6 +45,22 @@ def test_tiled_rgb_and_gray_round_trip(zoo_env, small_tiles):
     np.testing.assert_array_equal(bbcodec.decompress(bbcodec.compress([gray], model="tiny"))[0], gray)
 
 
+def test_autoregressive_models_tile_anything_wider_than_32():
+    assert tiling.choose_tile([(28, 28, 1), (32, 32, 3)], autoregressive=True) is None
+    assert tiling.choose_tile([(28, 28, 1), (20, 33, 1)], autoregressive=True) == tiling.AUTOREGRESSIVE_TILE == 32
+    assert tiling.choose_tile([(20, 33, 1)], autoregressive=False) is None
+
+
+def test_an_autoregressive_model_codes_small_tiles_exactly(zoo_env):
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (40, 70), dtype=np.uint8), rng.integers(0, 256, (12, 12), dtype=np.uint8)]
+    data = bbcodec.compress(images, model="tiny-local")
+    header, _ = container.unpack(data)
+    assert header.tile == 32 and sum(header.groups) == 6 + 1
+    for a, b in zip(bbcodec.decompress(data), images):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_small_files_are_not_tiled(zoo_env):
     data = bbcodec.compress([np.zeros((28, 28), np.uint8)], model="tiny")
     assert container.unpack(data)[0].tile is None
