@@ -50,6 +50,7 @@ class ModelInfo:
     test_bpd: float | None
     sha256: str
     kl_bits_per_layer: tuple[float, ...] = ()
+    latent_part_names: tuple[str, ...] = ()  # what each KL term is, in the same order
     image_size: int | None = None  # models with a global latent code one square size only
     autoregressive: bool = False  # decodes pixel by pixel: wants large lockstep groups
     pixel_levels: int = 256  # 2 for a binarised-image model: pixels must be 0 or 1
@@ -80,6 +81,7 @@ def _info(name: str, folder: Path) -> ModelInfo:
         test_bpd=meta.get("test_bpd"),
         sha256=file_sha256(weights),
         kl_bits_per_layer=tuple(meta.get("kl_bits_per_layer", ())),
+        latent_part_names=config.latent_part_names,
         image_size=getattr(config, "image_size", None),
         autoregressive=getattr(config, "autoregressive", False),
         pixel_levels=2 if getattr(config, "likelihood", "logistic") == "bernoulli" else 256,

@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
     grids: dict = {}
     for data in sets:
         for name in models_for(data):
+            if args.models and name not in args.models:
+                continue
             progress(f"{data.title}: {name} lossless ({len(data.images)} images)")
             rows.append(lossless_row(name, data, args.singles, args.iwae_k, args.iwae_images))
             if len({img.shape for img in data.images}) == 1:
@@ -114,8 +116,8 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
             from bench.lossy_eval import lossy_rows
 
             for info in bbcodec.list_models():
-                if (info.autoregressive and info.pixel_levels == 256 and info.image_channels == 1
-                        and info.accepts(28, 28)):
+                if (info.image_size == 28 and info.pixel_levels == 256 and info.image_channels == 1
+                        and (not args.models or info.name in args.models) and args.lossy_images):
                     progress(f"{data.title}: {info.name} lossy, steps {args.lossy_steps}")
                     subset = datasets.BenchSet(data.key, f"MNIST test ({args.lossy_images})",
                                                data.images[: args.lossy_images], labels=data.labels[: args.lossy_images])
@@ -201,7 +203,7 @@ def render(rows: list[dict], reported: list[dict], out: Path) -> list[Path]:
         plots += [path] if path else []
     for info in bbcodec.list_models():
         path = kl_per_layer(list(info.kl_bits_per_layer), info.name, out / f"{slug(info.name)}_kl_per_layer.png",
-                            unit="dim" if info.autoregressive else "layer")
+                            list(info.latent_part_names))
         plots += [path] if path else []
     lossy = [r for r in rows if r["kind"] == "lossy"]
     if lossy:
@@ -229,6 +231,7 @@ def main() -> None:
                         help="draws averaged per pixel in the lossy rows (each step is run with each)")
     parser.add_argument("--cifar10", type=Path, default=None, help="path to the official cifar-10-python.tar.gz")
     parser.add_argument("--folder", type=Path, default=None, help="also benchmark every image in this folder")
+    parser.add_argument("--models", nargs="+", default=None, help="only these shipped models (default: every one)")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS,
                         help="which datasets to run (cifar10 needs --cifar10, folder needs --folder)")
     parser.add_argument("--out", type=Path, default=None,

@@ -59,18 +59,19 @@ def rate_bars(rows: list[dict], path: Path, reported: list[dict] = ()) -> Path |
     return path
 
 
-def kl_per_layer(kl_bits: list[float], model: str, path: Path, unit: str = "layer") -> Path | None:
-    """Posterior-collapse check (BIVA fig. 5): bits each latent layer (or dimension) carries per image."""
+def kl_per_layer(kl_bits: list[float], model: str, path: Path, names: list[str]) -> Path | None:
+    """Posterior-collapse check (BIVA fig. 5): bits each latent part carries per image."""
     plt = _pyplot()
-    if plt is None or not kl_bits:
+    if plt is None or not kl_bits or len(names) != len(kl_bits):
         return None
-    fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(kl_bits)), 3))
-    names = [f"{unit} {i + 1}" + (" (top)" if i == 0 and unit == "layer" else "") for i in range(len(kl_bits))]
+    fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(kl_bits), 1.3 * len(kl_bits) if len(kl_bits) < 8 else 0), 3.2))
     ax.bar(names, kl_bits, color="#1565c0")
     for i, v in enumerate(kl_bits):
         ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8 if len(kl_bits) < 12 else 6)
     if len(kl_bits) > 8:
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    else:
+        ax.tick_params(axis="x", labelsize=7)
     ax.set_ylabel("KL(q || p), bits per image")
     ax.set_title(f"{model}: information per latent layer (test set)")
     fig.tight_layout()

