@@ -65,9 +65,9 @@ def kl_per_layer(kl_bits: list[float], model: str, path: Path, names: list[str])
     if plt is None or not kl_bits or len(names) != len(kl_bits):
         return None
     fig, ax = plt.subplots(figsize=(max(5, 0.3 * len(kl_bits), 1.3 * len(kl_bits) if len(kl_bits) < 8 else 0), 3.2))
-    ax.bar(names, kl_bits, color="#1565c0")
+    ax.bar([n.replace(" (", "\n(") if len(kl_bits) <= 8 else n for n in names], kl_bits, color="#1565c0")
     for i, v in enumerate(kl_bits):
-        ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8 if len(kl_bits) < 12 else 6)
+        ax.text(i, v, f"{v:.1f}" if v >= 1 else f"{v:.2f}", ha="center", va="bottom", fontsize=8 if len(kl_bits) < 12 else 6)
     if len(kl_bits) > 8:
         ax.tick_params(axis="x", labelrotation=90, labelsize=7)
     else:
