@@ -138,8 +138,8 @@ def main() -> None:
                    "(default 1.0; larger = fewer bits, coarser). Implies --lossy.")
 @click.option("--lossy-draws", type=click.IntRange(1, 256), default=None, metavar="S",
               help="Fidelity knob of --lossy, free in bits: show the mean of S seeded draws from the "
-                   "model instead of one draw (default 1; 16 gave 92% label agreement on MNIST digits "
-                   "against 83% for one draw, at S times the decoding work). Implies --lossy.")
+                   "model instead of one draw (default 1; 16 gave 91.3% label agreement on 300 MNIST digits "
+                   "against 81.3% for one draw, at S times the decoding work). Implies --lossy.")
 @click.option("--samples", type=click.IntRange(1, 256), default=1, show_default=True, metavar="K",
               help="Importance samples per image: the rate falls from the model's -ELBO towards its "
                    "tighter IWAE bound -L_K (K=8: about 1.5% smaller on MNIST) for about K times the "
