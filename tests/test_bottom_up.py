@@ -93,7 +93,8 @@ def test_elbo_counts_a_kl_per_part_and_iwae_is_tighter():
     with torch.no_grad():
         terms = elbo_terms(model, x)
         assert len(terms.kl_per_layer) == 4  # two layers, each a bottom-up and a top-down part
-        assert all(bool((kl >= -1e-5).all()) for kl in terms.kl_per_layer)
+        top_down = terms.kl_per_layer[1::2]  # closed form; bottom-up parts are one-sample estimates
+        assert all(bool((kl >= -1e-5).all()) for kl in top_down)
         neg_elbo = np.mean([elbo_terms(model, x).negative_elbo().mean().item() for _ in range(20)])
         assert iwae_bound(model, x, 32).mean().item() < neg_elbo
 

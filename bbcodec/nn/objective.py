@@ -6,7 +6,6 @@ bits-back coder does, so what training optimises is what the coder pays.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -33,11 +32,30 @@ class ElboTerms:
         return total
 
 
+def inferred_kl_estimate(posterior: InferredLatent, prior: GaussianLatent, z: torch.Tensor) -> torch.Tensor:
+    """Unbiased one-sample estimate of an inferred latent's KL term, per dimension, in nats.
+
+    Why not the closed-form KL: the layers between the inference pass and this
+    latent's prior (BIVA's top-down latents above it) read the *sampled* value
+    through the bottom-up features, so the prior p(z | z_above) is correlated with
+    the very noise that drew z. The closed form KL(q || p(. | z_above)) treats z as a
+    fresh draw and underestimates the ELBO's term; a model trained on it learns to
+    exploit the gap (biva-mnist: 1.061 bits/dim claimed against 1.092 paid by the
+    coder on 200 digits, all of it in the bottom-up parts). The coder pays
+    ``log q(z) − log p(z | z_above)`` at the value it actually sent, so that is
+    what is estimated here: q's own log density by its closed-form expectation
+    (nothing downstream touches q), the prior's at the sample.
+    """
+    neg_entropy = -torch.log(posterior.post_std) - 0.5 * math.log(2 * math.pi * math.e)
+    return neg_entropy - gaussian_log_prob(z, prior.prior_mean, prior.prior_std)
+
+
 def elbo_terms(model: LatentModel, x: torch.Tensor, sample: bool = True) -> ElboTerms:
     """One reparameterised pass (``sample=False`` uses posterior means).
 
     An inferred latent (:class:`~bbcodec.contract.InferredLatent`) is sampled where
-    it is yielded; its KL is taken when its prior event arrives.
+    it is yielded; its KL term is taken when its prior event arrives, at the sample
+    (see :func:`inferred_kl_estimate`).
     """
     steps = model.latent_steps(x, tuple(x.shape))
     kls: list[torch.Tensor] = []
@@ -47,8 +65,7 @@ def elbo_terms(model: LatentModel, x: torch.Tensor, sample: bool = True) -> Elbo
         while True:
             if isinstance(layer, GaussianLatent) and layer.inferred is not None:
                 posterior, z = inferred[layer.inferred]
-                kls.append(gaussian_kl(dataclasses.replace(layer, post_mean=posterior.post_mean,
-                                                           post_std=posterior.post_std, inferred=None)))
+                kls.append(inferred_kl_estimate(posterior, layer, z))
             else:
                 assert layer.post_mean is not None and layer.post_std is not None
                 z = layer.post_mean
