@@ -291,16 +291,26 @@ def gaussian_on_bins(mean: torch.Tensor, std: torch.Tensor, precision: int,
                      bin_mean: torch.Tensor | None = None, bin_std: torch.Tensor | None = None) -> Codec:
     """N(mean, std) per dimension, coded on the 2^p bins of equal mass under
     N(bin_mean, bin_std), or under N(0, 1) when no bin distribution is given."""
-    edges, _ = standard_quantiles(precision)
     mean, std = mean.reshape(-1, 1).float(), std.reshape(-1, 1).float()
     if bin_mean is not None and bin_std is not None:
         bin_mean, bin_std = bin_mean.reshape(-1, 1).float(), bin_std.reshape(-1, 1).float()
 
     def piece(lo: int, hi: int) -> Codec:
-        z_edges = edges if bin_mean is None else bin_mean[lo:hi] + bin_std[lo:hi] * edges
-        return categorical(bin_masses(torch.special.ndtr((z_edges - mean[lo:hi]) / std[lo:hi])))
+        if bin_mean is None:
+            return categorical(gaussian_bin_masses(mean[lo:hi], std[lo:hi], precision))
+        return categorical(gaussian_bin_masses(mean[lo:hi], std[lo:hi], precision, bin_mean[lo:hi], bin_std[lo:hi]))
 
     return chunked(len(mean), TABLE_BUDGET // 2**precision, piece)
+
+
+def gaussian_bin_masses(mean: torch.Tensor, std: torch.Tensor, precision: int,
+                        bin_mean: torch.Tensor | None = None, bin_std: torch.Tensor | None = None) -> torch.Tensor:
+    """(rows, 2^p) masses of N(mean, std) in the 2^p bins of equal mass under
+    N(bin_mean, bin_std), or under N(0, 1); every argument is a (rows, 1) float32 column.
+    The coder's tables: anything that accounts for its bits must use this too."""
+    edges, _ = standard_quantiles(precision)
+    z_edges = edges if bin_mean is None or bin_std is None else bin_mean + bin_std * edges
+    return bin_masses(torch.special.ndtr((z_edges - mean) / std))
 
 
 def prior_bins(layer: GaussianLatent, precision: int) -> Codec:

@@ -29,7 +29,7 @@ import torch
 
 from bbcodec import codecs
 from bbcodec.bitsback import coding_threads
-from bbcodec.contract import Autoregressive, InferredLatent, LatentEvent
+from bbcodec.contract import Autoregressive, GaussianLatent, InferredLatent, LatentEvent
 from bbcodec.data import load_mnist
 from bbcodec.nn.likelihoods import observation_log_prob
 from bbcodec.nn.objective import elbo_terms
@@ -46,21 +46,24 @@ def _info_bits(tables: torch.Tensor, symbols: np.ndarray) -> float:
     return float(-(torch.log2(picked) - torch.log2(t.sum(1))).sum())
 
 
+def _column(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1, 1).float()
+
+
 def _posterior_tables(event: LatentEvent, precision: int) -> torch.Tensor:
     """The posterior's mass in each bin, exactly as the coder builds it."""
-    edges, _ = codecs.standard_quantiles(precision)
-    mean, std = event.post_mean.reshape(-1, 1).float(), event.post_std.reshape(-1, 1).float()
-    if not event.static_bins:
-        edges = event.prior_mean.reshape(-1, 1).float() + event.prior_std.reshape(-1, 1).float() * edges
-    return codecs.bin_masses(torch.special.ndtr((edges - mean) / std))
+    mean, std = _column(event.post_mean), _column(event.post_std)
+    if event.static_bins:
+        return codecs.gaussian_bin_masses(mean, std, precision)
+    return codecs.gaussian_bin_masses(mean, std, precision, _column(event.prior_mean), _column(event.prior_std))
 
 
-def _prior_bits(event, idx: np.ndarray, precision: int) -> float:
+def _prior_bits(event: GaussianLatent, idx: np.ndarray, precision: int) -> float:
+    """What pushing ``idx`` under the prior costs: p bits per dim on the prior's own
+    bins, the prior's mass in each N(0, 1) bin on static ones."""
     if not event.static_bins:
         return precision * idx.size
-    edges, _ = codecs.standard_quantiles(precision)
-    mean, std = event.prior_mean.reshape(-1, 1).float(), event.prior_std.reshape(-1, 1).float()
-    return _info_bits(codecs.bin_masses(torch.special.ndtr((edges - mean) / std)), idx)
+    return _info_bits(codecs.gaussian_bin_masses(_column(event.prior_mean), _column(event.prior_std), precision), idx)
 
 
 def _pixel_bits_stepwise(obs, x: np.ndarray) -> float:
@@ -82,7 +85,7 @@ def breakdown(model: torch.nn.Module, x: np.ndarray, precision: int = 8, seed: i
               elbo_passes: int = 4) -> dict:
     """Coder and ELBO bits per image, per part (see the module docstring)."""
     rng = np.random.default_rng(seed)
-    xt = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
+    xt = torch.from_numpy(np.array(x)).contiguous(memory_format=torch.channels_last)  # a writable copy
     posterior_bits: dict[int, float] = {}
 
     def choose(event: LatentEvent) -> np.ndarray:
