@@ -163,6 +163,7 @@ def compress(
         tile=tile,
         anchor_step=settings.anchor_step,
         samples=settings.samples,
+        plain_groups=result.plain_groups if settings.samples > 1 else 0,
     )
     return container.pack(header, result.words)
 
@@ -237,7 +238,7 @@ def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray
         coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision,
                                                  anchor_step=header.anchor_step, samples=header.samples))
         decoded = coder.decode(words, header.untouched_initial_words, header.initial_words, header.groups,
-                               group_shapes, progress=progress)
+                               group_shapes, progress=progress, plain_groups=header.plain_groups)
     images = _assemble(decoded, header.shapes, header.tile)
     if container.pixel_crc(images) != header.pixel_crc:
         if header.lossy:
@@ -267,6 +268,7 @@ class FileInfo:
     lossy: bool
     lossy_step: float | None
     samples: int
+    plain_groups: int  # leading groups of an importance-weighted file coded at K = 1
     tile: int | None
     coding_units: int
     names: list[str] | None
@@ -292,6 +294,7 @@ def inspect(data: bytes) -> FileInfo:
         lossy=header.lossy,
         lossy_step=header.lossy_step,
         samples=header.samples,
+        plain_groups=header.plain_groups,
         tile=header.tile,
         coding_units=sum(header.groups),
         names=header.names,

@@ -267,7 +267,8 @@ def info(source: str, as_json: bool) -> None:
     click.echo(f"header:        {result.header_bytes} bytes")
     click.echo(f"initial bits:  {result.initial_bits}")
     if result.samples > 1 and not result.lossy:
-        click.echo(f"importance:    {result.samples} samples per image")
+        warmup = f" (after {result.plain_groups} plain warm-up groups)" if result.plain_groups else ""
+        click.echo(f"importance:    {result.samples} samples per image{warmup}")
     if result.tile:
         click.echo(f"tiles:         {result.coding_units} coding units ({result.tile}x{result.tile} tiles)")
 

@@ -23,7 +23,8 @@ FLAG_LOSSY = 2
 FLAG_TILED = 4
 FLAG_ANCHORED = 8
 FLAG_IMPORTANCE = 16
-KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED | FLAG_IMPORTANCE
+FLAG_WARMUP = 32  # an importance-weighted file whose leading groups are plain bits-back
+KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED | FLAG_IMPORTANCE | FLAG_WARMUP
 
 MAX_IMAGES = 10_000_000
 MAX_SIDE = 1 << 16
@@ -74,6 +75,8 @@ class Header:
     # Importance samples per image (bbcodec.importance; 1 = plain bits-back). In a lossy
     # file the same slot counts the seeded draws averaged per pixel (bbcodec.lossy).
     samples: int = 1
+    # Leading groups of an importance-weighted file coded at K = 1 (bbcodec.bitsback).
+    plain_groups: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -245,11 +248,13 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     out.append(FORMAT_VERSION)
     flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
              | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0)
-             | (FLAG_IMPORTANCE if header.samples > 1 else 0))
+             | (FLAG_IMPORTANCE if header.samples > 1 else 0) | (FLAG_WARMUP if header.plain_groups else 0))
     if not 1 <= header.samples <= MAX_SAMPLES:
         raise ValueError(f"samples (importance samples, or lossy draws) must lie in [1, {MAX_SAMPLES}]")
     if header.lossy and header.anchor_step is not None:
         raise ValueError("a lossy file has no bits-back chain to anchor")
+    if header.plain_groups and (header.lossy or header.samples < 2 or header.plain_groups > len(header.groups)):
+        raise ValueError("warm-up groups belong to an importance-weighted file and cannot outnumber its groups")
     out.append(flags)
     name = header.model_name.encode("ascii")
     if not len(name) < 256:
@@ -279,6 +284,8 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         _put_step(out, header.anchor_step)
     if header.samples > 1:
         _put_varint(out, header.samples)
+    if header.plain_groups:
+        _put_varint(out, header.plain_groups)
     if header.tile:
         _put_varint(out, header.tile)
     if header.names is not None:
@@ -358,6 +365,13 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         samples = r.varint(MAX_SAMPLES, "lossy draws" if flags & FLAG_LOSSY else "importance samples")
         if samples < 2:
             raise FormatError("the importance flag needs at least 2 samples (or lossy draws)")
+    plain_groups = 0
+    if flags & FLAG_WARMUP:
+        if flags & FLAG_LOSSY or not flags & FLAG_IMPORTANCE:
+            raise FormatError("warm-up groups are declared by a file that is not importance-weighted")
+        plain_groups = r.varint(MAX_UNITS, "warm-up groups")
+        if plain_groups == 0:
+            raise FormatError("the warm-up flag needs at least one warm-up group")
     tile = None
     if flags & FLAG_TILED:
         tile = r.varint(MAX_TILE, "tile side")
@@ -371,6 +385,8 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     if covered != n_units:
         raise FormatError("groups do not cover the declared images")
     groups = [size for size, count in group_runs for _ in range(count)]
+    if plain_groups > len(groups):
+        raise FormatError("the file declares more warm-up groups than it has groups")
     names = _read_names(r, len(shapes)) if flags & FLAG_NAMES else None
     payload = body[r.pos :] + bytes(-(len(body) - r.pos) % 4)
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
@@ -378,7 +394,7 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         raise FormatError("the coded data is malformed (its top word is zero)")
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
                     lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile, anchor_step=anchor_step,
-                    samples=samples)
+                    samples=samples, plain_groups=plain_groups)
     _check_groups_uniform(unit_shape_runs(header), groups, samples if header.lossy else 1)
     return header, words
 

@@ -14,8 +14,9 @@ the coder works on the extended space (z_1..z_K, j):
 Net cost per image: −log p(x, z_j) + log K − Σ_{k≠j} (−log q(z_k)) ... which in
 expectation over the encoder's pops is −log (1/K Σ_k w_k): the IWAE bound −L_K,
 tighter than −ELBO = −L_1 and tending to −log p(x) as K grows. The price is K times
-the network work for the latents and K times the borrowed bits at the start of a
-chain (the anchor image pays no borrowed bits at all; see :mod:`bbcodec.bitsback`).
+the network work for the latents and K times the bits borrowed before any return,
+which is why a chain warms up on plain groups until the stack can lend that much
+(:mod:`bbcodec.bitsback`), and why K-sample groups stay smaller than plain ones.
 
 Exactness: the K copies of a group are one batch of N·K (image-major: the K copies
 of image i are rows i·K … i·K+K−1), walked with the same ``x`` by encoder and

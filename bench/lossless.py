@@ -139,6 +139,7 @@ def importance_row(model_name: str, data: BenchSet, samples: int) -> dict:
         "file_bpd": 8 * len(blob) / data.dims,
         "net_bpd": (8 * fi.payload_bytes - fi.initial_bits) / data.dims,
         "initial_bits": fi.initial_bits,
+        "plain_warm_up_groups": fi.plain_groups,
         "encode_img_per_s": len(images) / encode_s,
         "decode_img_per_s": len(images) / decoded["seconds"],
         "decode_fresh_process_bit_exact": bool(decoded["bit_exact"]),

@@ -109,5 +109,5 @@ def coder_round_trip(coder, x: np.ndarray):
     """Encode one batch ``x`` (N, C, H, W) with a BitsBackCoder and decode it back: (result, decoded)."""
     result = coder.encode([x])
     decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
-                           iter([x.shape[1:]] * len(result.groups)))
+                           iter([x.shape[1:]] * len(result.groups)), plain_groups=result.plain_groups)
     return result, np.concatenate(decoded)

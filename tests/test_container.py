@@ -131,3 +131,22 @@ def test_encoder_refuses_what_the_parser_would_refuse():
         container.check_packable([ImageShape(2, 2, 1)], ["x" * 5000])
     with pytest.raises(ValueError):
         container.check_packable([ImageShape(2, 2, 1)], ["bad\udcff.png"])
+
+
+def test_warm_up_groups_round_trip_and_are_refused_where_they_cannot_belong():
+    words = np.array([7, 9], dtype=np.uint32)
+    header = _header(n=3)
+    header.samples, header.plain_groups = 8, 2
+    back, _ = container.unpack(container.pack(header, words))
+    assert (back.samples, back.plain_groups) == (8, 2)
+    for samples, plain in ((1, 1), (8, 4)):  # not importance-weighted; more than the 3 groups
+        header.samples, header.plain_groups = samples, plain
+        with pytest.raises(ValueError, match="warm-up"):
+            container.pack(header, words)
+    # The parser refuses the same edits made behind the encoder's back.
+    header.samples, header.plain_groups = 8, 2
+    data = bytearray(container.pack(header, words)[:-4])
+    flags_at = 4
+    no_importance = bytes(data[:flags_at]) + bytes([data[flags_at] & ~container.FLAG_IMPORTANCE]) + bytes(data[flags_at + 1:])
+    with pytest.raises(FormatError, match="warm-up"):
+        container.unpack(_repack_crc(no_importance))

@@ -43,6 +43,16 @@ def test_encoder_reproduces_golden_bytes(golden_zoo):
     assert bbcodec.compress(images[:1], model="tiny") == (GOLDEN / "one_digit.bbc").read_bytes()
 
 
+def test_importance_weighted_golden_file_decodes_exactly(golden_zoo):
+    """Pins the warm-up flag: plain groups first, then groups of 4 importance samples."""
+    data = (GOLDEN / "digits_importance.bbc").read_bytes()
+    info = bbcodec.inspect(data)
+    assert (info.samples, info.plain_groups, info.n_images) == (4, 4, 30)
+    expected = list(np.load(GOLDEN / "digits.npy")) * 10
+    for got, want in zip(bbcodec.decompress(data), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_one_image_header_names_the_model_by_hash_alone(golden_zoo):
     data = (GOLDEN / "one_digit.bbc").read_bytes()
     assert data[:4] == b"BBC\x01" and data[5] == 0  # model name length 0

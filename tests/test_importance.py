@@ -66,3 +66,15 @@ def test_files_record_the_sample_count(zoo_env):
     data = bbcodec.compress(images, model="tiny", samples=4)
     assert bbcodec.inspect(data).samples == 4
     assert all(np.array_equal(a, b) for a, b in zip(bbcodec.decompress(data), images))
+
+
+def test_importance_weighted_chains_borrow_no_more_initial_bits_than_plain_ones():
+    """The warm-up: K = 8 starts on plain groups, so its start costs what a plain chain's does
+    (without it, the first K-sample image draws K times the latent bits from initial bits)."""
+    model = make_tiny(TINY_CONFIG, 1)
+    x = random_digits(120, 3)[:, None]
+    plain, _ = coder_round_trip(BitsBackCoder(model, CoderSettings(max_group=16, anchor_step=1.0)), x)
+    weighted, decoded = coder_round_trip(BitsBackCoder(model, CoderSettings(max_group=16, anchor_step=1.0, samples=8)), x)
+    np.testing.assert_array_equal(decoded, x)
+    assert 1 <= weighted.plain_groups < len(weighted.groups)  # it warmed up, then weighted the rest
+    assert weighted.initial_bits_used <= plain.initial_bits_used

@@ -6,7 +6,7 @@ changes on purpose).
 Writes, if missing, zoo/tiny/weights.safetensors (a tiny random model) and
 digits.npy (three test images); then digits_anchored.bbc (the three images, with
 names) and one_digit.bbc (the first image alone: no model name, anchored, top word
-trimmed). digits.bbc was written by the first writer (no anchor) and is never
+trimmed), and digits_importance.bbc (30 images, 4 importance samples, warm-up groups). digits.bbc was written by the first writer (no anchor) and is never
 regenerated: test_golden.py pins that every file ever written keeps decoding.
 """
 
@@ -21,6 +21,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from tests.conftest import TINY_CONFIG, make_tiny, random_digits, write_zoo_model
+
+
+def importance_images(images: np.ndarray) -> list[np.ndarray]:
+    """Enough images (the three, ten times over) for the chain to warm up and then weight."""
+    return list(images) * 10
 
 
 def main() -> None:
@@ -39,6 +44,7 @@ def main() -> None:
     outputs = {
         "digits_anchored.bbc": bbcodec.compress(list(images), model="tiny", names=["a.png", "b.png", "c.png"]),
         "one_digit.bbc": bbcodec.compress([images[0]], model="tiny"),
+        "digits_importance.bbc": bbcodec.compress(importance_images(images), model="tiny", samples=4),
     }
     for name, data in outputs.items():
         (HERE / name).write_bytes(data)
