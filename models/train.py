@@ -64,7 +64,7 @@ def load_recipe(path: Path) -> dict:
 def dataset(recipe: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Training images (8-bit; binarised per batch when the recipe says so) and test images."""
     if recipe["dataset"] == "rgb-patches":
-        return rgb_patches(coarse=recipe.get("coarse_patches", False))
+        return rgb_patches(rgb_set_names(recipe))
     if recipe["dataset"] not in ("mnist", "mnist-binary"):
         raise SystemExit(f"unknown dataset {recipe['dataset']!r}")
     train, _ = load_mnist("train")
@@ -74,22 +74,32 @@ def dataset(recipe: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(train.copy()).unsqueeze(1), torch.from_numpy(test.copy()).unsqueeze(1)
 
 
-def rgb_patches(coarse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """32x32 patches of real photographs (train / held-out photos), made by
-    models/rgb/prepare_data.py, plus (``coarse``) the same photos shrunk further by
-    models/rgb/coarse_patches.py; the two sets are mixed with a fixed permutation."""
+RGB_SETS = {  # set name -> (train file, val file, the script that makes it)
+    "patches": ("patches_train.npy", "patches_val.npy", "models/rgb/prepare_data.py"),
+    "coarse": ("patches_coarse_train.npy", "patches_coarse_val.npy", "models/rgb/coarse_patches.py"),
+    "thumbnails": ("thumbs_train.npy", "thumbs_val.npy", "models/rgb/thumbnails.py"),
+}
+
+
+def rgb_set_names(recipe: dict) -> list[str]:
+    """The photo-derived sets a recipe trains on (older recipes say ``coarse_patches``)."""
+    if "rgb_sets" in recipe:
+        return list(recipe["rgb_sets"])
+    return ["patches", "coarse"] if recipe.get("coarse_patches") else ["patches"]
+
+
+def rgb_patches(sets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """32x32 images cut from real photographs (train / held-out photos; models/rgb/DATA.md):
+    close-up windows, coarse-scale windows, whole-scene thumbnails. The chosen sets are
+    mixed with a fixed permutation."""
     folder = cache_dir() / "rgb"
-    names = [("patches_train.npy", "patches_val.npy")]
-    if coarse:
-        names.append(("patches_coarse_train.npy", "patches_coarse_val.npy"))
     out = []
     for split in (0, 1):
-        paths = [folder / pair[split] for pair in names]
-        missing = [p for p in paths if not p.exists()]
-        if missing:
-            raise SystemExit(f"{missing[0]} is missing: run models/rgb/prepare_data.py "
-                             "(then models/rgb/coarse_patches.py) first")
-        arr = np.concatenate([np.load(p) for p in paths])
+        paths = [(folder / RGB_SETS[name][split], RGB_SETS[name][2]) for name in sets]
+        for path, script in paths:
+            if not path.exists():
+                raise SystemExit(f"{path} is missing: run {script} first (after models/rgb/prepare_data.py)")
+        arr = np.concatenate([np.load(path) for path, _ in paths])
         arr = arr[np.random.default_rng(split).permutation(len(arr))]
         out.append(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous())
     return out[0], out[1]

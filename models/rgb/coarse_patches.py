@@ -61,12 +61,11 @@ def candidates(cache: Path):
         yield from prep.wheel_candidates(wheel)
 
 
-def main() -> int:
-    t0 = time.time()
-    cache = prep.cache_root()
+def listed_photos(cache: Path):
+    """Yield (metadata, photo after prepare_data.py's 2-4x downscale) for every photo in
+    sources.json, in a fixed order; fails if one is missing or would now be dropped, so
+    every patch set derived from the photos uses exactly the listed ones."""
     wanted = photos_by_sha(json.loads((HERE / "sources.json").read_text()))
-    rng = np.random.default_rng(SEED)
-    patches: dict[str, list[np.ndarray]] = {"train": [], "val": []}
     seen: set[str] = set()
     for cand in candidates(cache):
         sha = prep.sha256_bytes(cand.data)
@@ -77,7 +76,17 @@ def main() -> int:
         if isinstance(photo, str):
             raise SystemExit(f"{cand.path}: listed in sources.json but now dropped ({photo})")
         seen.add(sha)
-        small = prep.downscale(photo.rgb, meta["downscale"])
+        yield meta, prep.downscale(photo.rgb, meta["downscale"])
+    if len(seen) != len(wanted):
+        raise SystemExit(f"found {len(seen)} of the {len(wanted)} photos listed in sources.json")
+
+
+def main() -> int:
+    t0 = time.time()
+    cache = prep.cache_root()
+    rng = np.random.default_rng(SEED)
+    patches: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    for meta, small in listed_photos(cache):
         for side in COARSE_SIDES:
             img = shrink(small, side)
             if img is None:
@@ -86,8 +95,6 @@ def main() -> int:
             n = max(1, round(PATCHES_PER_AREA * h * w / 1024))
             ys, xs = rng.integers(0, h - 31, size=n), rng.integers(0, w - 31, size=n)
             patches[meta["split"]].append(np.stack([img[y : y + 32, x : x + 32] for y, x in zip(ys, xs)]))
-    if len(seen) != len(wanted):
-        raise SystemExit(f"found {len(seen)} of the {len(wanted)} photos listed in sources.json")
     for split, parts in patches.items():
         arr = np.concatenate(parts)
         arr = arr[rng.permutation(len(arr))]
