@@ -3,8 +3,9 @@ and report time, peak memory and rate beside PNG, WebP and JPEG-XL.
 
     python -m bench.large_image photo.jpg [--model rgb] [--out bench/results]
 
-Large images are coded as 256x256 tiles chained on one bits-back stack
-(bbcodec.tiling), so memory is bounded by one group of tiles, whatever the image.
+Large images are coded as tiles chained on one bits-back stack (bbcodec.tiling:
+256x256, or 32x32 for models that decode pixel by pixel, like `rgb`), so memory is
+bounded by one group of tiles, whatever the image.
 Peak memory is VmHWM of each process (the encoder here, the decoder in a fresh one).
 """
 
