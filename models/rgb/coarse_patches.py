@@ -81,6 +81,16 @@ def listed_photos(cache: Path):
         raise SystemExit(f"found {len(seen)} of the {len(wanted)} photos listed in sources.json")
 
 
+def save_shuffled(cache: Path, prefix: str, parts: dict[str, list[np.ndarray]], rng: np.random.Generator) -> None:
+    """Concatenate each split, shuffle it with ``rng`` (train first, then val, so the
+    files are reproducible from the seed) and write ``<prefix>_<split>.npy`` atomically."""
+    for split, chunks in parts.items():
+        arr = np.concatenate(chunks)
+        arr = arr[rng.permutation(len(arr))]
+        digest = prep.save_npy_atomic(cache / f"{prefix}_{split}.npy", arr)
+        prep.log(f"wrote {prefix}_{split}.npy {arr.shape} sha256 {digest}")
+
+
 def main() -> int:
     t0 = time.time()
     cache = prep.cache_root()
@@ -95,11 +105,7 @@ def main() -> int:
             n = max(1, round(PATCHES_PER_AREA * h * w / 1024))
             ys, xs = rng.integers(0, h - 31, size=n), rng.integers(0, w - 31, size=n)
             patches[meta["split"]].append(np.stack([img[y : y + 32, x : x + 32] for y, x in zip(ys, xs)]))
-    for split, parts in patches.items():
-        arr = np.concatenate(parts)
-        arr = arr[rng.permutation(len(arr))]
-        digest = prep.save_npy_atomic(cache / f"patches_coarse_{split}.npy", arr)
-        prep.log(f"wrote patches_coarse_{split}.npy {arr.shape} sha256 {digest}")
+    save_shuffled(cache, "patches_coarse", patches, rng)
     prep.log(f"done in {time.time() - t0:.0f} s")
     return 0
 

@@ -65,11 +65,7 @@ def main() -> int:
     for meta, small in coarse_patches.listed_photos(cache):
         img = working_copy(small)
         thumbs[meta["split"]].append(np.stack([random_thumbnail(img, rng) for _ in range(THUMBS_PER_PHOTO)]))
-    for split, parts in thumbs.items():
-        arr = np.concatenate(parts)
-        arr = arr[rng.permutation(len(arr))]
-        digest = prep.save_npy_atomic(cache / f"thumbs_{split}.npy", arr)
-        prep.log(f"wrote thumbs_{split}.npy {arr.shape} sha256 {digest}")
+    coarse_patches.save_shuffled(cache, "thumbs", thumbs, rng)
     prep.log(f"done in {time.time() - t0:.0f} s")
     return 0
 
