@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bbcodec.data import BINARIZED_TEST_SEED, binarize, cache_dir, load_mnist
 from bbcodec.nn import build_model
 from bbcodec.nn.objective import LN2, ElboTerms, elbo_terms
-from bbcodec.weights import save_weights
+from bbcodec.weights import file_sha256, load_weights, save_weights
 
 
 def load_recipe(path: Path) -> dict:
@@ -163,6 +163,8 @@ class Trainer:
         self.step, self.epoch, self.best_bpd = 0, 0, math.inf
         self.grad_norms: deque[float] = deque(maxlen=200)
         self.resume()
+        if self.step == 0 and self.recipe.get("init_from"):
+            self.initialise(Path(self.recipe["init_from"]))
         self.wrapped = DistributedDataParallel(self.model) if self.distributed else self.model
 
     # --- checkpoints -------------------------------------------------------------
@@ -199,6 +201,19 @@ class Trainer:
         self.step, self.epoch, self.best_bpd = state["step"], state["epoch"], state["best_bpd"]
         self.grad_norms.extend(state["grad_norms"])
         self.log({"event": "resumed", "from": str(path), "step": self.step, "epoch": self.epoch})
+
+    def initialise(self, path: Path) -> None:
+        """Start a new run (fresh optimiser, warm-up and cosine) from trained weights:
+        how a model gets a further training phase with different data or free bits
+        without pretending the old schedule never ended."""
+        source = path if path.is_absolute() else Path(__file__).resolve().parents[1] / path
+        trained, meta = load_weights(source)
+        if meta["arch"] != self.recipe["arch"] or meta["config"] != self.recipe["config"]:
+            raise SystemExit(f"{path} holds a different model than {self.recipe_path} describes")
+        self.model.load_state_dict(trained.state_dict())
+        self.ema.load_state_dict(trained.state_dict())
+        self.log({"event": "initialised", "from": str(path), "sha256": file_sha256(source),
+                  "its_test_bpd": meta.get("test_bpd")})
 
     def log(self, record: dict) -> None:
         if self.rank != 0:
