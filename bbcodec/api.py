@@ -18,7 +18,7 @@ from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.container import Header, ImageShape
 from bbcodec.errors import DecodeMismatchError, FormatError, UnsupportedImageError
 from bbcodec.images import as_image_array, channels_of
-from bbcodec.lossy import LossyCoder
+from bbcodec.lossy import DEFAULT_DRAWS, LossyCoder
 
 Progress = Callable[[int], None]
 
@@ -112,7 +112,7 @@ def compress(
     progress: Progress | None = None,
     lossy_step: float | None = None,
     samples: int = 1,
-    lossy_draws: int = 1,
+    lossy_draws: int = DEFAULT_DRAWS,
 ) -> bytes:
     """Compress uint8 images (HxW or HxWx3) into one .bbc byte string.
 

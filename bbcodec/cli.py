@@ -22,7 +22,7 @@ import click
 import bbcodec
 from bbcodec.errors import BBCodecError
 from bbcodec.images import png_bytes, read_image
-from bbcodec.lossy import DEFAULT_STEP
+from bbcodec.lossy import DEFAULT_DRAWS, DEFAULT_STEP
 
 EXIT_WRITE = 8
 EXIT_INTERRUPTED = 130
@@ -132,14 +132,15 @@ def main() -> None:
 @click.option("--no-names", is_flag=True, help="Do not store file names (saves a few bytes per image).")
 @click.option("--lossy", is_flag=True,
               help="Send only the latent code (a few bytes per image); decoding returns the model's "
-                   "reconstruction, not the original pixels. Needs a model with a global latent (vlae-mnist).")
+                   "reconstruction, not the original pixels. Needs a model with a global latent "
+                   "(vlae-mnist-wide: 95.5% of MNIST test digits keep their label at 57 bits each).")
 @click.option("--lossy-step", type=click.FloatRange(1 / 64, 16), default=None, metavar="STEP",
               help="Rate knob of --lossy: latent quantisation step in prior standard deviations "
                    "(default 1.0; larger = fewer bits, coarser). Implies --lossy.")
 @click.option("--lossy-draws", type=click.IntRange(1, 256), default=None, metavar="S",
               help="Fidelity knob of --lossy, free in bits: show the mean of S seeded draws from the "
-                   "model instead of one draw (default 1; 16 gave 91.3% label agreement on 300 MNIST digits "
-                   "against 81.3% for one draw, at S times the decoding work). Implies --lossy.")
+                   "model instead of one draw (default 16: with vlae-mnist-wide 95.5% label agreement on the "
+                   "MNIST test set; one draw about 90%, at 1/S of the decoding work). Implies --lossy.")
 @click.option("--samples", type=click.IntRange(1, 256), default=1, show_default=True, metavar="K",
               help="Importance samples per image: the rate falls from the model's -ELBO towards its "
                    "tighter IWAE bound -L_K (K=8: about 1.5% smaller on MNIST) for about K times the "
@@ -170,7 +171,7 @@ def encode(images: tuple[str, ...], output: str, model: str | None, force: bool,
     ]
     with _progress(len(arrays), "encoding", len(arrays) > 1 and output != "-") as tick:
         data = bbcodec.compress(arrays, model=model, names=names, progress=tick, lossy_step=lossy_step,
-                                samples=samples, lossy_draws=lossy_draws or 1)
+                                samples=samples, lossy_draws=lossy_draws or DEFAULT_DRAWS)
     if verify:
         decoded = bbcodec.decompress(data)  # a lossy file checks its reconstruction's CRC here
         if lossy_step is None and any(a.shape != b.shape or (a != b).any() for a, b in zip(arrays, decoded)):
