@@ -3,7 +3,7 @@ JPEG / WebP at their lowest settings, judged by the same classifier.
 
     python -m bench.lossy_eval [--model vlae-mnist] [--steps 1] [--draws 1 16] [--images 10000]
 
-writes ``bench/results/lossy_<model>.json`` and an image grid (originals on top).
+writes ``bench/results/lossy_<model>.json`` (rows + meta, mergeable into the full run) and an image grid (originals on top).
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main() -> None:
 
     from bench import datasets
     from bench.plots import image_grid
+    from bench.runs import run_meta
 
     root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(prog="python -m bench.lossy_eval", description=__doc__,
@@ -103,7 +104,8 @@ def main() -> None:
     args = parser.parse_args()
     rows, grid = lossy_rows(args.model, datasets.mnist(args.images), args.steps, args.draws)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"lossy_{args.model}.json").write_text(json.dumps(rows, indent=1))
+    doc = {"meta": run_meta(), "rows": rows, "reported": []}  # mergeable: python -m bench --render-only --merge
+    (args.out / f"lossy_{args.model}.json").write_text(json.dumps(doc, indent=1))
     image_grid(grid, args.out / f"lossy_{args.model}_grid.png")
     for r in rows:
         print(f"{r['codec']:50s} {r['bits_per_image']:8.1f} bits  agreement {r['label_agreement']:.4f}  "
