@@ -288,10 +288,11 @@ def models(as_json: bool) -> None:
         return
     if not rows:
         click.echo("no models installed")
+    width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
         rate = f"{r['test_bpd']:.4f} bits/dim (test -ELBO)" if r["test_bpd"] is not None else "unscored"
         kind = "grayscale" if r["channels"] == 1 else "RGB"
-        click.echo(f"{r['name']:<12} {r['arch']:<6} {kind:<9} {rate}")
+        click.echo(f"{r['name']:<{width}}  {r['arch']:<6} {kind:<9} {rate}")
 
 
 if __name__ == "__main__":
