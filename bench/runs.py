@@ -32,24 +32,27 @@ def identity(row: Row) -> tuple:
     return tuple(row.get(key) for key in IDENTITY)
 
 
+KIND_ORDER = ("bbcodec lossless", "bbcodec importance", "classical", "lossy")  # as a full run lists them
+
+
+def _rank(row: Row) -> int:
+    return KIND_ORDER.index(row["kind"]) if row["kind"] in KIND_ORDER else len(KIND_ORDER)
+
+
 def merge_rows(base: list[Row], newer: list[Row]) -> list[Row]:
     """``base`` with every row of ``newer`` in place of the row it re-measures, or
-    inserted after the last base row of the same dataset and kind (else of the same
-    dataset, else at the end)."""
+    inserted where a full run would have listed it: after the last row of its dataset
+    whose kind comes no later (a full run's order: lossless, importance, classical,
+    lossy), else before its dataset's first row, else at the end."""
     rows = list(base)
     for row in newer:
         same = [i for i, old in enumerate(rows) if identity(old) == identity(row)]
         if same:
             rows[same[0]] = row
             continue
-        for match in (lambda r: (r["dataset_key"], r["kind"]) == (row["dataset_key"], row["kind"]),
-                      lambda r: r["dataset_key"] == row["dataset_key"]):
-            hits = [i for i, old in enumerate(rows) if match(old)]
-            if hits:
-                rows.insert(hits[-1] + 1, row)
-                break
-        else:
-            rows.append(row)
+        dataset = [i for i, old in enumerate(rows) if old["dataset_key"] == row["dataset_key"]]
+        earlier = [i for i in dataset if _rank(rows[i]) <= _rank(row)]
+        rows.insert(earlier[-1] + 1 if earlier else dataset[0] if dataset else len(rows), row)
     return rows
 
 

@@ -29,7 +29,7 @@ def test_new_rows_join_their_dataset_and_kind():
                                row("faces", "classical", None, 3.0, codec="PNG")])
     assert [(r["dataset_key"], r["model"], r["value"]) for r in merged] == [
         ("mnist", "a", 1.2), ("mnist", "b", 1.1), ("mnist", None, 2.8), ("mnist", "a", 55.0), ("mnist", "b", 56.7),
-        ("cifar", None, 6.2), ("cifar", "rgb", 4.6), ("faces", None, 3.0)]
+        ("cifar", "rgb", 4.6), ("cifar", None, 6.2), ("faces", None, 3.0)]
 
 
 def test_same_model_other_settings_is_a_new_row():
