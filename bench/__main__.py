@@ -48,8 +48,8 @@ from bbcodec.errors import BBCodecError
 from bench import datasets
 from bench.classical import classical_rows
 from bench.lossless import importance_row, lossless_row
-from bench.runs import merge_runs, run_meta, stamp
 from bench.plots import image_grid, kl_per_layer, lossy_tradeoff, rate_bars
+from bench.runs import merge_runs, run_meta, stamp
 
 REPORTED = Path(__file__).resolve().parent / "reported.json"
 DATASETS = ("mnist", "mnist-binary", "cifar10-samples", "cifar10", "folder")

@@ -24,6 +24,7 @@ def run_meta(quick: bool = False) -> dict:
             "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "quick": quick}
 
+
 IDENTITY = ("dataset_key", "kind", "model", "codec", "samples", "step", "draws")
 
 

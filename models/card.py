@@ -119,11 +119,11 @@ def render(folder: Path) -> str:
         "",
         f"## Test −ELBO after each epoch (EMA weights, first {recipe.get('eval_images', 2000):,} test images)",
         "",
-        ("| phase " if phases > 1 else "") + "| epoch | step | −ELBO bits/dim | KL per layer (bits/image) |",
-        ("|---" if phases > 1 else "") + "|---|---|---|---|",
     ]
-    if phases > 1:  # after the heading, before the table
-        lines[-3:-3] = ["A phase may score a different validation mix (its recipe can change the data).", ""]
+    if phases > 1:
+        lines += ["A phase may score a different validation mix (its recipe can change the data).", ""]
+    lines += [("| phase " if phases > 1 else "") + "| epoch | step | −ELBO bits/dim | KL per layer (bits/image) |",
+              ("|---" if phases > 1 else "") + "|---|---|---|---|"]
     for ph, r in epochs:
         lines.append(("| " + str(ph) + " " if phases > 1 else "")
                      + f"| {r['epoch']} | {r['step']} | {r['test_bpd']:.4f} | {kl_text(r['kl_bits_per_layer'])} |")
