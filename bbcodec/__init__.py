@@ -19,6 +19,7 @@ from bbcodec.errors import (
     DecodeMismatchError,
     FormatError,
     ModelMismatchError,
+    NumericsError,
     UnsupportedImageError,
 )
 from bbcodec.zoo import ModelInfo, list_models, load_model
@@ -35,6 +36,7 @@ __all__ = [
     "FormatError",
     "ModelInfo",
     "ModelMismatchError",
+    "NumericsError",
     "UnsupportedImageError",
     "compress",
     "decompress",

@@ -24,7 +24,10 @@ FLAG_TILED = 4
 FLAG_ANCHORED = 8
 FLAG_IMPORTANCE = 16
 FLAG_WARMUP = 32  # an importance-weighted file whose leading groups are plain bits-back
-KNOWN_FLAGS = FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED | FLAG_IMPORTANCE | FLAG_WARMUP
+FLAG_NATIVE_NUMERICS = 64  # coded with a machine's own float kernels, named in the header (bbcodec.numerics)
+KNOWN_FLAGS = (FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED | FLAG_IMPORTANCE | FLAG_WARMUP
+               | FLAG_NATIVE_NUMERICS)
+MAX_PROFILE_BYTES = 64
 
 MAX_IMAGES = 10_000_000
 MAX_SIDE = 1 << 16
@@ -77,6 +80,9 @@ class Header:
     samples: int = 1
     # Leading groups of an importance-weighted file coded at K = 1 (bbcodec.bitsback).
     plain_groups: int = 0
+    # The float-kernel profile that computed the probabilities: "" for the portable
+    # (pinned AVX2) kernels every x86-64 machine runs, else a native profile's name.
+    numerics: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -248,7 +254,8 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     out.append(FORMAT_VERSION)
     flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
              | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0)
-             | (FLAG_IMPORTANCE if header.samples > 1 else 0) | (FLAG_WARMUP if header.plain_groups else 0))
+             | (FLAG_IMPORTANCE if header.samples > 1 else 0) | (FLAG_WARMUP if header.plain_groups else 0)
+             | (FLAG_NATIVE_NUMERICS if header.numerics else 0))
     if not 1 <= header.samples <= MAX_SAMPLES:
         raise ValueError(f"samples (importance samples, or lossy draws) must lie in [1, {MAX_SAMPLES}]")
     if header.lossy and header.anchor_step is not None:
@@ -288,6 +295,12 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         _put_varint(out, header.plain_groups)
     if header.tile:
         _put_varint(out, header.tile)
+    if header.numerics:
+        profile = header.numerics.encode("ascii")
+        if len(profile) > MAX_PROFILE_BYTES:
+            raise ValueError(f"a numerics profile name has at most {MAX_PROFILE_BYTES} ASCII bytes")
+        out.append(len(profile))
+        out += profile
     if header.names is not None:
         raw = b"\0".join(n.encode("utf-8") for n in header.names)
         packed = zlib.compress(raw, 9)
@@ -381,6 +394,15 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         raise FormatError("the declared images make too many coding units")
     if tile is None and any(s.dims > MAX_GROUP_PIXELS for s in shapes):
         raise FormatError("an untiled image declares more samples than one batch may hold")
+    numerics = ""
+    if flags & FLAG_NATIVE_NUMERICS:
+        length = r.byte()
+        if not 0 < length <= MAX_PROFILE_BYTES:
+            raise FormatError(f"numerics profile name of {length} bytes (1..{MAX_PROFILE_BYTES} allowed)")
+        try:
+            numerics = r.take(length).decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise FormatError("numerics profile name is not ASCII") from exc
     n_units = units_of(shapes, tile)
     if covered != n_units:
         raise FormatError("groups do not cover the declared images")
@@ -394,7 +416,7 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         raise FormatError("the coded data is malformed (its top word is zero)")
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
                     lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile, anchor_step=anchor_step,
-                    samples=samples, plain_groups=plain_groups)
+                    samples=samples, plain_groups=plain_groups, numerics=numerics)
     _check_groups_uniform(unit_shape_runs(header), groups, samples if header.lossy else 1)
     return header, words
 

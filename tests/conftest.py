@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+from bbcodec import numerics
 
-from bbcodec.nn.hvae import HVAE, HVAEConfig, LatentSpec
-from bbcodec.nn.vlae import VLAE, VLAEConfig
-from bbcodec.weights import save_weights
+numerics.pin()  # before any torch kernel runs: the coding tests need the portable kernels
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from bbcodec.nn.hvae import HVAE, HVAEConfig, LatentSpec  # noqa: E402
+from bbcodec.nn.vlae import VLAE, VLAEConfig  # noqa: E402
+from bbcodec.weights import save_weights  # noqa: E402
 
 TINY_CONFIG = HVAEConfig(
     image_channels=1, width=8, stages=3, blocks_per_stage=1,

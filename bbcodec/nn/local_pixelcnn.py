@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bbcodec.contract import PixelDistribution
+from bbcodec.nn.layers import fp32
 from bbcodec.nn.likelihoods import CoupledLogistics, observation_log_prob
 
 PositionDistribution = PixelDistribution | CoupledLogistics
@@ -60,7 +61,8 @@ class PixelHead(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             h = h + block(h)
-        return self.out(F.silu(h))
+        with fp32():
+            return self.out(F.silu(h.float()))
 
 
 class LocalPixelNet(nn.Module):

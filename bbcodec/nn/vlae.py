@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bbcodec.contract import Bernoulli, GaussianLatent, LatentSteps, LogisticMixture, PixelDistribution
-from bbcodec.nn.layers import ResBlock, bounded_softplus, conv
+from bbcodec.nn.layers import ResBlock, bounded_softplus, conv, fp32
 from bbcodec.nn.likelihoods import LOG_SCALE_FLOOR, pixels_to_unit
 from bbcodec.nn.local_pixelcnn import LocalPixelNet, LocalPixelSteps
 from bbcodec.nn.objective import elbo_terms
@@ -121,9 +121,10 @@ class MADEPrior(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.silu(self.layer1(z))
-        h = F.silu(self.layer2(h))
-        mean, raw = self.out(h).chunk(2, dim=1)
+        with fp32():  # small, and its output is a distribution: never bf16
+            h = F.silu(self.layer1(z.float()))
+            h = F.silu(self.layer2(h))
+            mean, raw = self.out(h).chunk(2, dim=1)
         return mean, bounded_softplus(raw, self.std_floor)
 
 
@@ -164,7 +165,8 @@ class VLAE(nn.Module):
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(self.to_unit(x))
-        mean, raw = self.to_posterior(h.flatten(1)).chunk(2, dim=1)
+        with fp32():
+            mean, raw = self.to_posterior(h.flatten(1).float()).chunk(2, dim=1)
         return mean, bounded_softplus(raw, self.cfg.posterior_std_floor)
 
     def conditioning(self, z: torch.Tensor) -> torch.Tensor:

@@ -6,18 +6,14 @@ changes on purpose).
 Writes, if missing, zoo/tiny/weights.safetensors (a tiny random model) and
 digits.npy (three test images); then digits_anchored.bbc (the three images, with
 names) and one_digit.bbc (the first image alone: no model name, anchored, top word
-trimmed), and digits_importance.bbc (30 images, 4 importance samples, warm-up groups). digits.bbc was written by the first writer (no anchor) and is never
-regenerated: test_golden.py pins that every file ever written keeps decoding.
+trimmed), and digits_importance.bbc (30 images, 4 importance samples, warm-up groups). digits.bbc
+was written by the first writer (no anchor) and is never regenerated: test_golden.py pins that every file ever written keeps decoding.
 
-Known bug (session 9): importance-weighted files are not portable across machines.
-digits_importance_written_elsewhere.bbc is the file this script wrote on the earlier
-machine; on the AMD EPYC machine of session 9 the encoder writes different bytes
-(7,775 against 7,769) and decoding the old file stops with DecodeMismatchError (never
-wrong pixels). Plain and anchored files are byte-identical on both machines. The index
-codec of bbcodec.importance reads raw float log-weights, so a last-bit difference in
-the network or in ndtr moves it. digits_importance.bbc was rewritten on the new machine
-so that the format stays pinned; once the log-weights are made portable, the old file
-must decode again and get its test back.
+Portability (session 10): the files here decode on any x86-64 machine with AVX2
+because the coder pins torch's ATen and oneDNN kernels to AVX2 (bbcodec.numerics).
+digits_importance.bbc was written on an earlier AVX2-only machine; on the AVX-512
+machine of sessions 9-10 it decoded only after the pin, and the encoder there now
+writes the same bytes again (test_golden.py checks both).
 """
 
 from __future__ import annotations
