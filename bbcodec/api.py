@@ -40,9 +40,9 @@ def choose_model(images: list[np.ndarray], model: str | None, lossy: bool = Fals
 
     Without a name, candidates must code the images' channel count and sizes (a
     model with a global latent codes one size only); the first of
-    :data:`bbcodec.zoo.PREFERENCE` among them wins. Lossy coding picks only models
-    with a global latent: a hierarchy's many local latents cost far more bits sent
-    outright.
+    :data:`bbcodec.zoo.PREFERENCE` (lossy: :data:`bbcodec.zoo.LOSSY_PREFERENCE`)
+    among them wins. Lossy coding picks only models with a global latent: a
+    hierarchy's many local latents cost far more bits sent outright.
     """
     channels = {channels_of(img) for img in images}
     sizes = {img.shape[:2] for img in images}
@@ -59,7 +59,8 @@ def choose_model(images: list[np.ndarray], model: str | None, lossy: bool = Fals
                 f"no shipped model codes these {next(iter(channels))}-channel images{' lossily' if lossy else ''} "
                 f"(shipped: {', '.join(m.name for m in zoo.list_models()) or 'none'})"
             )
-        candidates.sort(key=lambda m: zoo.PREFERENCE.index(m.name) if m.name in zoo.PREFERENCE else len(zoo.PREFERENCE))
+        ranking = zoo.LOSSY_PREFERENCE if lossy else zoo.PREFERENCE
+        candidates.sort(key=lambda m: ranking.index(m.name) if m.name in ranking else len(ranking))
         info = candidates[0]
     wrong = [c for c in channels if c != info.image_channels]
     if wrong:
