@@ -6,7 +6,10 @@
 
 Embedding the coder directly: ``bbcodec.BitsBackCoder`` over any model that
 implements ``bbcodec.contract.LatentModel``, on a ``bbcodec.ans.Stack``, with the
-distribution codecs of ``bbcodec.codecs``.
+distribution codecs of ``bbcodec.codecs``. Files are portable across machines
+because coding runs torch's pinned AVX2 kernels: ``compress`` and ``decompress``
+pin them themselves; a program that runs other torch work first, or drives the
+coder directly, calls ``bbcodec.numerics.pin()`` before any of it.
 """
 
 from __future__ import annotations
