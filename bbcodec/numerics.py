@@ -42,9 +42,9 @@ _X86_64 = ("x86_64", "amd64")
 def pin() -> None:
     """Ask torch for the portable kernels; effective only before its first kernel runs.
 
-    Call it before any other torch work in a process that codes (the CLI, the
-    benchmark and the test suite do; :func:`bbcodec.compress` and
-    :func:`bbcodec.decompress` do too, which is enough when they come first).
+    Call it before any other torch work in a process that codes (the benchmark
+    and the test suite do on import; :func:`bbcodec.compress` and
+    :func:`bbcodec.decompress` call it first, which covers the CLI).
     """
     if platform.machine().lower() in _X86_64:
         os.environ.update(PINNED_ENVIRONMENT)
