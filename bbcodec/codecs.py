@@ -2,38 +2,29 @@
 ``pop(stack) -> symbols`` (craystack's design, on constriction's exact coder).
 
 Distribution codecs take per-symbol parameter arrays, so one call codes a whole
-batch. All probabilities become fixed-point (24-bit) tables inside constriction;
-every symbol of the alphabet keeps a nonzero probability, so any input can be coded.
-
-Exactness: the encoder and the decoder must hand *bit-identical* floats to these
-functions. They do when both compute them with the same calls (same batch, same
-dtype, same memory format); the pixel CRC in the container catches anything else.
+batch. Every table is an integer frequency table with total 2^24 and every symbol
+≥ 1, built by :mod:`bbcodec.exact.distributions` from integer parameters, and handed
+to constriction in a form it quantises to exactly those integers (see
+:func:`categorical`). So encoder and decoder code with identical tables on any
+machine; the pixel CRC in the container catches anything else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
 
 from bbcodec.ans import Stack, models
-from bbcodec.contract import (
-    Autoregressive,
-    Bernoulli,
-    GaussianLatent,
-    LatentEvent,
-    ObservationModel,
-    PixelDistribution,
-)
+from bbcodec.contract import Autoregressive, GaussianLatent, LatentEvent, ObservationModel
+from bbcodec.exact.distributions import BernoulliPixels, Logistics, bin_values, gaussian_bin_frequencies
+from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL
 
-# constriction's lazy categorical can drive the *last* symbol's quantised probability
-# to zero when that symbol is very unlikely (float32 rounding of the running sum) and
-# then panics. Each table therefore swaps its most probable symbol into the last slot:
-# same distribution, same rate, and no tiny mass where the rounding collects.
-TABLE_BUDGET = 1 << 22  # table entries built at once (16 MB of float32), whatever the image size
+PixelTables = Logistics | BernoulliPixels
+
+TABLE_BUDGET = 1 << 22  # table entries built at once (32 MB of int64), whatever the image size
 
 
 @dataclass(frozen=True)
@@ -83,28 +74,21 @@ def chunked(n: int, rows: int, make: Callable[[int, int], Codec]) -> Codec:
     return Codec(push, pop)
 
 
-def categorical(probs: np.ndarray | torch.Tensor) -> Codec:
-    """One categorical per row of ``probs`` (N, K): nonnegative, any normalisation."""
-    table = torch.as_tensor(probs, dtype=torch.float32)
-    if table.ndim != 2:
-        raise ValueError(f"probs must be (N, K), got shape {tuple(table.shape)}")
-    n, k = table.shape
-    totals = table.sum(dim=1)
-    if n and (not bool(torch.isfinite(totals).all()) or bool((totals <= 0).any()) or float(table.min()) < 0):
-        raise ValueError("probabilities must be finite and nonnegative, with a positive total per row")
-    # Swap each row's most likely symbol with the last one (see the note above).
-    rows = torch.arange(n)
-    top = table.argmax(dim=1)
-    swapped = table.clone()
-    swapped[rows, k - 1] = table[rows, top]
-    swapped[rows, top] = table[rows, k - 1]
-    params = swapped.numpy()
-    top_np = top.numpy()
-    family = models.Categorical(perfect=False)
+def categorical(freqs: torch.Tensor) -> Codec:
+    """One categorical per row of integer ``freqs`` (N, K): total 2^24, every entry ≥ 1.
 
-    def transpose(symbols: np.ndarray) -> np.ndarray:
-        """The swap is its own inverse: top <-> k-1, everything else fixed."""
-        return np.where(symbols == top_np, k - 1, np.where(symbols == k - 1, top_np, symbols))
+    constriction's lazy categorical quantises floats ``p`` to
+    ``⌊cum_i · (2^24 − K) / Σp⌋ + i``; given ``p = freqs − 1`` (whole numbers, sum
+    2^24 − K, exact in float32) that is exactly ``cum(freqs)``: the coder uses these
+    integers and nothing a float rounding could change.
+    """
+    if freqs.ndim != 2:
+        raise ValueError(f"frequencies must be (N, K), got shape {tuple(freqs.shape)}")
+    n, k = freqs.shape
+    if n and (bool((freqs.sum(dim=1) != PROB_TOTAL).any()) or int(freqs.min()) < 1):
+        raise ValueError(f"frequency tables must total 2^{PROB_BITS} with every entry at least 1")
+    params = (freqs - 1).to(torch.float32).numpy()
+    family = models.Categorical(perfect=False)
 
     def push(stack: Stack, symbols: np.ndarray) -> None:
         symbols = np.asarray(symbols).ravel()
@@ -112,20 +96,12 @@ def categorical(probs: np.ndarray | torch.Tensor) -> Codec:
             raise ValueError(f"expected {n} symbols, got {symbols.size}")
         if symbols.size and (symbols.min() < 0 or symbols.max() >= k):
             raise ValueError(f"symbols must lie in [0, {k})")
-        stack.push(transpose(symbols), family, params)
+        stack.push(symbols, family, params)
 
     def pop(stack: Stack) -> np.ndarray:
-        return transpose(stack.pop(family, params))
+        return stack.pop(family, params)
 
     return Codec(push, pop)
-
-
-def bernoulli(p_one: np.ndarray | torch.Tensor) -> Codec:
-    """Binary symbols with P(1) = ``p_one`` per symbol (binarised images, flags)."""
-    p = torch.as_tensor(p_one, dtype=torch.float32).reshape(-1)
-    if p.numel() and (not bool(torch.isfinite(p).all()) or float(p.min()) < 0 or float(p.max()) > 1):
-        raise ValueError("Bernoulli probabilities must lie in [0, 1]")
-    return categorical(torch.stack([1.0 - p, p], dim=1))
 
 
 def uniform(n_symbols: int, count: int) -> Codec:
@@ -145,72 +121,30 @@ def uniform(n_symbols: int, count: int) -> Codec:
     return Codec(push, pop)
 
 
-# --- pixels: discretised logistic mixture -------------------------------------------
+# --- pixels -------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4)
-def _pixel_edges(levels: int) -> torch.Tensor:
-    """Interior bin edges of ``levels`` pixel values mapped to [-1, 1]."""
-    j = torch.arange(levels - 1, dtype=torch.float32)
-    return (2.0 * j + 1.0) / (levels - 1) - 1.0
+def pixel_frequencies(dist: PixelTables) -> torch.Tensor:
+    """Frequency tables (M, levels) of all M pixels of ``dist``, in ``x.ravel()`` order."""
+    return dist.frequencies()
 
 
-def logistic_mixture_probs(logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> torch.Tensor:
-    """Probability tables (M, 256) for M pixels with K-component params (M, K).
-
-    The first and last bins take the tails below and above, exactly like the
-    training loss, so the table is the model's own distribution.
-    """
-    edges = _pixel_edges(256)
-    weights = torch.softmax(logits.float(), dim=1)
-    inv_scales = torch.exp(-log_scales.float())
-    cdf = torch.sigmoid((edges - means.float()[:, :, None]) * inv_scales[:, :, None])  # (M, K, 255)
-    return bin_masses(torch.einsum("mk,mke->me", weights, cdf))
-
-
-def bin_masses(cdf: torch.Tensor) -> torch.Tensor:
-    """Masses of n bins from the CDF at their n − 1 interior edges (tails in the end bins)."""
-    out = torch.empty(cdf.shape[0], cdf.shape[1] + 1, dtype=cdf.dtype)
-    out[:, 0] = cdf[:, 0]
-    torch.sub(cdf[:, 1:], cdf[:, :-1], out=out[:, 1:-1])
-    torch.sub(1.0, cdf[:, -1], out=out[:, -1])
-    return out.clamp_(min=0.0)
-
-
-def _table_rows(dist: PixelDistribution) -> tuple[tuple[int, ...], int, Callable[[int, int], torch.Tensor]]:
-    """(pixel shape, table entries per pixel, ``rows(lo, hi)`` -> tables of pixels lo:hi).
-
-    Pixels are taken image-major, then channel, row, column: the order of ``x.ravel()``.
-    """
-    if isinstance(dist, Bernoulli):
-        p_one = torch.sigmoid(dist.logits.float()).reshape(-1)
-        return tuple(dist.logits.shape), 2, lambda lo, hi: torch.stack([1.0 - p_one[lo:hi], p_one[lo:hi]], dim=1)
-    n, k, c, h, w = dist.means.shape
-
-    def flat(t: torch.Tensor) -> torch.Tensor:
-        return t.permute(0, 2, 3, 4, 1).reshape(-1, k)
-
-    logits, means, log_scales = flat(dist.logits), flat(dist.means), flat(dist.log_scales)
-    return (n, c, h, w), 256 * k, lambda lo, hi: logistic_mixture_probs(logits[lo:hi], means[lo:hi], log_scales[lo:hi])
-
-
-def pixel_shape(dist: PixelDistribution) -> tuple[int, ...]:
+def pixel_shape(dist: PixelTables) -> tuple[int, ...]:
     """(N, C, H, W) of the pixels ``dist`` describes."""
-    return _table_rows(dist)[0]
-
-
-def pixel_tables(dist: PixelDistribution) -> torch.Tensor:
-    """Probability tables (M, levels) of all M pixels of ``dist``, in ``x.ravel()`` order."""
-    shape, _, rows = _table_rows(dist)
-    return rows(0, int(np.prod(shape)))
+    return tuple(dist.p_one.shape) if isinstance(dist, BernoulliPixels) else tuple(dist.weights.shape[:-1])
 
 
 def pixels(obs: ObservationModel) -> Codec:
-    """Codec for uint8 pixels (N, C, H, W) under any observation model of the contract."""
+    """Codec for uint8 pixels (N, C, H, W) under any observation model of the contract:
+    an integer pixel distribution (:data:`PixelTables`) whose tables are in ``x.ravel()``
+    order, or an :class:`~bbcodec.contract.Autoregressive` one."""
     if isinstance(obs, Autoregressive):
         return autoregressive_pixels(obs)
-    shape, per_pixel, rows = _table_rows(obs)
-    inner = chunked(int(np.prod(shape)), TABLE_BUDGET // per_pixel, lambda lo, hi: categorical(rows(lo, hi)))
+    shape = pixel_shape(obs)
+    count = int(np.prod(shape))
+    levels = 2 if isinstance(obs, BernoulliPixels) else 256
+    flat = obs.flat() if isinstance(obs, Logistics) else obs
+    inner = chunked(count, TABLE_BUDGET // levels, lambda lo, hi: categorical(_rows(flat, lo, hi)))
 
     def push(stack: Stack, x: np.ndarray) -> None:
         inner.push(stack, np.asarray(x).reshape(-1))
@@ -221,14 +155,20 @@ def pixels(obs: ObservationModel) -> Codec:
     return Codec(push, pop)
 
 
+def _rows(flat: PixelTables, lo: int, hi: int) -> torch.Tensor:
+    """Tables of pixels ``lo:hi`` of a flattened distribution."""
+    if isinstance(flat, BernoulliPixels):
+        return BernoulliPixels(flat.p_one.reshape(-1)[lo:hi]).frequencies()
+    return Logistics(flat.weights[lo:hi], flat.means[lo:hi], flat.inv_scales[lo:hi]).frequencies()
+
+
 def autoregressive_pixels(obs: Autoregressive) -> Codec:
     """Pixels of every image in lockstep, one step (e.g. a raster position) at a time.
 
     The decoder must pop step ``t`` before it can compute step ``t + 1``; the encoder
-    therefore walks the steps exactly like the decoder (writing the true pixels, so
-    both see identical inputs and compute identical parameters), keeps the small
-    per-step parameters, and pushes the steps last-first in chunks whose tables fit
-    :data:`TABLE_BUDGET`.
+    therefore walks the steps exactly like the decoder (writing the true pixels), keeps
+    each step's frequency tables (small: one row per image) and pushes the steps
+    last-first.
     """
     n, c, h, w = obs.shape
 
@@ -240,24 +180,23 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
         if x.shape != (n, c, h, w):
             raise ValueError(f"expected pixels of shape {(n, c, h, w)}, got {x.shape}")
         obs.reset()
-        dists = []
+        freqs = []
         for t in range(obs.num_steps):
-            dists.append(obs.step_distribution(t))
+            freqs.append(pixel_frequencies(obs.step_distribution(t)))
             obs.write(t, torch.from_numpy(np.ascontiguousarray(values_at(x, t))))
-        per_step = values_at(x, 0).size * (_table_rows(dists[0])[1] if dists else 1)
+        per_step = max(1, freqs[0].numel()) if freqs else 1
         steps_per_chunk = max(1, TABLE_BUDGET // per_step)
         for lo in reversed(range(0, obs.num_steps, steps_per_chunk)):
             hi = min(lo + steps_per_chunk, obs.num_steps)
-            tables = torch.cat([pixel_tables(d) for d in dists[lo:hi]])
             symbols = np.concatenate([values_at(x, t).reshape(-1) for t in range(lo, hi)])
-            categorical(tables).push(stack, symbols)
+            categorical(torch.cat(freqs[lo:hi])).push(stack, symbols)
 
     def pop(stack: Stack) -> np.ndarray:
         out = np.empty((n, c, h, w), dtype=np.uint8)
         obs.reset()
         for t in range(obs.num_steps):
             index = obs.step_index(t)
-            values = categorical(pixel_tables(obs.step_distribution(t))).pop(stack).astype(np.uint8)
+            values = categorical(pixel_frequencies(obs.step_distribution(t))).pop(stack).astype(np.uint8)
             out[index] = values.reshape(out[index].shape)
             obs.write(t, torch.from_numpy(out[index]))
         return out
@@ -268,49 +207,30 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
 # --- latents: Gaussians on bins of equal prior mass -----------------------------------
 
 
-@lru_cache(maxsize=8)
-def standard_quantiles(precision: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standard-normal quantiles at the 2^p − 1 interior bin edges and the 2^p centres."""
-    n = 2**precision
-    edges = torch.special.ndtri(torch.arange(1, n, dtype=torch.float64) / n).float()
-    centres = torch.special.ndtri((torch.arange(n, dtype=torch.float64) + 0.5) / n).float()
-    return edges, centres
-
-
 def latent_values(layer: LatentEvent, indices: np.ndarray, precision: int) -> torch.Tensor:
-    """The value fed to the network for bin ``indices``: the bin-centre quantile of the
-    prior (dynamic bins) or of N(0, 1) (static bins)."""
-    _, centres = standard_quantiles(precision)
+    """The grid value fed to the network for bin ``indices``: the bin-centre quantile of
+    the prior (dynamic bins) or of N(0, 1) (static bins)."""
     idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(layer.shape)
     if layer.static_bins:
-        return centres[idx]
-    return layer.prior_mean + layer.prior_std * centres[idx]
+        return bin_values(idx, precision)
+    return bin_values(idx, precision, layer.prior_mean, layer.prior_std)
 
 
 def gaussian_on_bins(mean: torch.Tensor, std: torch.Tensor, precision: int,
                      bin_mean: torch.Tensor | None = None, bin_std: torch.Tensor | None = None) -> Codec:
     """N(mean, std) per dimension, coded on the 2^p bins of equal mass under
     N(bin_mean, bin_std), or under N(0, 1) when no bin distribution is given."""
-    mean, std = mean.reshape(-1, 1).float(), std.reshape(-1, 1).float()
+    mean, std = mean.reshape(-1, 1), std.reshape(-1, 1)
     if bin_mean is not None and bin_std is not None:
-        bin_mean, bin_std = bin_mean.reshape(-1, 1).float(), bin_std.reshape(-1, 1).float()
+        bin_mean, bin_std = bin_mean.reshape(-1, 1), bin_std.reshape(-1, 1)
 
     def piece(lo: int, hi: int) -> Codec:
-        if bin_mean is None:
-            return categorical(gaussian_bin_masses(mean[lo:hi], std[lo:hi], precision))
-        return categorical(gaussian_bin_masses(mean[lo:hi], std[lo:hi], precision, bin_mean[lo:hi], bin_std[lo:hi]))
+        if bin_mean is None or bin_std is None:
+            return categorical(gaussian_bin_frequencies(mean[lo:hi], std[lo:hi], precision))
+        return categorical(gaussian_bin_frequencies(mean[lo:hi], std[lo:hi], precision,
+                                                    bin_mean[lo:hi], bin_std[lo:hi]))
 
     return chunked(len(mean), TABLE_BUDGET // 2**precision, piece)
-
-
-def gaussian_bin_masses(mean: torch.Tensor, std: torch.Tensor, precision: int,
-                        bin_mean: torch.Tensor | None = None, bin_std: torch.Tensor | None = None) -> torch.Tensor:
-    """(rows, 2^p) masses of N(mean, std) in the 2^p bins of equal mass under
-    N(bin_mean, bin_std), or under N(0, 1); every argument is a (rows, 1) float32 column.
-    The coder's tables: anything that accounts for its bits must use this too."""
-    edges, _ = standard_quantiles(precision)
-    z_edges = edges if bin_mean is None or bin_std is None else bin_mean + bin_std * edges
-    return bin_masses(torch.special.ndtr((z_edges - mean) / std))
 
 
 def prior_bins(layer: GaussianLatent, precision: int) -> Codec:

@@ -126,10 +126,6 @@ class Autoregressive(Protocol):
     shape: tuple[int, int, int, int]
     num_steps: int
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) per pixel (or per position, channels summed), shape (N, C or 1, H, W)."""
-        ...
-
     def reset(self) -> None: ...
 
     def step_index(self, t: int) -> StepIndex:

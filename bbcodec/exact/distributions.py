@@ -1,0 +1,190 @@
+"""Integer probability tables: from integer distribution parameters to frequencies.
+
+Every function here maps int64 tensors to int64 frequency tables with total 2^24
+and every symbol ≥ 1 (the form constriction codes exactly), using only integer
+arithmetic and the stored tables of :mod:`bbcodec.exact.tables`. Parameters come
+from an integer network on the activation grid (``value · 2^-FRAC``), so encoder
+and decoder build bit-identical tables on any machine.
+
+Pixels (discretised logistic mixture, PixelCNN++'s parameterisation in [-1, 1]):
+a component's CDF at the 255 interior bin edges is ``σ((e − μ) · s⁻¹)``; ``s⁻¹``
+comes from the stored ``exp`` table at ``−log s`` (so a scale is in effect an index
+into a table of scales), ``σ`` from the ``sigmoid`` table. Mixture weights are an
+integer softmax (stored ``exp(−t)``) normalised to 2^15.
+
+Latents (Gaussians on 2^p bins of equal mass under another Gaussian): the edges are
+stored normal quantiles, mapped through the bin Gaussian and standardised by the
+coded Gaussian with exact integer division; the CDF is the stored ``ndtr`` table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bbcodec.exact import tables
+from bbcodec.exact.fixed import (
+    FRAC,
+    ONE,
+    PROB_BITS,
+    PROB_TOTAL,
+    WEIGHT_TOTAL_BITS,
+    cdf_to_frequencies,
+    floor_div,
+    weights_to_frequencies,
+)
+
+LOG_SCALE_FLOOR = -7 * ONE  # as in training (bbcodec.nn.likelihoods.LOG_SCALE_FLOOR)
+MEAN_LIMIT = 4 * ONE  # logistic means beyond ±4 (pixel units ±510) are clamped: every bin is a tail there
+INV_SCALE_BITS = tables.UNITS["exp"]  # s⁻¹ carries 16 fractional bits
+_SIGMOID_SHIFT = FRAC + INV_SCALE_BITS - tables.GRIDS["sigmoid"].step  # (e − μ)·s⁻¹ to the sigmoid grid
+_NDTR_STEP = tables.GRIDS["ndtr"].step
+LOG2_FRAC = tables.UNITS["log2_mantissa"]  # log2 values carry 20 fractional bits
+
+
+def softmax_weights(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """Integer softmax of grid logits along ``dim``: nonnegative, summing to at most 2^15."""
+    logits = logits.to(torch.int64)
+    top = logits.amax(dim=dim, keepdim=True)
+    t = (top - logits) >> (FRAC - tables.GRIDS["exp_neg"].step)
+    e = tables.lookup(tables.load().int["exp_neg"], t, "exp_neg")
+    return floor_div(e << WEIGHT_TOTAL_BITS, e.sum(dim=dim, keepdim=True))
+
+
+def inverse_scales(log_scales: torch.Tensor) -> torch.Tensor:
+    """``exp(−log s)`` with 16 fractional bits from grid log-scales (floored as in training)."""
+    ls = log_scales.to(torch.int64).clamp(min=LOG_SCALE_FLOOR)
+    return tables.lookup(tables.load().int["exp"], (-ls) >> (FRAC - tables.GRIDS["exp"].step), "exp")
+
+
+@dataclass(frozen=True)
+class Logistics:
+    """A discretised logistic mixture with integer parameters, all (..., K) with the
+    mixture axis last: weights (sum ≤ 2^15), means (grid, clamped), inverse scales."""
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    inv_scales: torch.Tensor
+
+    @classmethod
+    def from_params(cls, logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor) -> Logistics:
+        """From grid parameters (..., K) as a network emits them (logits, means, log-scales)."""
+        return cls(softmax_weights(logits, -1), means.to(torch.int64).clamp(-MEAN_LIMIT, MEAN_LIMIT),
+                   inverse_scales(log_scales))
+
+    def flat(self) -> Logistics:
+        k = self.weights.shape[-1]
+        return Logistics(self.weights.reshape(-1, k), self.means.reshape(-1, k), self.inv_scales.reshape(-1, k))
+
+    def component_cdf(self, edges: torch.Tensor) -> torch.Tensor:
+        """(M, K, E) CDF of every component at ``edges`` (grid, broadcast (E,) or (M, 1, E)), 2^-24 units."""
+        u = (edges - self.means.unsqueeze(-1)) * self.inv_scales.unsqueeze(-1)
+        return tables.lookup(tables.load().int["sigmoid"], u >> _SIGMOID_SHIFT, "sigmoid")
+
+    def frequencies(self) -> torch.Tensor:
+        """(M, 256) frequency tables of the M = prod(shape[:-1]) pixels, in their order."""
+        flat = self.flat()
+        cdf = flat.component_cdf(tables.load().int["pixel_edges"])  # (M, K, 255)
+        mixed = (flat.weights.unsqueeze(-1) * cdf).sum(dim=1) >> WEIGHT_TOTAL_BITS
+        return cdf_to_frequencies(mixed)
+
+    def component_log2_mass(self, x: torch.Tensor) -> torch.Tensor:
+        """log2 of each component's (integer) mass in the bin of the pixels ``x`` (shape[:-1]),
+        in 2^-20 bits units: (..., K). Tails fall in the edge bins."""
+        edges = tables.load().int["pixel_edges"]
+        lo_edge = edges[(x.to(torch.int64) - 1).clamp(0, 254)].unsqueeze(-1).unsqueeze(-1)
+        hi_edge = edges[x.to(torch.int64).clamp(0, 254)].unsqueeze(-1).unsqueeze(-1)
+        lower = self.component_cdf(lo_edge).squeeze(-1)
+        upper = self.component_cdf(hi_edge).squeeze(-1)
+        xs = x.to(torch.int64).unsqueeze(-1)
+        lower = torch.where(xs == 0, torch.zeros_like(lower), lower)
+        upper = torch.where(xs == 255, torch.full_like(upper, PROB_TOTAL), upper)
+        return log2_fixed((upper - lower).clamp(min=1)) - (PROB_BITS << LOG2_FRAC)
+
+
+@dataclass(frozen=True)
+class BernoulliPixels:
+    """Binary pixels with ``P(1) = p_one · 2^-24`` (integer, in [1, 2^24 − 1])."""
+
+    p_one: torch.Tensor
+
+    @classmethod
+    def from_logits(cls, logits: torch.Tensor) -> BernoulliPixels:
+        u = logits.to(torch.int64) >> (FRAC - tables.GRIDS["sigmoid"].step)
+        p = tables.lookup(tables.load().int["sigmoid"], u, "sigmoid")
+        return cls(p.clamp(1, PROB_TOTAL - 1))
+
+    def frequencies(self) -> torch.Tensor:
+        p = self.p_one.reshape(-1)
+        return torch.stack([PROB_TOTAL - p, p], dim=1)
+
+
+def normal_cdf(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """Φ(numerator / denominator) in 2^-24 units from the stored table; both int64,
+    ``denominator > 0`` in the same units as ``numerator`` · 2^-12 (see callers)."""
+    u = floor_div(numerator, denominator)
+    return tables.lookup(tables.load().int["ndtr"], u, "ndtr")
+
+
+def gaussian_bin_frequencies(mean: torch.Tensor, std: torch.Tensor, precision: int,
+                             bin_mean: torch.Tensor | None = None, bin_std: torch.Tensor | None = None
+                             ) -> torch.Tensor:
+    """(rows, 2^p) frequencies of N(mean, std) in the 2^p bins of equal mass under
+    N(bin_mean, bin_std), or under N(0, 1); arguments are grid int64 columns (rows, 1).
+
+    Edge ``e`` of the bins is ``bin_mean + bin_std · Φ⁻¹(e / 2^p)`` (stored quantile);
+    its standardised position ``(edge − mean) / std`` is an exact integer quotient.
+    """
+    q = tables.load().normal_edges(precision)  # (2^p − 1,) grid
+    mean, std = mean.reshape(-1, 1).to(torch.int64), std.reshape(-1, 1).to(torch.int64).clamp(min=1)
+    if bin_mean is None or bin_std is None:
+        numerator = (q << FRAC) - (mean << FRAC)  # 2^-28 units
+    else:
+        bin_mean, bin_std = bin_mean.reshape(-1, 1).to(torch.int64), bin_std.reshape(-1, 1).to(torch.int64)
+        numerator = ((bin_mean - mean) << FRAC) + bin_std * q
+    # u = numerator / (std · 2^FRAC) on the ndtr grid of 2^-12: divide by std · 2^(FRAC − 12).
+    cdf = normal_cdf(numerator, std << (FRAC - _NDTR_STEP))
+    return cdf_to_frequencies(cdf)
+
+
+def bin_values(indices: torch.Tensor, precision: int, mean: torch.Tensor | None = None,
+               std: torch.Tensor | None = None) -> torch.Tensor:
+    """Grid value of bin ``indices``: the centre quantile of N(mean, std), or of N(0, 1)."""
+    centres = tables.load().normal_centres(precision)[indices.to(torch.int64)]
+    if mean is None or std is None:
+        return centres
+    return mean.to(torch.int64) + ((std.to(torch.int64) * centres + (ONE >> 1)) >> FRAC)
+
+
+def log2_fixed(values: torch.Tensor) -> torch.Tensor:
+    """log2 of positive integers (< 2^52) with 20 fractional bits, from the stored
+    mantissa table: exponent exactly (``frexp`` is bit manipulation), mantissa by
+    its top 16 bits."""
+    mantissa, exponent = torch.frexp(values.to(torch.float64))  # values = mantissa · 2^exponent, mantissa in [½, 1)
+    idx = torch.floor((mantissa * 2.0 - 1.0) * (1 << 16)).to(torch.int64)
+    return ((exponent.to(torch.int64) - 1) << LOG2_FRAC) + tables.load().int["log2_mantissa"][idx]
+
+
+def frequency_log2(freqs: torch.Tensor, symbols: torch.Tensor) -> torch.Tensor:
+    """log2 P(symbol) (≤ 0) in 2^-20 bits of each row of ``freqs`` at ``symbols``."""
+    picked = freqs.gather(1, symbols.reshape(-1, 1).to(torch.int64)).squeeze(1)
+    return log2_fixed(picked) - (PROB_BITS << LOG2_FRAC)
+
+
+def _exp2_weights(log2_weights: torch.Tensor, dim: int) -> torch.Tensor:
+    """``2^(w − max)`` in 2^-30 units from the stored table (log2-weights in 2^-20 bits)."""
+    top = log2_weights.amax(dim=dim, keepdim=True)
+    t = (top - log2_weights) >> (LOG2_FRAC - tables.GRIDS["exp2_neg"].step)
+    return tables.lookup(tables.load().int["exp2_neg"], t, "exp2_neg")
+
+
+def softmax2_weights(log2_weights: torch.Tensor) -> torch.Tensor:
+    """Mixture weights (summing to at most 2^15) ∝ 2^(log2_weights) along the last axis."""
+    e = _exp2_weights(log2_weights, -1)
+    return floor_div(e << WEIGHT_TOTAL_BITS, e.sum(dim=-1, keepdim=True))
+
+
+def softmax2_frequencies(log2_weights: torch.Tensor) -> torch.Tensor:
+    """Frequencies (rows, K) ∝ 2^(log2_weights) for log2-weights in 2^-20 bits (importance weights)."""
+    return weights_to_frequencies(_exp2_weights(log2_weights, 1))

@@ -1,0 +1,184 @@
+"""Integer layers: the float architectures' building blocks in their exact coding form.
+
+A layer holds integer weights ``w`` (at most :data:`~bbcodec.exact.fixed.WEIGHT_BITS`
+bits) and one power-of-two scale ``2^-s_c`` per output channel, so the float weight
+``W[c] ≈ w[c] · 2^-s_c``; the bias is an integer at the accumulator's scale
+``2^-(FRAC + s_c)``. Forward: ``acc = bias + Σ w · a`` (exact in float64, proven at
+load by :func:`~bbcodec.exact.fixed.check_accumulator_bound`), then
+``round(acc · 2^-s_c)`` back onto the activation grid. Nothing here depends on the
+order in which a kernel sums, on its instruction set, or on the thread count.
+
+Nonlinearities read stored tables: ``silu(x) = relu(x) + r(x)`` and
+``softplus(x) = relu(x) + r(x)`` with the residual ``r`` tabulated on [-16, 16)
+(outside it ``r`` rounds to 0 on the activation grid).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bbcodec.exact import tables
+from bbcodec.exact.fixed import (
+    FRAC,
+    MAX_WEIGHT_SHIFT,
+    ONE,
+    WEIGHT_LIMIT,
+    check_accumulator_bound,
+    requantise,
+    saturate,
+)
+
+_TO_TABLE = 2.0 ** (tables.GRIDS["sigmoid"].step - FRAC)  # activation grid -> table grid (a power of two)
+
+
+def quantise_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(integer weight, integer bias at accumulator scale, per-channel shift) of a float layer.
+
+    The shift is the largest that keeps every weight of the channel within
+    :data:`~bbcodec.exact.fixed.WEIGHT_LIMIT`: the channel's largest weight uses
+    the full width (a power-of-two scale costs at most one bit of it).
+    """
+    w = weight.detach().double()
+    largest = w.abs().flatten(1).amax(1)
+    shift = torch.where(largest > 0, torch.floor(torch.log2(WEIGHT_LIMIT / largest.clamp(min=1e-30))),
+                        torch.zeros_like(largest)).clamp(0, MAX_WEIGHT_SHIFT)
+    view = (-1,) + (1,) * (w.ndim - 1)
+    w_q = torch.round(w * torch.exp2(shift).view(view)).clamp(-WEIGHT_LIMIT, WEIGHT_LIMIT)
+    b = torch.zeros(len(w), dtype=torch.float64) if bias is None else bias.detach().double()
+    b_q = torch.round(b * torch.exp2(shift + FRAC))
+    return w_q, b_q, shift
+
+
+class _Quantised(nn.Module):
+    """Integer weight, bias and per-channel shift as buffers (saved with the integer model)."""
+
+    def __init__(self, weight_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("weight", torch.zeros(weight_shape, dtype=torch.float64))
+        self.register_buffer("bias", torch.zeros(weight_shape[0], dtype=torch.float64))
+        self.register_buffer("shift", torch.zeros(weight_shape[0], dtype=torch.float64))
+        self._scale: torch.Tensor | None = None
+
+    def set_from_float(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        w_q, b_q, shift = quantise_weight(weight, bias)
+        self.weight.copy_(w_q.view_as(self.weight))
+        self.bias.copy_(b_q)
+        self.shift.copy_(shift)
+        self._scale = None
+
+    def check(self, name: str) -> int:
+        """Prove this layer exact (raises :class:`~bbcodec.exact.fixed.BoundError`)."""
+        if bool((self.weight != torch.round(self.weight)).any()) or bool((self.bias != torch.round(self.bias)).any()):
+            raise tables_error(name)
+        if bool((self.shift < 0).any()) or bool((self.shift > MAX_WEIGHT_SHIFT).any()):
+            raise tables_error(name)
+        return check_accumulator_bound(name, self.weight, self.bias)
+
+    def scale(self, ndim: int) -> torch.Tensor:
+        """``2^-shift`` per channel, shaped to multiply the accumulator."""
+        if self._scale is None or self._scale.ndim != ndim:
+            s = torch.exp2(-self.shift)
+            self._scale = s.view(-1, 1, 1) if ndim == 4 else s
+        return self._scale
+
+
+def tables_error(name: str) -> ValueError:
+    from bbcodec.exact.fixed import BoundError
+
+    return BoundError(f"{name}: weights, biases and shifts must be whole numbers in range")
+
+
+class ILinear(_Quantised):
+    """``nn.Linear`` on the activation grid (inputs (..., in), outputs (..., out))."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__((d_out, d_in))
+
+    @classmethod
+    def of(cls, layer: nn.Linear, weight: torch.Tensor | None = None) -> ILinear:
+        """The integer form of ``layer`` (``weight`` overrides its weight, e.g. masked)."""
+        out = cls(layer.in_features, layer.out_features)
+        out.set_from_float(layer.weight if weight is None else weight, layer.bias)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight.t())
+        return requantise(acc, self.scale(2)).view(*x.shape[:-1], -1)
+
+
+class IConv2d(_Quantised):
+    """``nn.Conv2d`` on the activation grid (float64 convolution: no oneDNN, no Winograd)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: tuple[int, int], stride: int = 1,
+                 padding: tuple[int, int] = (0, 0)) -> None:
+        super().__init__((c_out, c_in, *kernel))
+        self.stride, self.padding = stride, padding
+
+    @classmethod
+    def of(cls, layer: nn.Conv2d, weight: torch.Tensor | None = None) -> IConv2d:
+        out = cls(layer.in_channels, layer.out_channels, tuple(layer.kernel_size), layer.stride[0],
+                  tuple(layer.padding))
+        out.set_from_float(layer.weight if weight is None else weight, layer.bias)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        acc = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return requantise(acc, self.scale(4))
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU on the activation grid: ``relu(x) + r(x)`` with ``r`` from the stored table."""
+    return _relu_plus(x, "silu_residual")
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """Softplus on the activation grid, same construction as :func:`silu`."""
+    return _relu_plus(x, "softplus_residual")
+
+
+def _relu_plus(x: torch.Tensor, name: str) -> torch.Tensor:
+    residual = tables.lookup(tables.load().float[name], torch.floor(x * _TO_TABLE), name)
+    return torch.clamp(x, min=0.0).add_(residual)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh on the activation grid (saturated outside [-8, 8))."""
+    return tables.lookup(tables.load().float["tanh"], torch.floor(x * _TO_TABLE), "tanh")
+
+
+def bounded_softplus(raw: torch.Tensor, offset: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """:func:`bbcodec.nn.layers.bounded_softplus` on the grid: ``softplus(raw + offset) + floor``
+    (``offset`` and ``floor`` are grid constants of the model)."""
+    return saturate(softplus(saturate(raw + offset)) + floor)
+
+
+def grid_constant(value: float) -> torch.Tensor:
+    """A model constant on the activation grid (computed at export, stored as a buffer)."""
+    return torch.tensor(float(round(value * ONE)), dtype=torch.float64)
+
+
+class IResBlock(nn.Module):
+    """:class:`bbcodec.nn.layers.ResBlock`: ``x + conv2(silu(conv1(silu(x))))``."""
+
+    def __init__(self, width: int, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or width
+        self.conv1 = IConv2d(width, hidden, (3, 3), padding=(1, 1))
+        self.conv2 = IConv2d(hidden, width, (3, 3), padding=(1, 1))
+
+    @classmethod
+    def of(cls, block: nn.Module) -> IResBlock:
+        out = cls(block.conv1.in_channels, block.conv1.out_channels)
+        out.conv1 = IConv2d.of(block.conv1)
+        out.conv2 = IConv2d.of(block.conv2)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return saturate(x + self.conv2(silu(self.conv1(silu(x)))))
+
+
+def check_layers(model: nn.Module) -> dict[str, int]:
+    """Prove every quantised layer of ``model`` exact; the worst accumulator per layer."""
+    return {name: m.check(name) for name, m in model.named_modules() if isinstance(m, _Quantised)}

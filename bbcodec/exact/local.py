@@ -1,0 +1,151 @@
+"""The integer form of the local PixelCNN decoder (:mod:`bbcodec.nn.local_pixelcnn`).
+
+Same structure as the float module: a masked window convolution, then a per-pixel
+residual MLP. Because every sum is exact, the teacher-forced pass over all pixels
+(bounds, importance weights) and the step-by-step pass of the coder give the very
+same integers, whatever batch, kernel or memory layout computes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bbcodec.exact.fixed import requantise, saturate
+from bbcodec.exact.layers import IConv2d, ILinear, silu
+
+
+class IPixelHead(nn.Module):
+    """:class:`bbcodec.nn.local_pixelcnn.PixelHead` on the activation grid."""
+
+    def __init__(self, hidden: int, blocks: int, n_params: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.ModuleList([ILinear(hidden, hidden), ILinear(hidden, hidden)])
+                                    for _ in range(blocks))
+        self.out = ILinear(hidden, n_params)
+
+    @classmethod
+    def of(cls, head: nn.Module) -> IPixelHead:
+        hidden = head.out.in_features
+        out = cls(hidden, len(head.blocks), head.out.out_features)
+        for mine, theirs in zip(out.blocks, head.blocks):
+            mine[0], mine[1] = ILinear.of(theirs[1]), ILinear.of(theirs[3])
+        out.out = ILinear.of(head.out)
+        return out
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for first, second in self.blocks:
+            h = saturate(h + second(silu(first(silu(h)))))
+        return self.out(silu(h))
+
+
+class ILocalPixelNet(nn.Module):
+    """:class:`bbcodec.nn.local_pixelcnn.LocalPixelNet`: masked window conv + per-pixel head."""
+
+    def __init__(self, channels: int, hidden: int, blocks: int, n_params: int, rows: int, cols: int) -> None:
+        super().__init__()
+        self.channels, self.hidden, self.rows, self.cols = channels, hidden, rows, cols
+        self.window = IConv2d(channels + 1, hidden, (rows, cols))
+        self.head = IPixelHead(hidden, blocks, n_params)
+
+    @classmethod
+    def of(cls, net: nn.Module) -> ILocalPixelNet:
+        out = cls(net.channels, net.hidden, len(net.head.blocks), net.head.out.out_features, net.rows, net.cols)
+        out.window = IConv2d.of(net.window, weight=net.masked_weight())
+        out.head = IPixelHead.of(net.head)
+        return out
+
+    @property
+    def pad_top(self) -> int:
+        return self.rows - 1
+
+    @property
+    def pad_side(self) -> int:
+        return self.cols // 2
+
+    def canvas(self, x_unit: torch.Tensor, one: float) -> torch.Tensor:
+        """Values plus the inside-image flag (``one`` on the grid), padded so every window fits."""
+        inside = torch.full_like(x_unit[:, :1], one)
+        return F.pad(torch.cat([x_unit, inside], dim=1), (self.pad_side, self.pad_side, self.pad_top, 0))
+
+    def params(self, x_unit: torch.Tensor, cond: torch.Tensor, one: float) -> torch.Tensor:
+        """Parameters of every pixel at once (teacher forcing), (N, H, W, P) on the grid."""
+        local = self.window(self.canvas(x_unit, one))
+        return self.head(saturate(local + cond).permute(0, 2, 3, 1))
+
+
+class ExactPixelSteps:
+    """p(x | z) of an :class:`ILocalPixelNet` as a :class:`~bbcodec.contract.Autoregressive`
+    model whose step distributions carry integer frequency tables.
+
+    ``distribution`` maps grid parameters (..., P) to a distribution of
+    :mod:`bbcodec.exact.distributions` (or a coupled one with its own steps);
+    ``to_unit`` maps uint8 pixels to grid network inputs.
+    """
+
+    def __init__(self, net: ILocalPixelNet, cond: torch.Tensor, shape: tuple[int, int, int, int],
+                 distribution: Callable[[torch.Tensor], object], to_unit: Callable[[torch.Tensor], torch.Tensor],
+                 one: float, coupled: bool) -> None:
+        self.net, self.cond, self.shape, self.one = net, cond, shape, one
+        self.distribution, self.to_unit = distribution, to_unit
+        _, c, h, w = shape
+        self.sub_steps = c if coupled else 1
+        self.num_steps = h * w * self.sub_steps
+        self._canvas: torch.Tensor | None = None
+        self._cond_steps: torch.Tensor | None = None
+        self._weight: torch.Tensor | None = None
+        self._position: object | None = None
+
+    def parallel_distribution(self, x: torch.Tensor) -> object:
+        """The distribution of every pixel given the true pixels before it (teacher forcing)."""
+        params = self.net.params(self.to_unit(x), self.cond, self.one)  # (N, H, W, P)
+        return self.distribution(params)
+
+    def reset(self) -> None:
+        n, c, h, w = self.shape
+        net = self.net
+        self._canvas = torch.zeros(n, c + 1, h + net.pad_top, w + 2 * net.pad_side, dtype=torch.float64)
+        self._canvas[:, c, net.pad_top :, net.pad_side : net.pad_side + w] = self.one
+        self._cond_steps = self.cond.permute(2, 3, 0, 1).reshape(h * w, n, -1).contiguous()
+        self._weight = net.window.weight.reshape(net.hidden, -1).contiguous()
+        self._position = None
+
+    def _where(self, t: int) -> tuple[int, int, int, int]:
+        position, channel = divmod(t, self.sub_steps)
+        i, j = divmod(position, self.shape[3])
+        return position, channel, i, j
+
+    def step_index(self, t: int) -> tuple[slice, slice, int, int]:
+        _, channel, i, j = self._where(t)
+        channels = slice(None) if self.sub_steps == 1 else slice(channel, channel + 1)
+        return slice(None), channels, i, j
+
+    def step_distribution(self, t: int) -> object:
+        assert self._canvas is not None and self._cond_steps is not None and self._weight is not None
+        position, channel, i, j = self._where(t)
+        if channel == 0:
+            n = self.shape[0]
+            window = self._canvas[:, :, i : i + self.net.rows, j : j + self.net.cols].reshape(n, -1)
+            acc = torch.addmm(self.net.window.bias, window, self._weight.t())
+            h = saturate(requantise(acc, self.net.window.scale(2)) + self._cond_steps[position])
+            self._position = self.distribution(self.net.head(h).view(n, 1, 1, -1))
+            if self.sub_steps > 1:
+                self._position.reset()
+        if self.sub_steps > 1:
+            return self._position.step_distribution(channel)
+        return self._position
+
+    def write(self, t: int, values: torch.Tensor) -> None:
+        """Place the coded values of step ``t`` on the canvas."""
+        assert self._canvas is not None
+        _, channel, i, j = self._where(t)
+        n, c = self.shape[:2]
+        top, side = self.net.pad_top, self.net.pad_side
+        if self.sub_steps > 1:
+            self._position.write(channel, values)
+            self._canvas[:, channel, i + top, j + side] = self.to_unit(values.reshape(n))
+        else:
+            self._canvas[:, :c, i + top, j + side] = self.to_unit(values.reshape(n, c))

@@ -1,0 +1,139 @@
+"""The integer coding form of :class:`bbcodec.nn.vlae.VLAE`.
+
+Layer for layer the float model's structure (see that module for why it is built so);
+every tensor is a float64 tensor of whole numbers on the activation grid, every
+distribution parameter leaves as an integer, and the latent walk yields the
+contract's events with int64 parameters (:mod:`bbcodec.exact.distributions` turns
+them into frequency tables).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bbcodec.contract import GaussianLatent, LatentSteps
+from bbcodec.exact import tables
+from bbcodec.exact.distributions import BernoulliPixels, Logistics
+from bbcodec.exact.fixed import ONE
+from bbcodec.exact.layers import IConv2d, ILinear, IResBlock, bounded_softplus, grid_constant, silu
+from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
+from bbcodec.nn.vlae import VLAE, VLAEConfig
+
+SOFTPLUS_OFFSET = 0.5413248546129181  # bbcodec.nn.layers.bounded_softplus: raw = 0 maps to 1 + floor
+
+
+class IMADEPrior(nn.Module):
+    """:class:`bbcodec.nn.vlae.MADEPrior`: ``μ_i, σ_i`` of every dimension from ``z_<i``."""
+
+    def __init__(self, dims: int, hidden: int, std_floor: float) -> None:
+        super().__init__()
+        self.layer1, self.layer2, self.out = ILinear(dims, hidden), ILinear(hidden, hidden), ILinear(hidden, 2 * dims)
+        self.register_buffer("offset", grid_constant(SOFTPLUS_OFFSET))
+        self.register_buffer("floor", grid_constant(std_floor))
+
+    @classmethod
+    def of(cls, prior: nn.Module) -> IMADEPrior:
+        out = cls(prior.dims, prior.layer1.out_features, prior.std_floor)
+        for name in ("layer1", "layer2", "out"):
+            layer = getattr(prior, name)
+            setattr(out, name, ILinear.of(layer, weight=layer.weight * layer.mask))
+        return out
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = silu(self.layer2(silu(self.layer1(z))))
+        mean, raw = self.out(h).chunk(2, dim=1)
+        return mean, bounded_softplus(raw, self.offset, self.floor)
+
+
+class ExactVLAE(nn.Module):
+    """Integer VLAE implementing :class:`bbcodec.contract.LatentModel` with int64 events."""
+
+    arch = "vlae"
+
+    def __init__(self, cfg: VLAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w, side = cfg.width, cfg.image_size // 4
+        self.encoder_in = IConv2d(1, w, (3, 3), stride=2, padding=(1, 1))
+        self.encoder_res1 = IResBlock(w)
+        self.encoder_down = IConv2d(w, w, (3, 3), stride=2, padding=(1, 1))
+        self.encoder_res2 = IResBlock(w)
+        self.to_posterior = ILinear(w * side * side, 2 * cfg.latent_dims)
+        self.prior = IMADEPrior(cfg.latent_dims, cfg.made_hidden, cfg.prior_std_floor)
+        self.from_latent = ILinear(cfg.latent_dims, w * side * side)
+        self.cond_low = IResBlock(w)
+        self.cond_mid_conv = IConv2d(w, w, (3, 3), padding=(1, 1))
+        self.cond_mid_res = IResBlock(w)
+        self.cond_high = IConv2d(w, cfg.hidden, (1, 1))
+        self.local = ILocalPixelNet(1, cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel,
+                                    cfg.window_rows, cfg.window_cols)
+        self.register_buffer("post_offset", grid_constant(SOFTPLUS_OFFSET))
+        self.register_buffer("post_floor", grid_constant(cfg.posterior_std_floor))
+
+    @classmethod
+    def of(cls, model: VLAE) -> ExactVLAE:
+        """The integer form of a trained float VLAE."""
+        out = cls(model.cfg)
+        enc = model.encoder
+        out.encoder_in, out.encoder_res1 = IConv2d.of(enc[0]), IResBlock.of(enc[1])
+        out.encoder_down, out.encoder_res2 = IConv2d.of(enc[3]), IResBlock.of(enc[4])
+        out.to_posterior = ILinear.of(model.to_posterior)
+        out.prior = IMADEPrior.of(model.prior)
+        out.from_latent = ILinear.of(model.from_latent)
+        out.cond_low = IResBlock.of(model.cond_low)
+        out.cond_mid_conv, out.cond_mid_res = IConv2d.of(model.cond_mid[0]), IResBlock.of(model.cond_mid[1])
+        out.cond_high = IConv2d.of(model.cond_high)
+        out.local = ILocalPixelNet.of(model.local)
+        return out
+
+    # --- pieces ---------------------------------------------------------------------
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels as grid network inputs in [-1, 1] (binary: 0 -> -1, 1 -> 1)."""
+        if self.cfg.likelihood == "bernoulli":
+            return x.double() * (2 * ONE) - ONE
+        return tables.load().float["pixel_unit"][x.to(torch.int64)]
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder_in(self.to_unit(x))
+        h = silu(self.encoder_res1(h))
+        h = silu(self.encoder_res2(self.encoder_down(h)))
+        mean, raw = self.to_posterior(h.flatten(1)).chunk(2, dim=1)
+        return mean, bounded_softplus(raw, self.post_offset, self.post_floor)
+
+    def conditioning(self, z: torch.Tensor) -> torch.Tensor:
+        side = self.cfg.image_size // 4
+        h = self.cond_low(self.from_latent(z).view(len(z), self.cfg.width, side, side))
+        h = self.cond_mid_res(self.cond_mid_conv(F.interpolate(h, scale_factor=2.0, mode="nearest")))
+        return self.cond_high(silu(F.interpolate(h, scale_factor=2.0, mode="nearest")))
+
+    def distribution(self, params: torch.Tensor) -> Logistics | BernoulliPixels:
+        """Grid parameters (N, H, W, P) -> integer pixel distribution of (N, 1, H, W) pixels."""
+        if self.cfg.likelihood == "bernoulli":
+            return BernoulliPixels.from_logits(params[..., 0])
+        p = params.unflatten(-1, (3, self.cfg.mixture_components))
+        return Logistics.from_params(p[..., 0, :], p[..., 1, :], p[..., 2, :])
+
+    # --- the contract ----------------------------------------------------------------
+    def latent_steps(self, x: torch.Tensor | None, shape: tuple[int, int, int, int]) -> LatentSteps:
+        n, c, height, width = shape
+        size = self.cfg.image_size
+        if (c, height, width) != (1, size, size):
+            raise ValueError(f"this VLAE codes 1×{size}×{size} images, not {c}×{height}×{width}")
+        post_mean = post_std = None
+        if x is not None:
+            post_mean, post_std = (t.to(torch.int64) for t in self.posterior(x))
+        z = torch.zeros(n, self.cfg.latent_dims, dtype=torch.float64)
+        for i in range(self.cfg.latent_dims):
+            prior_mean, prior_std = (t[:, i].to(torch.int64).view(n, 1, 1, 1) for t in self.prior(z))
+            layer = GaussianLatent(
+                prior_mean, prior_std,
+                None if post_mean is None else post_mean[:, i].view(n, 1, 1, 1),
+                None if post_std is None else post_std[:, i].view(n, 1, 1, 1),
+            )
+            value = yield layer
+            z = z.clone()
+            z[:, i] = value.reshape(n).to(torch.float64)
+        return ExactPixelSteps(self.local, self.conditioning(z), shape, self.distribution, self.to_unit,
+                               float(ONE), coupled=False)
