@@ -6,10 +6,9 @@
 
 Embedding the coder directly: ``bbcodec.BitsBackCoder`` over any model that
 implements ``bbcodec.contract.LatentModel``, on a ``bbcodec.ans.Stack``, with the
-distribution codecs of ``bbcodec.codecs``. Files are portable across machines
-because coding runs torch's pinned AVX2 kernels: ``compress`` and ``decompress``
-pin them themselves; a program that runs other torch work first, or drives the
-coder directly, calls ``bbcodec.numerics.pin()`` before any of it.
+distribution codecs of ``bbcodec.codecs``. Every probability the coder uses comes
+from the integer form of a model (``bbcodec.exact``), so a file decodes bit for bit
+on any machine, whatever its CPU, kernels or thread count.
 """
 
 from __future__ import annotations
@@ -22,12 +21,11 @@ from bbcodec.errors import (
     DecodeMismatchError,
     FormatError,
     ModelMismatchError,
-    NumericsError,
     UnsupportedImageError,
 )
 from bbcodec.zoo import ModelInfo, list_models, load_model
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BBCodecError",
@@ -39,7 +37,6 @@ __all__ = [
     "FormatError",
     "ModelInfo",
     "ModelMismatchError",
-    "NumericsError",
     "UnsupportedImageError",
     "compress",
     "decompress",

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bbcodec import container, numerics, tiling, zoo
+from bbcodec import container, tiling, zoo
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.container import Header, ImageShape
 from bbcodec.errors import DecodeMismatchError, FormatError, UnsupportedImageError
@@ -127,7 +127,6 @@ def compress(
     importance samples (:mod:`bbcodec.importance`): the rate approaches the model's
     IWAE bound -L_K instead of its -ELBO, for about K times the encoding work.
     """
-    profile = numerics.portable_profile()  # before any torch work: pins the kernels
     image_list = _to_list(images)
     if not image_list:
         raise ValueError("no images to compress")
@@ -144,7 +143,7 @@ def compress(
     if lossy_step is not None:
         if samples != 1:
             raise ValueError("importance samples need a bits-back chain; a lossy file has none")
-        return _compress_lossy(net, info, batches, shapes, names, lossy_step, lossy_draws, progress, profile)
+        return _compress_lossy(net, info, batches, shapes, names, lossy_step, lossy_draws, progress)
     if settings is None:
         settings = CoderSettings(max_group=info.coding_group, samples=samples)
         anchor = BitsBackCoder(net, settings).cheapest_anchor_step(batches[0][:1])
@@ -166,7 +165,6 @@ def compress(
         anchor_step=settings.anchor_step,
         samples=settings.samples,
         plain_groups=result.plain_groups if settings.samples > 1 else 0,
-        numerics=profile,
     )
     return container.pack(header, result.words)
 
@@ -189,8 +187,7 @@ def _per_image(units: list[tiling.Unit], progress: Progress | None) -> Progress 
 
 
 def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes: list[ImageShape],
-                    names: Sequence[str] | None, step: float, draws: int, progress: Progress | None,
-                    profile: str) -> bytes:
+                    names: Sequence[str] | None, step: float, draws: int, progress: Progress | None) -> bytes:
     coder = LossyCoder(net, step, group=info.coding_group, draws=draws)
     result = coder.encode(batches, progress=progress)
     header = Header(
@@ -206,7 +203,6 @@ def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes:
         lossy=True,
         lossy_step=coder.step,
         samples=draws,
-        numerics=profile,
     )
     return container.pack(header, result.words)
 
@@ -226,7 +222,6 @@ def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray
     """Decode a .bbc byte string: the exact original uint8 arrays, or for a lossy file
     the model's reconstruction (check :func:`inspect` ``.lossy``)."""
     header, words = container.unpack(data)
-    numerics.require_profile(header.numerics)  # before any torch work: pins the kernels
     net, info = zoo.model_for_file(header.model_name, header.weights_hash)
     m = info.downsampling
     if any(s.channels != info.image_channels for s in header.shapes):
@@ -249,12 +244,11 @@ def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray
     if container.pixel_crc(images) != header.pixel_crc:
         if header.lossy:
             raise DecodeMismatchError(
-                "the reconstruction differs from the one the encoder computed (its checksum fails): this "
-                "machine computes the model differently (another CPU, torch or thread setting)")
+                "the reconstruction differs from the one the encoder computed (its checksum fails); "
+                "integer coding should make that impossible: please report it with the file")
         raise DecodeMismatchError(
-            "decoded pixels fail the file's checksum. The file is intact, so this machine computes the "
-            "model differently from the one that wrote it (another CPU, torch or thread setting); "
-            "decode on the writing machine or re-encode here"
+            "decoded pixels fail the file's checksum although the file is intact; integer coding should "
+            "make that impossible: please report it with the file"
         )
     return images
 
@@ -275,7 +269,7 @@ class FileInfo:
     lossy_step: float | None
     samples: int
     plain_groups: int  # leading groups of an importance-weighted file coded at K = 1
-    numerics: str  # "portable", or the native float-kernel profile the file needs (bbcodec.numerics)
+    machine_bound: str  # "" (decodes on any machine), else the machine a float model's file needs
     tile: int | None
     coding_units: int
     names: list[str] | None
@@ -302,7 +296,7 @@ def inspect(data: bytes) -> FileInfo:
         lossy_step=header.lossy_step,
         samples=header.samples,
         plain_groups=header.plain_groups,
-        numerics=header.numerics or "portable",
+        machine_bound=header.machine_bound,
         tile=header.tile,
         coding_units=sum(header.groups),
         names=header.names,

@@ -136,15 +136,12 @@ class BitsBackCoder:
     """BB-ANS for one model; stateless apart from its settings."""
 
     def __init__(self, model: LatentModel, settings: CoderSettings | None = None) -> None:
-        # channels_last is measurably faster on CPU; encoder and decoder both use it.
-        self.model = model.to(memory_format=torch.channels_last) if isinstance(model, torch.nn.Module) else model
+        self.model = model
         self.settings = settings or CoderSettings()
 
     # --- one group ---------------------------------------------------------------
     def _walk(self, x: torch.Tensor | None, shape: tuple[int, int, int, int], choose: Choose,
               n_priors: int | None = None) -> LatentWalk:
-        if x is not None:
-            x = x.contiguous(memory_format=torch.channels_last)
         return walk_latents(self.model, x, shape, self.settings.latent_precision, choose, n_priors)
 
     def _importance(self) -> ImportanceWeighted:

@@ -267,8 +267,9 @@ def info(source: str, as_json: bool) -> None:
     click.echo(f"size:          {result.total_bytes} bytes ({result.bits_per_dim:.4f} bits/dim)")
     click.echo(f"header:        {result.header_bytes} bytes")
     click.echo(f"initial bits:  {result.initial_bits}")
-    click.echo(f"kernels:       {result.numerics}" + ("" if result.numerics == "portable" else
-                                                      " (decodes only where these kernels run)"))
+    click.echo("coding:        " + ("exact integer (decodes on every machine)" if not result.machine_bound else
+                                    f"MACHINE-BOUND float model ({result.machine_bound}): decodes only where it "
+                                    "computes alike"))
     if result.samples > 1 and not result.lossy:
         warmup = f" (after {result.plain_groups} plain warm-up groups)" if result.plain_groups else ""
         click.echo(f"importance:    {result.samples} samples per image{warmup}")

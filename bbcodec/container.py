@@ -17,16 +17,17 @@ import numpy as np
 from bbcodec.errors import FormatError
 
 MAGIC = b"BBC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: integer coding (bbcodec.exact); 1: float coding, read by bbcodec 0.1
+LEGACY_READERS = {1: "bbcodec 0.1.x"}  # older format versions and the release that reads them
 FLAG_NAMES = 1
 FLAG_LOSSY = 2
 FLAG_TILED = 4
 FLAG_ANCHORED = 8
 FLAG_IMPORTANCE = 16
 FLAG_WARMUP = 32  # an importance-weighted file whose leading groups are plain bits-back
-FLAG_NATIVE_NUMERICS = 64  # coded with a machine's own float kernels, named in the header (bbcodec.numerics)
+FLAG_MACHINE_BOUND = 64  # probabilities from a float model: decodes only where they compute alike (named)
 KNOWN_FLAGS = (FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED | FLAG_IMPORTANCE | FLAG_WARMUP
-               | FLAG_NATIVE_NUMERICS)
+               | FLAG_MACHINE_BOUND)
 MAX_PROFILE_BYTES = 64
 
 MAX_IMAGES = 10_000_000
@@ -80,9 +81,9 @@ class Header:
     samples: int = 1
     # Leading groups of an importance-weighted file coded at K = 1 (bbcodec.bitsback).
     plain_groups: int = 0
-    # The float-kernel profile that computed the probabilities: "" for the portable
-    # (pinned AVX2) kernels every x86-64 machine runs, else a native profile's name.
-    numerics: str = ""
+    # "" for a file coded by an integer model (decodes on every machine); else the
+    # machine and float kernels of a float model coded directly (bbcodec.exact.machine_bound).
+    machine_bound: str = ""
     extra: dict = field(default_factory=dict)
 
     @property
@@ -255,7 +256,7 @@ def pack(header: Header, words: np.ndarray) -> bytes:
     flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
              | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0)
              | (FLAG_IMPORTANCE if header.samples > 1 else 0) | (FLAG_WARMUP if header.plain_groups else 0)
-             | (FLAG_NATIVE_NUMERICS if header.numerics else 0))
+             | (FLAG_MACHINE_BOUND if header.machine_bound else 0))
     if not 1 <= header.samples <= MAX_SAMPLES:
         raise ValueError(f"samples (importance samples, or lossy draws) must lie in [1, {MAX_SAMPLES}]")
     if header.lossy and header.anchor_step is not None:
@@ -295,10 +296,10 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         _put_varint(out, header.plain_groups)
     if header.tile:
         _put_varint(out, header.tile)
-    if header.numerics:
-        profile = header.numerics.encode("ascii")
+    if header.machine_bound:
+        profile = header.machine_bound.encode("ascii")
         if len(profile) > MAX_PROFILE_BYTES:
-            raise ValueError(f"a numerics profile name has at most {MAX_PROFILE_BYTES} ASCII bytes")
+            raise ValueError(f"a machine profile name has at most {MAX_PROFILE_BYTES} ASCII bytes")
         out.append(len(profile))
         out += profile
     if header.names is not None:
@@ -323,6 +324,9 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     data = bytes(data)
     if len(data) < 8 or data[:3] != MAGIC:
         raise FormatError("not a .bbc file (bad magic bytes)")
+    if data[3] in LEGACY_READERS:
+        raise FormatError(f"this .bbc file has format version {data[3]} (float coding), which "
+                          f"{LEGACY_READERS[data[3]]} reads; this bbcodec reads version {FORMAT_VERSION}")
     if data[3] != FORMAT_VERSION:
         raise FormatError(f"unsupported .bbc format version {data[3]} (this bbcodec reads version {FORMAT_VERSION})")
     body, stored_crc = data[:-4], int.from_bytes(data[-4:], "little")
@@ -394,15 +398,15 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         raise FormatError("the declared images make too many coding units")
     if tile is None and any(s.dims > MAX_GROUP_PIXELS for s in shapes):
         raise FormatError("an untiled image declares more samples than one batch may hold")
-    numerics = ""
-    if flags & FLAG_NATIVE_NUMERICS:
+    machine_bound = ""
+    if flags & FLAG_MACHINE_BOUND:
         length = r.byte()
         if not 0 < length <= MAX_PROFILE_BYTES:
-            raise FormatError(f"numerics profile name of {length} bytes (1..{MAX_PROFILE_BYTES} allowed)")
+            raise FormatError(f"machine profile name of {length} bytes (1..{MAX_PROFILE_BYTES} allowed)")
         try:
-            numerics = r.take(length).decode("ascii")
+            machine_bound = r.take(length).decode("ascii")
         except UnicodeDecodeError as exc:
-            raise FormatError("numerics profile name is not ASCII") from exc
+            raise FormatError("machine profile name is not ASCII") from exc
     n_units = units_of(shapes, tile)
     if covered != n_units:
         raise FormatError("groups do not cover the declared images")
@@ -416,7 +420,7 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         raise FormatError("the coded data is malformed (its top word is zero)")
     header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
                     lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile, anchor_step=anchor_step,
-                    samples=samples, plain_groups=plain_groups, numerics=numerics)
+                    samples=samples, plain_groups=plain_groups, machine_bound=machine_bound)
     _check_groups_uniform(unit_shape_runs(header), groups, samples if header.lossy else 1)
     return header, words
 

@@ -40,9 +40,3 @@ class DataError(BBCodecError):
     """A dataset is missing or fails its checksum; the message says how to get it."""
 
     exit_code = 7
-
-
-class NumericsError(BBCodecError):
-    """This process runs float kernels that would make the file unreadable (see ``bbcodec.numerics``)."""
-
-    exit_code = 9

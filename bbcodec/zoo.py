@@ -1,15 +1,18 @@
 """Registry of shipped models: a name maps to a folder with weights and a card.
 
-A model folder holds ``weights.safetensors`` (architecture, config and test scores
-inside its metadata) and ``CARD.md``. Folders are looked up, in order, in
+A model folder holds ``weights.safetensors`` (the float model: architecture, config
+and test scores inside its metadata), ``integer.safetensors`` (its integer coding
+form, :mod:`bbcodec.exact`) and ``CARD.md``. Only folders with an integer form are
+models that code. Folders are looked up, in order, in
 ``$BBCODEC_MODELS_DIR``, the source checkout's ``models/`` and the installed package
 data ``bbcodec/zoo_data`` (the same folder, shipped in the wheel).
-A .bbc file names its model and the first bytes of the weights' sha256, so decoding
-with other weights is refused instead of producing garbage.
+A .bbc file names its model and the first bytes of the integer form's sha256, so
+decoding with other weights is refused instead of producing garbage.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,8 +21,9 @@ from pathlib import Path
 import torch
 
 from bbcodec.errors import ModelMismatchError
+from bbcodec.exact.export import INTEGER_FILE, load_integer, read_integer_meta
 from bbcodec.nn import build_config
-from bbcodec.weights import file_sha256, load_weights, read_meta
+from bbcodec.weights import file_sha256, read_meta
 
 DEFAULT_MODEL = "mnist"  # grayscale of any size
 # Without --model, the first of these that codes the images wins (then any other).
@@ -29,10 +33,10 @@ DEFAULT_MODEL = "mnist"  # grayscale of any size
 # agreement 95.5% against about 91%). vlae-mnist-large has the lowest lossless file
 # rate (1.035 bits/dim; bench/results/vlae-mnist-large_10k.json) and decodes slower
 # (169 digits/s), so it leads the lossless ranking only.
-PREFERENCE = ("vlae-mnist-large", "vlae-mnist-wide", "vlae-mnist", "mnist", "rgb")
+PREFERENCE = ("vlae-mnist-large", "vlae-mnist-wide", "mnist", "rgb")
 # Lossy coding ranks separately: a model's lossy quality (label agreement at a rate)
 # is measured on its own, and the best lossless model need not be the best lossy one.
-LOSSY_PREFERENCE = ("vlae-mnist-wide", "vlae-mnist")
+LOSSY_PREFERENCE = ("vlae-mnist-wide",)
 
 
 def search_path() -> list[Path]:
@@ -50,17 +54,18 @@ class ModelInfo:
     """What `bbcodec models` lists: name, where, and the scores its card reports."""
 
     name: str
-    path: Path
+    path: Path  # the integer coding form
     arch: str
     image_channels: int
     downsampling: int
-    test_bpd: float | None
-    sha256: str
+    test_bpd: float | None  # the integer model's -ELBO on its test set (bits/dim)
+    sha256: str  # of the integer form: what a file is bound to
     kl_bits_per_layer: tuple[float, ...] = ()
     latent_part_names: tuple[str, ...] = ()  # what each KL term is, in the same order
     image_size: int | None = None  # models with a global latent code one square size only
     autoregressive: bool = False  # decodes pixel by pixel: wants large lockstep groups
     pixel_levels: int = 256  # 2 for a binarised-image model: pixels must be 0 or 1
+    float_test_bpd: float | None = None  # the float model's -ELBO, for comparison
 
     @property
     def coding_group(self) -> int:
@@ -76,18 +81,21 @@ class ModelInfo:
 
 
 def _info(name: str, folder: Path) -> ModelInfo:
-    weights = folder / "weights.safetensors"
-    meta = read_meta(weights)
+    integer = folder / INTEGER_FILE
+    meta = read_integer_meta(integer)
+    float_meta = read_meta(folder / "weights.safetensors") if (folder / "weights.safetensors").exists() else {}
+    scores = _scores(folder)
     config = build_config(meta["arch"], meta["config"])
     return ModelInfo(
         name=name,
-        path=weights,
+        path=integer,
         arch=meta["arch"],
         image_channels=config.image_channels,
         downsampling=config.downsampling,
-        test_bpd=meta.get("test_bpd"),
-        sha256=file_sha256(weights),
-        kl_bits_per_layer=tuple(meta.get("kl_bits_per_layer", ())),
+        test_bpd=scores.get("integer_neg_elbo_bpd"),
+        float_test_bpd=scores.get("float_neg_elbo_bpd"),
+        sha256=file_sha256(integer),
+        kl_bits_per_layer=tuple(float_meta.get("kl_bits_per_layer", ())),
         latent_part_names=config.latent_part_names,
         image_size=getattr(config, "image_size", None),
         autoregressive=getattr(config, "autoregressive", False),
@@ -95,14 +103,20 @@ def _info(name: str, folder: Path) -> ModelInfo:
     )
 
 
+def _scores(folder: Path) -> dict:
+    """The model's measured test scores (``scores.json``, written by ``python -m models.export --measure``)."""
+    path = folder / "scores.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def list_models() -> list[ModelInfo]:
     """Every shipped model, first folder on the search path winning per name."""
     seen: dict[str, ModelInfo] = {}
     for root in search_path():
-        for weights in sorted(root.glob("*/weights.safetensors")):
-            name = weights.parent.name
+        for integer in sorted(root.glob(f"*/{INTEGER_FILE}")):
+            name = integer.parent.name
             if name not in seen:
-                seen[name] = _info(name, weights.parent)
+                seen[name] = _info(name, integer.parent)
     return list(seen.values())
 
 
@@ -116,12 +130,12 @@ def find_model(name: str) -> ModelInfo:
 
 @lru_cache(maxsize=8)
 def _load(path: Path, sha256: str) -> torch.nn.Module:
-    model, _ = load_weights(path)
+    model, _ = load_integer(path)
     return model
 
 
 def load_model(name: str = DEFAULT_MODEL) -> tuple[torch.nn.Module, ModelInfo]:
-    """The network (eval mode, no grad) and its registry entry."""
+    """The integer coding form of a shipped model (proven exact on load) and its registry entry."""
     info = find_model(name)
     return _load(info.path, info.sha256), info
 

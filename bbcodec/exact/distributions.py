@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bbcodec.exact import tables
+from bbcodec.exact import kernels, tables
 from bbcodec.exact.fixed import (
     FRAC,
     ONE,
@@ -83,7 +83,15 @@ class Logistics:
         return tables.lookup(tables.load().int["sigmoid"], u >> _SIGMOID_SHIFT, "sigmoid")
 
     def frequencies(self) -> torch.Tensor:
-        """(M, 256) frequency tables of the M = prod(shape[:-1]) pixels, in their order."""
+        """(M, 256) frequency tables of the M = prod(shape[:-1]) pixels, in their order
+        (compiled kernel; :meth:`frequencies_reference` is the same in torch ops)."""
+        flat = self.flat()
+        t, grid = tables.load().int, tables.GRIDS["sigmoid"]
+        return torch.from_numpy(kernels.logistic_frequencies(
+            flat.weights.contiguous().numpy(), flat.means.contiguous().numpy(), flat.inv_scales.contiguous().numpy(),
+            t["pixel_edges"].numpy(), t["sigmoid"].numpy(), _SIGMOID_SHIFT, -(grid.lo << grid.step)))
+
+    def frequencies_reference(self) -> torch.Tensor:
         flat = self.flat()
         cdf = flat.component_cdf(tables.load().int["pixel_edges"])  # (M, K, 255)
         mixed = (flat.weights.unsqueeze(-1) * cdf).sum(dim=1) >> WEIGHT_TOTAL_BITS

@@ -19,18 +19,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bbcodec.exact import tables
+from bbcodec.exact import kernels, tables
 from bbcodec.exact.fixed import (
+    ACT_LIMIT,
     FRAC,
     MAX_WEIGHT_SHIFT,
     ONE,
     WEIGHT_LIMIT,
+    BoundError,
     check_accumulator_bound,
     requantise,
     saturate,
 )
 
-_TO_TABLE = 2.0 ** (tables.GRIDS["sigmoid"].step - FRAC)  # activation grid -> table grid (a power of two)
+_TO_TABLE = 2.0 ** (tables.GRIDS["silu_residual"].step - FRAC)  # activation grid -> table grid (a power of two)
+_OFFSET = -(tables.GRIDS["silu_residual"].lo << tables.GRIDS["silu_residual"].step)
+assert _TO_TABLE == 0.25, "kernels.silu assumes the residual tables sample every 4th activation step"
 
 
 def quantise_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -70,10 +74,9 @@ class _Quantised(nn.Module):
 
     def check(self, name: str) -> int:
         """Prove this layer exact (raises :class:`~bbcodec.exact.fixed.BoundError`)."""
-        if bool((self.weight != torch.round(self.weight)).any()) or bool((self.bias != torch.round(self.bias)).any()):
-            raise tables_error(name)
-        if bool((self.shift < 0).any()) or bool((self.shift > MAX_WEIGHT_SHIFT).any()):
-            raise tables_error(name)
+        whole = all(bool((t == torch.round(t)).all()) for t in (self.weight, self.bias, self.shift))
+        if not whole or bool((self.shift < 0).any()) or bool((self.shift > MAX_WEIGHT_SHIFT).any()):
+            raise BoundError(f"{name}: weights, biases and shifts must be whole numbers in range")
         return check_accumulator_bound(name, self.weight, self.bias)
 
     def scale(self, ndim: int) -> torch.Tensor:
@@ -82,12 +85,6 @@ class _Quantised(nn.Module):
             s = torch.exp2(-self.shift)
             self._scale = s.view(-1, 1, 1) if ndim == 4 else s
         return self._scale
-
-
-def tables_error(name: str) -> ValueError:
-    from bbcodec.exact.fixed import BoundError
-
-    return BoundError(f"{name}: weights, biases and shifts must be whole numbers in range")
 
 
 class ILinear(_Quantised):
@@ -103,8 +100,12 @@ class ILinear(_Quantised):
         out.set_from_float(layer.weight if weight is None else weight, layer.bias)
         return out
 
+    def accumulate(self, x: torch.Tensor) -> torch.Tensor:
+        """``bias + x · wᵀ`` for x (rows, in): exact integers in float64."""
+        return torch.addmm(self.bias, x, self.weight.t())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acc = torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight.t())
+        acc = self.accumulate(x.reshape(-1, x.shape[-1]))
         return requantise(acc, self.scale(2)).view(*x.shape[:-1], -1)
 
 
@@ -129,8 +130,33 @@ class IConv2d(_Quantised):
 
 
 def silu(x: torch.Tensor) -> torch.Tensor:
-    """SiLU on the activation grid: ``relu(x) + r(x)`` with ``r`` from the stored table."""
+    """SiLU on the activation grid: ``relu(x) + r(x)`` with ``r`` from the stored table
+    (compiled kernel; :func:`silu_reference` is the same in torch ops)."""
+    table = tables.load().float["silu_residual"].numpy()
+    return torch.from_numpy(kernels.silu(x.contiguous().numpy(), table, _OFFSET))
+
+
+def silu_reference(x: torch.Tensor) -> torch.Tensor:
     return _relu_plus(x, "silu_residual")
+
+
+def requantise_silu(acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``silu(requantise(acc, scale))`` for a (rows, channels) accumulator, fused."""
+    table = tables.load().float["silu_residual"].numpy()
+    return torch.from_numpy(kernels.requant_silu(acc.numpy(), scale.numpy(), table, _OFFSET, float(ACT_LIMIT)))
+
+
+def requantise_add(acc: torch.Tensor, scale: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``saturate(h + requantise(acc, scale))`` for (rows, channels), fused."""
+    return torch.from_numpy(kernels.requant_add(acc.numpy(), scale.numpy(), h.contiguous().numpy(), float(ACT_LIMIT)))
+
+
+def requantise_add_silu(acc: torch.Tensor, scale: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y = saturate(h + requantise(acc, scale))`` and ``silu(y)``, fused (a residual branch's end)."""
+    table = tables.load().float["silu_residual"].numpy()
+    y, act = kernels.requant_add_silu(acc.numpy(), scale.numpy(), h.contiguous().numpy(), table, _OFFSET,
+                                      float(ACT_LIMIT))
+    return torch.from_numpy(y), torch.from_numpy(act)
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bbcodec.exact.fixed import requantise, saturate
-from bbcodec.exact.layers import IConv2d, ILinear, silu
+from bbcodec.exact.fixed import saturate
+from bbcodec.exact.layers import IConv2d, ILinear, requantise_add, requantise_add_silu, requantise_silu, silu
 
 
 class IPixelHead(nn.Module):
@@ -37,9 +37,15 @@ class IPixelHead(nn.Module):
         return out
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., hidden) -> parameters (..., n_params); residual branches fused (same integers
+        as ``h + second(silu(first(silu(h))))``)."""
+        shape = h.shape
+        h = h.reshape(-1, shape[-1]).contiguous()
+        act = silu(h)
         for first, second in self.blocks:
-            h = saturate(h + second(silu(first(silu(h)))))
-        return self.out(silu(h))
+            inner = requantise_silu(first.accumulate(act), first.scale(2))
+            h, act = requantise_add_silu(second.accumulate(inner), second.scale(2), h)
+        return self.out(act).view(*shape[:-1], -1)
 
 
 class ILocalPixelNet(nn.Module):
@@ -130,7 +136,7 @@ class ExactPixelSteps:
             n = self.shape[0]
             window = self._canvas[:, :, i : i + self.net.rows, j : j + self.net.cols].reshape(n, -1)
             acc = torch.addmm(self.net.window.bias, window, self._weight.t())
-            h = saturate(requantise(acc, self.net.window.scale(2)) + self._cond_steps[position])
+            h = requantise_add(acc, self.net.window.scale(2), self._cond_steps[position])
             self._position = self.distribution(self.net.head(h).view(n, 1, 1, -1))
             if self.sub_steps > 1:
                 self._position.reset()

@@ -1,0 +1,81 @@
+"""Float model -> integer coding form, and the integer form on disk.
+
+Export quantises every layer (:func:`bbcodec.exact.layers.quantise_weight`), proves
+its accumulators exact, and writes ``integer.safetensors`` next to the float
+weights: integer tensors plus metadata naming the architecture, its config, the
+float weights' and the tables' sha256. Coding loads only this file; a .bbc file
+records its hash, so the integer form is what a file is bound to.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from bbcodec.errors import ModelMismatchError
+from bbcodec.exact import tables
+from bbcodec.exact.hvae import ExactHVAE
+from bbcodec.exact.layers import check_layers
+from bbcodec.exact.vlae import ExactVLAE
+from bbcodec.nn import build_config
+from bbcodec.nn.hvae import HVAE
+from bbcodec.nn.vlae import VLAE
+
+INTEGER_FILE = "integer.safetensors"
+EXACT_FORMAT = 1  # the integer forms' own layout; a change is a new format revision
+EXACT_ARCHITECTURES: dict[str, type[nn.Module]] = {"vlae": ExactVLAE, "hvae": ExactHVAE}
+
+
+def integer_form(model: nn.Module) -> nn.Module:
+    """The integer coding form of a float model of a shipped architecture (bounds checked)."""
+    if isinstance(model, VLAE):
+        out = ExactVLAE.of(model)
+    elif isinstance(model, HVAE):
+        out = ExactHVAE.of(model)
+    else:
+        raise TypeError(f"no integer form for {type(model).__name__}; see bbcodec.exact (docs/EXACTNESS.md)")
+    check_layers(out)
+    return out.eval().requires_grad_(False)
+
+
+def _narrow(t: torch.Tensor) -> torch.Tensor:
+    """Whole numbers as the narrowest of int32 / int64 that holds them."""
+    return t.to(torch.int32 if t.numel() == 0 or float(t.abs().max()) < 2**31 else torch.int64).contiguous()
+
+
+def save_integer(model: nn.Module, path: Path, meta: dict) -> None:
+    """Write the integer form atomically; ``meta`` adds to the required fields."""
+    full = {"arch": model.arch, "config": model.cfg.to_dict(), "exact_format": EXACT_FORMAT,
+            "tables_sha256": tables.SHA256, **meta}
+    tensors = {k: _narrow(v) for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".partial")
+    save_file(tensors, str(tmp), metadata={"bbcodec": json.dumps(full, sort_keys=True)})
+    tmp.replace(path)
+
+
+def read_integer_meta(path: Path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        meta = (f.metadata() or {}).get("bbcodec")
+    if meta is None:
+        raise ModelMismatchError(f"{path} has no bbcodec metadata")
+    return json.loads(meta)
+
+
+def load_integer(path: Path) -> tuple[nn.Module, dict]:
+    """Build the integer model named inside ``path``, load it and prove its bounds."""
+    meta = read_integer_meta(path)
+    if meta.get("exact_format") != EXACT_FORMAT or meta.get("tables_sha256") != tables.SHA256:
+        raise ModelMismatchError(f"{path} is an integer form of another format revision; reinstall its bbcodec")
+    arch = meta["arch"]
+    if arch not in EXACT_ARCHITECTURES:
+        raise ModelMismatchError(f"{path}: unknown architecture {arch!r}")
+    model = EXACT_ARCHITECTURES[arch](build_config(arch, meta["config"]))
+    state = {k: v.to(torch.float64) for k, v in load_file(str(path)).items()}
+    model.load_state_dict(state)
+    check_layers(model)
+    return model.eval().requires_grad_(False), meta

@@ -1,0 +1,97 @@
+"""Export a trained model's integer coding form and measure what the integer path pays.
+
+    python -m models.export NAME                # write models/NAME/integer.safetensors (once)
+    python -m models.export NAME --measure      # its test-set -ELBO, integer and float: models/NAME/scores.json
+
+The integer form is what .bbc files are bound to, so it is written once and never
+changes (``--force`` is for a model that has not shipped). Scores live in their own
+file, stamped with command, commit and CPU, so measuring again never touches the
+model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_cifar10_samples, load_mnist
+from bbcodec.exact.bounds import negative_elbo_bits
+from bbcodec.exact.export import INTEGER_FILE, integer_form, load_integer, save_integer
+from bbcodec.nn.objective import elbo_terms
+from bbcodec.weights import file_sha256, load_weights
+from bench.stamp import stamp
+
+MODELS = Path(__file__).resolve().parent
+PRECISION = 8  # the coder's default latent precision (bbcodec.bitsback.CoderSettings)
+BATCH = 100
+
+
+def test_images(dataset: str) -> tuple[np.ndarray, str]:
+    """The test set a model's card reports on, (N, C, H, W) uint8, and its name."""
+    if dataset == "mnist":
+        return load_mnist("test")[0][:, None], "MNIST test (10,000)"
+    if dataset == "mnist-binary":
+        images = binarize(load_mnist("test")[0], seed=BINARIZED_TEST_SEED)
+        return images[:, None], f"binarised MNIST test (10,000, seed {BINARIZED_TEST_SEED})"
+    if dataset.startswith("rgb"):
+        return np.stack(load_cifar10_samples()[0]).transpose(0, 3, 1, 2), "CIFAR-10 test, first 20 (foolbox PNGs)"
+    raise ValueError(f"no test set for dataset {dataset!r}")
+
+
+def export(name: str, force: bool = False) -> Path:
+    folder = MODELS / name
+    target = folder / INTEGER_FILE
+    if target.exists() and not force:
+        raise SystemExit(f"{target} exists: a shipped integer form never changes (a new one needs a new name)")
+    model, _ = load_weights(folder / "weights.safetensors")
+    save_integer(integer_form(model), target, {"float_sha256": file_sha256(folder / "weights.safetensors")})
+    return target
+
+
+@torch.no_grad()
+def measure(name: str, limit: int | None = None) -> dict:
+    """Integer and float −ELBO (bits/dim) of the model on its test set."""
+    folder = MODELS / name
+    recipe = json.loads((folder / "recipe.json").read_text())
+    images, label = test_images(recipe["dataset"])
+    images = np.ascontiguousarray(images[:limit])
+    integer, _ = load_integer(folder / INTEGER_FILE)
+    model, _ = load_weights(folder / "weights.safetensors")
+    torch.manual_seed(0)
+    int_bits, float_nats = [], []
+    for lo in tqdm(range(0, len(images), BATCH), desc=name, unit="batch"):
+        x = images[lo : lo + BATCH]
+        int_bits.append(negative_elbo_bits(integer, x, PRECISION))
+        float_nats.append(elbo_terms(model, torch.from_numpy(x)).negative_elbo().numpy())
+    dims = images[0].size
+    scores = {
+        "test_set": label, "images": len(images), "latent_precision": PRECISION,
+        "integer_neg_elbo_bpd": float(np.concatenate(int_bits).mean() / dims),
+        "float_neg_elbo_bpd": float(np.concatenate(float_nats).mean() / dims / math.log(2)),
+        "integer_sha256": file_sha256(folder / INTEGER_FILE), "stamp": stamp(),
+    }
+    (folder / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name")
+    parser.add_argument("--measure", action="store_true", help="measure test-set -ELBO, integer and float")
+    parser.add_argument("--limit", type=int, default=None, help="first N test images only")
+    parser.add_argument("--force", action="store_true", help="overwrite an integer form (unshipped models only)")
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.name, args.limit), indent=2))
+    else:
+        print(export(args.name, args.force))
+
+
+if __name__ == "__main__":
+    main()
