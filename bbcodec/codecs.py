@@ -141,10 +141,7 @@ def pixels(obs: ObservationModel) -> Codec:
     if isinstance(obs, Autoregressive):
         return autoregressive_pixels(obs)
     shape = pixel_shape(obs)
-    count = int(np.prod(shape))
-    levels = 2 if isinstance(obs, BernoulliPixels) else 256
-    flat = obs.flat() if isinstance(obs, Logistics) else obs
-    inner = chunked(count, TABLE_BUDGET // levels, lambda lo, hi: categorical(_rows(flat, lo, hi)))
+    inner = _flat_pixels(obs.flat() if isinstance(obs, Logistics) else BernoulliPixels(obs.p_one.reshape(-1)))
 
     def push(stack: Stack, x: np.ndarray) -> None:
         inner.push(stack, np.asarray(x).reshape(-1))
@@ -153,6 +150,13 @@ def pixels(obs: ObservationModel) -> Codec:
         return inner.pop(stack).astype(np.uint8).reshape(shape)
 
     return Codec(push, pop)
+
+
+def _flat_pixels(flat: PixelTables) -> Codec:
+    """Pixels of a flat distribution (one table row per symbol), tables built a chunk at a time."""
+    levels = 2 if isinstance(flat, BernoulliPixels) else 256
+    count = int(flat.p_one.numel()) if isinstance(flat, BernoulliPixels) else len(flat.weights)
+    return chunked(count, TABLE_BUDGET // levels, lambda lo, hi: categorical(_rows(flat, lo, hi)))
 
 
 def _rows(flat: PixelTables, lo: int, hi: int) -> torch.Tensor:
@@ -179,6 +183,10 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
         x = np.asarray(x)
         if x.shape != (n, c, h, w):
             raise ValueError(f"expected pixels of shape {(n, c, h, w)}, got {x.shape}")
+        if hasattr(obs, "teacher_forced"):  # every step at once: see ExactPixelSteps.teacher_forced
+            dist, symbols = obs.teacher_forced(torch.from_numpy(x))
+            _flat_pixels(dist).push(stack, symbols.numpy())
+            return
         obs.reset()
         freqs = []
         for t in range(obs.num_steps):

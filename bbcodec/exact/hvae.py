@@ -12,14 +12,13 @@ from collections.abc import Generator
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bbcodec.contract import GaussianLatent, InferredLatent, LatentSteps
 from bbcodec.exact import tables
 from bbcodec.exact.coupled import CoupledLogistics
 from bbcodec.exact.distributions import Logistics
 from bbcodec.exact.fixed import ONE, fixed_mul, saturate, to_fixed
-from bbcodec.exact.layers import IConv2d, IResBlock, bounded_softplus, grid_constant, silu, tanh
+from bbcodec.exact.layers import upsample2, IConv2d, IResBlock, bounded_softplus, grid_constant, silu, tanh
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
 from bbcodec.exact.vlae import SOFTPLUS_OFFSET
 from bbcodec.nn.hvae import HVAE, HVAEConfig, bottom_up_key
@@ -205,7 +204,7 @@ class ExactHVAE(nn.Module):
                 index += 1
             h = self._run(self.td_blocks[stage], h)
             if stage > 0:
-                h = self.ups[stage - 1](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+                h = self.ups[stage - 1](upsample2(h))
         return self._observation(self.out(silu(h)), (n, c, height, width))
 
     def _observation(self, out: torch.Tensor, shape: tuple[int, int, int, int]) -> object:

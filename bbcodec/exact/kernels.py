@@ -94,3 +94,26 @@ def requant_add(acc: np.ndarray, scale: np.ndarray, h: np.ndarray, limit: float)
         for c in range(cols):
             out[r, c] = min(max(h[r, c] + _requant(acc[r, c], scale[c], limit), -limit), limit)
     return out
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def requant_channels(acc: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray:  # pragma: no cover
+    """``requant`` of an (N, C, L) accumulator with one scale per channel C."""
+    n, c, length = acc.shape
+    out = np.empty_like(acc)
+    for i in numba.prange(n * c):
+        s = scale[i % c]
+        for j in range(length):
+            out[i // c, i % c, j] = _requant(acc[i // c, i % c, j], s, limit)
+    return out
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def requant_rows(acc: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray:  # pragma: no cover
+    """``requant`` of a (rows, C) accumulator with one scale per column C."""
+    rows, cols = acc.shape
+    out = np.empty_like(acc)
+    for r in numba.prange(rows):
+        for c in range(cols):
+            out[r, c] = _requant(acc[r, c], scale[c], limit)
+    return out

@@ -79,6 +79,11 @@ class _Quantised(nn.Module):
             raise BoundError(f"{name}: weights, biases and shifts must be whole numbers in range")
         return check_accumulator_bound(name, self.weight, self.bias)
 
+    def accumulate(self, x: torch.Tensor) -> torch.Tensor:
+        """``bias + x · wᵀ`` for x (rows, fan-in), a convolution's weight flattened per
+        output channel: exact integers in float64 (the bound is proven at load)."""
+        return torch.addmm(self.bias, x, self.weight.view(len(self.weight), -1).t())
+
     def scale(self, ndim: int) -> torch.Tensor:
         """``2^-shift`` per channel, shaped to multiply the accumulator."""
         if self._scale is None or self._scale.ndim != ndim:
@@ -99,10 +104,6 @@ class ILinear(_Quantised):
         out = cls(layer.in_features, layer.out_features)
         out.set_from_float(layer.weight if weight is None else weight, layer.bias)
         return out
-
-    def accumulate(self, x: torch.Tensor) -> torch.Tensor:
-        """``bias + x · wᵀ`` for x (rows, in): exact integers in float64."""
-        return torch.addmm(self.bias, x, self.weight.t())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         acc = self.accumulate(x.reshape(-1, x.shape[-1]))
@@ -125,8 +126,22 @@ class IConv2d(_Quantised):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acc = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-        return requantise(acc, self.scale(4))
+        if self.weight.shape[2:] == (1, 1) and self.stride == 1:  # a matrix product per pixel (channels last)
+            n, c, h, w = x.shape
+            rows = self.accumulate(x.permute(0, 2, 3, 1).reshape(n * h * w, c))
+            out = torch.from_numpy(kernels.requant_rows(rows.numpy(), self.scale(2).numpy(), float(ACT_LIMIT)))
+            return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+        acc = F.conv2d(x, self.weight, self.bias, self.stride, self.padding).contiguous()
+        n, c, h, w = acc.shape
+        out = kernels.requant_channels(acc.view(n, c, h * w).numpy(), self.shift.neg().exp2().numpy(), float(ACT_LIMIT))
+        return torch.from_numpy(out).view(n, c, h, w)
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour ×2 upsampling of (N, C, H, W): a pure copy (``F.interpolate``'s
+    float64 kernel is many times slower)."""
+    n, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
 
 def silu(x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import saturate
 from bbcodec.exact.layers import IConv2d, ILinear, requantise_add, requantise_add_silu, requantise_silu, silu
 
@@ -78,9 +79,19 @@ class ILocalPixelNet(nn.Module):
         return F.pad(torch.cat([x_unit, inside], dim=1), (self.pad_side, self.pad_side, self.pad_top, 0))
 
     def params(self, x_unit: torch.Tensor, cond: torch.Tensor, one: float) -> torch.Tensor:
-        """Parameters of every pixel at once (teacher forcing), (N, H, W, P) on the grid."""
-        local = self.window(self.canvas(x_unit, one))
-        return self.head(saturate(local + cond).permute(0, 2, 3, 1))
+        """Parameters of every pixel at once (teacher forcing), (N, H, W, P) on the grid.
+
+        The window convolution runs as one matrix product over every window (the
+        same sums as each coding step's product; float64's convolution is slower)."""
+        canvas = self.canvas(x_unit, one)
+        n, c, hp, wp = canvas.shape
+        h, w = hp - self.pad_top, wp - 2 * self.pad_side
+        s = canvas.stride()
+        windows = canvas.as_strided((n, h, w, c, self.rows, self.cols), (s[0], s[2], s[3], s[1], s[2], s[3]))
+        acc = self.window.accumulate(windows.reshape(n * h * w, -1))
+        cond_rows = cond.permute(0, 2, 3, 1).reshape(n * h * w, -1)
+        local = requantise_add(acc, self.window.scale(2), cond_rows)
+        return self.head(local).view(n, h, w, -1)
 
 
 class ExactPixelSteps:
@@ -102,7 +113,6 @@ class ExactPixelSteps:
         self.num_steps = h * w * self.sub_steps
         self._canvas: torch.Tensor | None = None
         self._cond_steps: torch.Tensor | None = None
-        self._weight: torch.Tensor | None = None
         self._position: object | None = None
 
     def parallel_distribution(self, x: torch.Tensor) -> object:
@@ -110,13 +120,29 @@ class ExactPixelSteps:
         params = self.net.params(self.to_unit(x), self.cond, self.one)  # (N, H, W, P)
         return self.distribution(params)
 
+    def teacher_forced(self, x: torch.Tensor, images_at_once: int = 32) -> tuple[object, torch.Tensor]:
+        """Every step's distribution at once, given the true pixels: a flat pixel
+        distribution and the symbols, both in coding order (step-major, then image).
+
+        The integer network computes each step's parameters identically whether it
+        runs one step of every image or every step of a few images, so the encoder
+        can take this parallel pass while the decoder steps (DESIGN.md §4).
+        """
+        parts = []
+        for lo in range(0, x.shape[0], images_at_once):
+            hi = min(lo + images_at_once, x.shape[0])
+            sub = ExactPixelSteps(self.net, self.cond[lo:hi], (hi - lo, *self.shape[1:]), self.distribution,
+                                  self.to_unit, self.one, self.sub_steps > 1)
+            dist = sub.parallel_distribution(x[lo:hi])
+            parts.append(dist.parallel(x[lo:hi]) if self.sub_steps > 1 else dist)
+        return step_major(parts, x, self.sub_steps > 1)
+
     def reset(self) -> None:
         n, c, h, w = self.shape
         net = self.net
         self._canvas = torch.zeros(n, c + 1, h + net.pad_top, w + 2 * net.pad_side, dtype=torch.float64)
         self._canvas[:, c, net.pad_top :, net.pad_side : net.pad_side + w] = self.one
         self._cond_steps = self.cond.permute(2, 3, 0, 1).reshape(h * w, n, -1).contiguous()
-        self._weight = net.window.weight.reshape(net.hidden, -1).contiguous()
         self._position = None
 
     def _where(self, t: int) -> tuple[int, int, int, int]:
@@ -130,12 +156,12 @@ class ExactPixelSteps:
         return slice(None), channels, i, j
 
     def step_distribution(self, t: int) -> object:
-        assert self._canvas is not None and self._cond_steps is not None and self._weight is not None
+        assert self._canvas is not None and self._cond_steps is not None
         position, channel, i, j = self._where(t)
         if channel == 0:
             n = self.shape[0]
             window = self._canvas[:, :, i : i + self.net.rows, j : j + self.net.cols].reshape(n, -1)
-            acc = torch.addmm(self.net.window.bias, window, self._weight.t())
+            acc = self.net.window.accumulate(window)
             h = requantise_add(acc, self.net.window.scale(2), self._cond_steps[position])
             self._position = self.distribution(self.net.head(h).view(n, 1, 1, -1))
             if self.sub_steps > 1:
@@ -155,3 +181,21 @@ class ExactPixelSteps:
             self._canvas[:, channel, i + top, j + side] = self.to_unit(values.reshape(n))
         else:
             self._canvas[:, :c, i + top, j + side] = self.to_unit(values.reshape(n, c))
+
+
+def step_major(parts: list, x: torch.Tensor, coupled: bool) -> tuple[object, torch.Tensor]:
+    """Join per-image-chunk distributions of (N, H, W) positions into coding order: position,
+    then channel (when coupled), then image."""
+    if isinstance(parts[0], BernoulliPixels):
+        p = torch.cat([d.p_one.reshape(d.p_one.shape[0], -1) for d in parts])  # (N, H·W)
+        return BernoulliPixels(p.t().reshape(-1)), x[:, 0].permute(1, 2, 0).reshape(-1)
+    if coupled:
+        fields = [torch.cat([torch.stack([getattr(ch, f) for ch in part], dim=3) for part in parts])
+                  for f in ("weights", "means", "inv_scales")]  # (N, H, W, 3, K)
+        k = fields[0].shape[-1]
+        order = [t.permute(1, 2, 3, 0, 4).reshape(-1, k) for t in fields]
+        return Logistics(*order), x.permute(2, 3, 1, 0).reshape(-1)
+    fields = [torch.cat([getattr(d, f) for d in parts]) for f in ("weights", "means", "inv_scales")]  # (N, H, W, K)
+    k = fields[0].shape[-1]
+    order = [t.reshape(t.shape[0], -1, k).permute(1, 0, 2).reshape(-1, k) for t in fields]
+    return Logistics(*order), x[:, 0].reshape(x.shape[0], -1).t().reshape(-1)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bbcodec.contract import GaussianLatent, LatentSteps
 from bbcodec.exact import tables
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import ONE
-from bbcodec.exact.layers import IConv2d, ILinear, IResBlock, bounded_softplus, grid_constant, silu
+from bbcodec.exact.layers import upsample2, IConv2d, ILinear, IResBlock, bounded_softplus, grid_constant, silu
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
 from bbcodec.nn.vlae import VLAE, VLAEConfig
 
@@ -105,8 +104,8 @@ class ExactVLAE(nn.Module):
     def conditioning(self, z: torch.Tensor) -> torch.Tensor:
         side = self.cfg.image_size // 4
         h = self.cond_low(self.from_latent(z).view(len(z), self.cfg.width, side, side))
-        h = self.cond_mid_res(self.cond_mid_conv(F.interpolate(h, scale_factor=2.0, mode="nearest")))
-        return self.cond_high(silu(F.interpolate(h, scale_factor=2.0, mode="nearest")))
+        h = self.cond_mid_res(self.cond_mid_conv(upsample2(h)))
+        return self.cond_high(silu(upsample2(h)))
 
     def distribution(self, params: torch.Tensor) -> Logistics | BernoulliPixels:
         """Grid parameters (N, H, W, P) -> integer pixel distribution of (N, 1, H, W) pixels."""
