@@ -40,9 +40,7 @@ to lend what K samples borrow; the header records how many (``plain_groups``).
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,8 +51,9 @@ from bbcodec.ans import Stack, StackUnderflowError
 from bbcodec.container import MAX_GROUP_IMAGES, MAX_GROUP_PIXELS, MAX_INITIAL_WORDS, MAX_LATENT_PRECISION, MAX_SAMPLES
 from bbcodec.contract import LatentModel
 from bbcodec.errors import DecodeMismatchError, FormatError
+from bbcodec.exact.bounds import observation_log2
+from bbcodec.exact.distributions import LOG2_FRAC
 from bbcodec.importance import ImportanceWeighted
-from bbcodec.nn.likelihoods import observation_log_prob
 from bbcodec.quantised import (
     MAX_STEP,
     MIN_STEP,
@@ -71,23 +70,6 @@ from bbcodec.walk import Choose, LatentWalk, replay, walk_latents
 INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"
 DEFAULT_INITIAL_WORDS = 4096
 ANCHOR_STEPS = (1.0, 2.0, 4.0, 8.0)  # searched per file (measured on MNIST: 2 or 4 win); the header keeps it
-# torch's results depend on its intra-op thread count (measured: a 1x1 channels_last
-# conv differs between 1 and 2 threads for batches > 1), so every distribution
-# parameter is computed with this fixed count, whatever the caller set.
-CODING_THREADS = 2
-
-
-@contextmanager
-def coding_threads() -> Iterator[None]:
-    """Run torch with :data:`CODING_THREADS` intra-op threads, then restore the caller's."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(CODING_THREADS)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass(frozen=True)
 class CoderSettings:
     """Coder choices recorded in every file header."""
@@ -148,14 +130,13 @@ class BitsBackCoder:
         return ImportanceWeighted(self.model, self._walk, self.settings.latent_precision, self.settings.samples)
 
     @torch.no_grad()
-    @coding_threads()
     def encode_group(self, stack: Stack, x: np.ndarray, importance: bool = True) -> int:
         """Code a batch ``x`` (N, C, H, W) uint8 onto ``stack``; returns bits popped.
         ``importance=False`` codes it at K = 1 whatever the settings (a warm-up group)."""
         if importance and self.settings.samples > 1:
             return self._importance().encode(stack, x)
         p = self.settings.latent_precision
-        xt = torch.from_numpy(np.ascontiguousarray(x))
+        xt = _as_input(x)
         before = stack.num_bits()
         walk = self._walk(xt, tuple(x.shape), lambda event: codecs.posterior_on_prior_bins(event, p).pop(stack))
         stack.ensure_not_drained()
@@ -166,7 +147,6 @@ class BitsBackCoder:
         return popped
 
     @torch.no_grad()
-    @coding_threads()
     def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], importance: bool = True) -> np.ndarray:
         """Exact inverse of :meth:`encode_group`."""
         if importance and self.settings.samples > 1:
@@ -180,7 +160,6 @@ class BitsBackCoder:
         return x
 
     @torch.no_grad()
-    @coding_threads()
     def encode_anchor(self, stack: Stack, x: np.ndarray) -> None:
         """Code a batch without popping: quantised posterior means, then x given them."""
         step = self.settings.anchor_step
@@ -190,7 +169,6 @@ class BitsBackCoder:
         push_symbols(stack, sent, step)
 
     @torch.no_grad()
-    @coding_threads()
     def decode_anchor(self, stack: Stack, shape: tuple[int, int, int, int]) -> np.ndarray:
         """Exact inverse of :meth:`encode_anchor`."""
         step = self.settings.anchor_step
@@ -199,13 +177,12 @@ class BitsBackCoder:
         return codecs.pixels(obs).pop(stack)
 
     @torch.no_grad()
-    @coding_threads()
     def anchor_bits(self, x: np.ndarray, step: float) -> float:
         """What :meth:`encode_anchor` would push for ``x`` at ``step``, in bits, from the
         model's own probabilities (one parallel pass, even for an autoregressive decoder)."""
         xt = _as_input(x)
         obs, sent = walk_posterior_means(self.model, xt, step)
-        pixel_bits = -float(observation_log_prob(obs, xt).double().sum()) / math.log(2.0)
+        pixel_bits = -int(observation_log2(obs, xt).sum()) / (1 << LOG2_FRAC)
         return pixel_bits + sent_bits(sent, step)
 
     def cheapest_anchor_step(self, x: np.ndarray, candidates: tuple[float, ...] = ANCHOR_STEPS) -> float:
@@ -310,8 +287,8 @@ class BitsBackCoder:
 
 
 def _as_input(x: np.ndarray) -> torch.Tensor:
-    """uint8 pixels as the network input both coders use (a copy: torch wants writable memory)."""
-    return torch.from_numpy(np.array(x)).contiguous(memory_format=torch.channels_last)
+    """uint8 pixels as a tensor (a copy: torch wants writable memory)."""
+    return torch.from_numpy(np.array(x))
 
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:

@@ -18,10 +18,10 @@ the network work for the latents and K times the bits borrowed before any return
 which is why a chain warms up on plain groups until the stack can lend that much
 (:mod:`bbcodec.bitsback`), and why K-sample groups stay smaller than plain ones.
 
-Exactness: the K copies of a group are one batch of N·K (image-major: the K copies
-of image i are rows i·K … i·K+K−1), walked with the same ``x`` by encoder and
-decoder; ``z_j`` alone is walked as a batch of N on both sides. Every weight is
-then computed by identical calls on identical inputs (DESIGN.md §4).
+Exactness: the weights are sums of log2 frequencies of the coder's own integer
+tables (:func:`bbcodec.exact.bounds.log2_weights`) and the index's table is an
+integer softmax of them, so encoder and decoder agree on every machine; the K
+copies of image i are rows i·K … i·K+K−1 of one batch.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ import torch
 
 from bbcodec import codecs
 from bbcodec.ans import Stack
-from bbcodec.contract import GaussianLatent, InferredLatent, LatentEvent, LatentModel
-from bbcodec.nn.likelihoods import observation_log_prob
+from bbcodec.contract import InferredLatent, LatentEvent, LatentModel
+from bbcodec.exact.bounds import log2_weights
+from bbcodec.exact.distributions import softmax2_frequencies
 from bbcodec.walk import LatentWalk, replay
 
 Walk = Callable[..., LatentWalk]
@@ -52,45 +53,6 @@ def rows(event: LatentEvent, keep: torch.Tensor) -> LatentEvent:
                                post_mean=sub(event.post_mean), post_std=sub(event.post_std))
 
 
-def bin_log_mass(mean: torch.Tensor, std: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """log of the N(mean, std) mass in [lower, upper), in float64 (tails kept accurate)."""
-    a = ((lower.double() - mean.double()) / std.double())
-    b = ((upper.double() - mean.double()) / std.double())
-    # Upper tail: Φ(b) − Φ(a) = Φ(−a) − Φ(−b), which does not round to 0.
-    flip = a > 0
-    lo, hi = torch.where(flip, -b, a), torch.where(flip, -a, b)
-    return torch.log((torch.special.ndtr(hi) - torch.special.ndtr(lo)).clamp(min=1e-300))
-
-
-def _bin_edges(event: LatentEvent, indices: np.ndarray, precision: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lower and upper edges, in latent units, of each chosen bin (float64)."""
-    edges, _ = codecs.standard_quantiles(precision)
-    inf = torch.tensor([float("inf")])
-    padded = torch.cat([-inf, edges.double(), inf])
-    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).view(event.shape)
-    lower, upper = padded[idx], padded[idx + 1]  # standard-normal edges of each chosen bin
-    if event.static_bins:
-        return lower, upper
-    assert isinstance(event, GaussianLatent)
-    mean, std = event.prior_mean.double(), event.prior_std.double()
-    return mean + std * lower, mean + std * upper
-
-
-def prior_log_masses(event: GaussianLatent, indices: np.ndarray, precision: int) -> torch.Tensor:
-    """log P(bin) of every chosen bin, per dimension (float64)."""
-    if not event.static_bins:  # every bin of the prior's own equal-mass grid has mass 2^-p
-        return torch.full(event.shape, -precision * np.log(2.0), dtype=torch.float64)
-    lower, upper = _bin_edges(event, indices, precision)
-    return bin_log_mass(event.prior_mean, event.prior_std, lower, upper)
-
-
-def posterior_log_masses(event: LatentEvent, indices: np.ndarray, precision: int) -> torch.Tensor:
-    """log Q(bin) of every chosen bin, per dimension (float64)."""
-    assert event.post_mean is not None and event.post_std is not None
-    lower, upper = _bin_edges(event, indices, precision)
-    return bin_log_mass(event.post_mean, event.post_std, lower, upper)
-
-
 class ImportanceWeighted:
     """The importance-weighted group codec of a :class:`~bbcodec.bitsback.BitsBackCoder`."""
 
@@ -99,30 +61,15 @@ class ImportanceWeighted:
             raise ValueError("importance weighting needs at least 2 samples")
         self.model, self.walk, self.p, self.k = model, walk, precision, samples
 
-    def _log_weights(self, xk: torch.Tensor, walk: LatentWalk) -> torch.Tensor:
-        """log w_k per copy, shape (N, K): log p(x | z_k) + Σ log P(bin) − Σ log Q(bin).
-
-        The sum runs layer by layer in a fixed order (a file's index codec depends on
-        these floats, so the order is part of the format).
-        """
-        log_px = observation_log_prob(walk.observation, xk).flatten(1).sum(1).double()
-        ratio: torch.Tensor | int = 0
-        for event, idx in walk.priors:
-            log_p = prior_log_masses(event, idx, self.p)
-            if event.post_mean is not None:
-                log_p = log_p - posterior_log_masses(event, idx, self.p)
-            ratio = ratio + log_p.flatten(1).sum(1)
-        for event, idx in walk.posteriors:
-            if isinstance(event, InferredLatent):
-                ratio = ratio - posterior_log_masses(event, idx, self.p).flatten(1).sum(1)
-        return (log_px + ratio).view(-1, self.k)
-
-    def _index_codec(self, log_w: torch.Tensor) -> codecs.Codec:
-        return codecs.categorical(torch.softmax(log_w, dim=1).float())
+    def _index_codec(self, xk: torch.Tensor, walk: LatentWalk) -> codecs.Codec:
+        """The index j over each image's K copies, with frequencies ∝ the importance
+        weights P(x, z_k) / Q(z_k) computed from the coder's own integer tables."""
+        log_w = log2_weights(walk, xk, self.p).view(-1, self.k)
+        return codecs.categorical(softmax2_frequencies(log_w))
 
     def _copies(self, x: np.ndarray) -> torch.Tensor:
         xt = torch.from_numpy(np.ascontiguousarray(x)).repeat_interleave(self.k, dim=0)
-        return xt.contiguous(memory_format=torch.channels_last)
+        return xt
 
     def _chosen(self, j: np.ndarray) -> np.ndarray:
         """Boolean mask over the N·K copies: the copy ``j[i]`` of every image ``i``."""
@@ -136,7 +83,7 @@ class ImportanceWeighted:
         xk = self._copies(x)
         before = stack.num_bits()
         walk = self.walk(xk, tuple(xk.shape), lambda event: codecs.posterior_on_prior_bins(event, p).pop(stack))
-        j = self._index_codec(self._log_weights(xk, walk)).pop(stack)
+        j = self._index_codec(xk, walk).pop(stack)
         stack.ensure_not_drained()
         popped = before - stack.num_bits()
         chosen = self._chosen(j)
@@ -144,7 +91,7 @@ class ImportanceWeighted:
         for event, idx in reversed(walk.posteriors):
             codecs.posterior_on_prior_bins(rows(event, others), p).push(stack, idx.reshape(len(xk), -1)[~chosen])
         picked = iter([idx.reshape(len(xk), -1)[chosen].ravel() for _, idx in walk.posteriors])
-        xt = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
+        xt = torch.from_numpy(np.ascontiguousarray(x))
         selected = self.walk(xt, tuple(x.shape), lambda event: next(picked))
         codecs.pixels(selected.observation).push(stack, x)
         for event, idx in reversed(selected.priors):
@@ -171,7 +118,7 @@ class ImportanceWeighted:
             return full.ravel()
 
         walk = self.walk(xk, tuple(xk.shape), pop_others)
-        self._index_codec(self._log_weights(xk, walk)).push(stack, j)
+        self._index_codec(xk, walk).push(stack, j)
         for event, idx in reversed(walk.posteriors):
             codecs.posterior_on_prior_bins(event, p).push(stack, idx)
         return x

@@ -5,12 +5,13 @@ that sends only ``z`` pays for ``z`` outright. The latents are quantised
 in the units of their conditional prior and coded outright (:mod:`bbcodec.quantised`).
 
 Reconstruction is a *seeded draw* from p(x | z), pixel by pixel in raster order and
-fed back for an autoregressive decoder (group ``g`` of a file uses the PCG64 stream
-with seed ``RECONSTRUCTION_SEED + g``), so encoder and decoder produce the same
-picture without sharing anything but the file. Not the per-pixel mode: measured on
+fed back for an autoregressive decoder. The draws come from the format's own
+counter-based stream (:mod:`bbcodec.exact.random`; group ``g`` of a file uses stream
+``RECONSTRUCTION_SEED + g``) through the integer frequency tables, so encoder and
+decoder produce the same picture on any machine without sharing anything but the file. Not the per-pixel mode: measured on
 MNIST, the greedy mode of a local PixelCNN is the background everywhere (every
 reconstruction all black, 13% label agreement), and sharpened draws drift the same
-way (sharpness 2: 19%; 1.3: 64%), while plain draws give 78% at 56 bits per digit.
+way, while plain draws keep most labels.
 The file stores a CRC of the reconstruction, so a decoder that computes
 differently raises instead of showing a different picture.
 
@@ -34,20 +35,19 @@ import torch
 
 from bbcodec import codecs
 from bbcodec.ans import Stack
-from bbcodec.bitsback import coding_threads
 from bbcodec.contract import Autoregressive, LatentModel, ObservationModel
 from bbcodec.errors import DecodeMismatchError
+from bbcodec.exact.distributions import BernoulliPixels, Logistics
+from bbcodec.exact.random import Stream, sample
 from bbcodec.quantised import Sent, pop_layer, push_symbols, quantised_walk, snap_step, walk_posterior_means
 
 DEFAULT_STEP = 1.0
-# The mean of 16 draws is what a --lossy file shows unless told otherwise: with
-# vlae-mnist-wide at step 1 it keeps the classifier's label for 95.5% of the 10,000
-# MNIST test digits at 56.7 bits each (bench/results/lossy_vlae-mnist-wide.json), for
-# 16 times the decoding work of one draw; one draw keeps 90% (first 300 digits).
+# The mean of 16 draws is what a --lossy file shows unless told otherwise: one draw
+# is a plausible digit but often a different-looking one; the mean keeps what the
+# latent code carries (label agreement: bench/results/lossy_*.json).
 DEFAULT_DRAWS = 16
 DEFAULT_GROUP = 512
-RECONSTRUCTION_SHARPNESS = 1.0
-RECONSTRUCTION_SEED = 0x6262636F  # group g is drawn with seed RECONSTRUCTION_SEED + g
+RECONSTRUCTION_SEED = 0x6262636F  # group g draws from stream RECONSTRUCTION_SEED + g
 
 
 @dataclass
@@ -58,28 +58,25 @@ class LossyResult:
     latent_bits: int  # size of the coded latents (before the container rounds to words)
 
 
-def _draw(tables: torch.Tensor, uniforms: np.ndarray, sharpness: float) -> np.ndarray:
-    """Inverse-CDF draws from each row of ``tables`` raised to ``sharpness`` (1 = the model)."""
-    probs = tables.double().clamp(min=0.0) ** sharpness
-    cdf = torch.cumsum(probs, dim=1)
-    threshold = torch.from_numpy(uniforms).double() * cdf[:, -1]
-    return (cdf < threshold[:, None]).sum(dim=1).clamp(max=tables.shape[1] - 1).to(torch.uint8).numpy()
+def _draw(dist: object, stream: Stream) -> np.ndarray:
+    """One draw per pixel of an integer pixel distribution, in its pixel order."""
+    flat = dist.flat() if isinstance(dist, Logistics) else BernoulliPixels(dist.p_one.reshape(-1))
+    freqs = flat.frequencies()
+    return sample(freqs, stream.next(len(freqs))).to(torch.uint8).numpy()
 
 
-def reconstruct(obs: ObservationModel, seed: int, sharpness: float = RECONSTRUCTION_SHARPNESS) -> np.ndarray:
-    """A seeded draw from p(x | z) sharpened by ``sharpness``, in raster order for an
+def reconstruct(obs: ObservationModel, group: int) -> np.ndarray:
+    """A draw from p(x | z) on the format's stream for ``group``, in raster order for an
     autoregressive decoder (each drawn pixel is fed back)."""
-    rng = np.random.Generator(np.random.PCG64(seed))
+    stream = Stream((RECONSTRUCTION_SEED + group) % 2**32)
     if not isinstance(obs, Autoregressive):
-        tables = codecs.pixel_tables(obs)
-        return _draw(tables, rng.random(len(tables)), sharpness).reshape(codecs.pixel_shape(obs))
+        return _draw(obs, stream).reshape(codecs.pixel_shape(obs))
     n, c, h, w = obs.shape
     out = np.empty((n, c, h, w), dtype=np.uint8)
     obs.reset()
     for t in range(obs.num_steps):
         index = obs.step_index(t)
-        tables = codecs.pixel_tables(obs.step_distribution(t))
-        out[index] = _draw(tables, rng.random(len(tables)), sharpness).reshape(out[index].shape)
+        out[index] = _draw(obs.step_distribution(t), stream).reshape(out[index].shape)
         obs.write(t, torch.from_numpy(out[index]))
     return out
 
@@ -105,31 +102,27 @@ class LossyCoder:
     """Quantise-and-code the latents of any contract model; decode by seeded draws."""
 
     def __init__(self, model: LatentModel, step: float = DEFAULT_STEP, group: int = DEFAULT_GROUP,
-                 sharpness: float = RECONSTRUCTION_SHARPNESS, draws: int = 1) -> None:
+                 draws: int = 1) -> None:
         if draws < 1:
             raise ValueError("draws must be at least 1")
         self.model = model
-        self.sharpness = sharpness
         self.step = snap_step(step)
         self.draws = draws
         self.group = max(1, group // draws)  # the decoder's batch is group × draws images
 
     def _reconstruct(self, obs: ObservationModel, sent: Sent, shape: tuple[int, int, int, int],
                      group: int) -> np.ndarray:
-        seed = RECONSTRUCTION_SEED + group
-        if self.draws == 1:  # the walk's own p(x | ẑ): files made before draws existed decode unchanged
-            return reconstruct(obs, seed, self.sharpness)
+        if self.draws == 1:  # the walk's own p(x | ẑ)
+            return reconstruct(obs, group)
         obs = replicated_walk(self.model, sent, shape, self.step, self.draws)
-        return mean_of_draws(reconstruct(obs, seed, self.sharpness), self.draws)
+        return mean_of_draws(reconstruct(obs, group), self.draws)
 
     @torch.no_grad()
-    @coding_threads()
     def encode_group(self, x: np.ndarray, group: int = 0) -> tuple[Sent, np.ndarray]:
         obs, sent = walk_posterior_means(self.model, torch.from_numpy(np.array(x)), self.step)  # a writable copy
         return sent, self._reconstruct(obs, sent, tuple(x.shape), group)
 
     @torch.no_grad()
-    @coding_threads()
     def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], group: int = 0) -> np.ndarray:
         obs, sent = quantised_walk(self.model, None, shape, self.step,
                                    lambda event: pop_layer(stack, event, self.step))

@@ -14,18 +14,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 from bbcodec import codecs
-from bbcodec.ans import Stack, models
+from bbcodec.ans import Stack
 from bbcodec.container import LOSSY_STEP_UNIT, MAX_LOSSY_STEP_UNITS, MIN_LOSSY_STEP_UNITS
 from bbcodec.contract import GaussianLatent, InferredLatent, LatentEvent, LatentModel, ObservationModel
+from bbcodec.exact.distributions import LOG2_FRAC, frequency_log2, normal_cdf
+from bbcodec.exact.fixed import ONE, cdf_to_frequencies, round_div
 
 TAIL = 8.0  # prior standard deviations covered before clipping
 STEP_UNIT = LOSSY_STEP_UNIT  # headers store step / STEP_UNIT as an integer
 MIN_STEP, MAX_STEP = MIN_LOSSY_STEP_UNITS * STEP_UNIT, MAX_LOSSY_STEP_UNITS * STEP_UNIT
+UNITS_PER_ONE = round(1 / STEP_UNIT)  # 256: a step of ``u`` units is u / 256
+_NDTR_STEP = 12  # bbcodec.exact.tables.GRIDS["ndtr"].step
 
 
 def snap_step(step: float) -> float:
@@ -35,32 +40,41 @@ def snap_step(step: float) -> float:
     return round(step / STEP_UNIT) * STEP_UNIT
 
 
+def step_units(step: float) -> int:
+    """The step in header units (an integer): every computation below uses this."""
+    return round(snap_step(step) / STEP_UNIT)
+
+
 def symbol_range(step: float) -> int:
     """Quantised values run over ``[-m, m]``."""
-    return math.ceil(TAIL / step)
+    return math.ceil(TAIL * UNITS_PER_ONE / step_units(step))
 
 
-def quantiser_masses(step: float) -> np.ndarray:
-    """Masses of ``q = -m … m``: a standard normal discretised on the grid ``step · q``
-    (tails in the end bins)."""
-    m = symbol_range(step)
-    edges = (torch.arange(-m, m, dtype=torch.float64) + 0.5) * step
-    cdf = torch.special.ndtr(edges)
-    return torch.cat([cdf[:1], cdf[1:] - cdf[:-1], 1.0 - cdf[-1:]]).clamp(min=1e-12).numpy()
+def _grid_edges(step: float) -> torch.Tensor:
+    """The 2m interior edges ``(k + ½) · step`` (k = −m … m − 1) on the activation grid."""
+    m, units = symbol_range(step), step_units(step)
+    return (2 * torch.arange(-m, m, dtype=torch.int64) + 1) * units * (ONE // (2 * UNITS_PER_ONE))
 
 
-def quantiser_model(step: float) -> object:
-    """The entropy model of the integers ``q`` (see :func:`quantiser_masses`)."""
-    return models.Categorical(quantiser_masses(step), perfect=False)
-
-
-def quantiser_bits(q: np.ndarray, step: float) -> float:
-    """Information content of the integers ``q`` under :func:`quantiser_model`, in bits."""
-    masses = quantiser_masses(step)
-    return float(-np.log2(masses[np.asarray(q) + symbol_range(step)] / masses.sum()).sum())
+@lru_cache(maxsize=16)
+def quantiser_frequencies(step: float) -> torch.Tensor:
+    """(1, 2m + 1) frequencies of ``q = −m … m``: a standard normal discretised on the
+    grid ``step · q`` (tails in the end bins), from the stored normal CDF."""
+    cdf = normal_cdf(_grid_edges(step).view(1, -1) << _NDTR_STEP, torch.tensor([[ONE]]))
+    return cdf_to_frequencies(cdf)
 
 
 Sent = list[tuple[GaussianLatent, np.ndarray]]  # the integers of every prior event, in generative order
+
+
+def _values(event: LatentEvent, q: np.ndarray, step: float) -> torch.Tensor:
+    """Grid value of the integers ``q``: ``μ_p + σ_p · step · q`` (top-down layer) or
+    ``step · q`` (an inferred latent's absolute grid)."""
+    qt = torch.from_numpy(np.asarray(q, dtype=np.int64)).view(event.shape)
+    units = step_units(step)
+    if isinstance(event, InferredLatent) or event.inferred is not None:
+        return qt * units * (ONE // UNITS_PER_ONE)
+    return event.prior_mean + round_div(event.prior_std * qt * units, UNITS_PER_ONE)
 
 
 def quantised_walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int], step: float,
@@ -80,15 +94,11 @@ def quantised_walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int,
     while True:
         if isinstance(event, InferredLatent):
             q = inferred[event.key] = choose(event)
-            value = torch.from_numpy(np.asarray(q)).view(event.shape).float() * step
         else:
             q = inferred[event.inferred] if event.inferred in inferred else choose(event)
             sent.append((event, q))
-            qf = torch.from_numpy(np.asarray(q)).view(event.shape).float()
-            # written (σ · q) · step, as files were always made: the floats are the format
-            value = qf * step if event.inferred is not None else event.prior_mean + event.prior_std * qf * step
         try:
-            event = steps.send(value)
+            event = steps.send(_values(event, q, step))
         except StopIteration as stop:
             return stop.value, sent
 
@@ -97,24 +107,21 @@ def quantise_posterior(event: LatentEvent, step: float) -> np.ndarray:
     """The integers ``q`` of an event's posterior means (clipped to the symbol range):
     in units of the conditional prior's std, or of N(0, 1) for an inferred latent."""
     assert event.post_mean is not None, "quantising needs the posterior (encode with x)"
-    limit = symbol_range(step)
+    limit, units = symbol_range(step), step_units(step)
     if isinstance(event, InferredLatent):
-        eps = event.post_mean
+        q = round_div(event.post_mean * UNITS_PER_ONE, ONE * units)
     else:
-        eps = (event.post_mean - event.prior_mean) / event.prior_std
-    return torch.clamp(torch.round(eps / step), -limit, limit).to(torch.int64).numpy().ravel()
+        q = round_div((event.post_mean - event.prior_mean) * UNITS_PER_ONE, event.prior_std.clamp(min=1) * units)
+    return q.clamp(-limit, limit).numpy().ravel()
 
 
-def grid_prior_masses(event: GaussianLatent, step: float) -> torch.Tensor:
-    """(dims, 2m+1) masses of ``q = -m … m`` under an inferred latent's prior N(μ, σ)
+def grid_prior_frequencies(event: GaussianLatent, step: float) -> torch.Tensor:
+    """(dims, 2m+1) frequencies of ``q = −m … m`` under an inferred latent's prior N(μ, σ)
     discretised on the absolute grid ``step · q`` (tails in the end bins)."""
-    m = symbol_range(step)
-    edges = (torch.arange(-m, m, dtype=torch.float64) + 0.5) * step
-    mean = event.prior_mean.double().reshape(-1, 1)
-    std = event.prior_std.double().reshape(-1, 1)
-    cdf = torch.special.ndtr((edges - mean) / std)
-    masses = torch.cat([cdf[:, :1], cdf[:, 1:] - cdf[:, :-1], 1.0 - cdf[:, -1:]], dim=1)
-    return masses.clamp(min=1e-12).float()
+    mean = event.prior_mean.reshape(-1, 1)
+    std = event.prior_std.reshape(-1, 1).clamp(min=1)
+    cdf = normal_cdf((_grid_edges(step).view(1, -1) - mean) << _NDTR_STEP, std)
+    return cdf_to_frequencies(cdf)
 
 
 def _runs(sent: Sent) -> list[tuple[GaussianLatent | None, np.ndarray]]:
@@ -129,36 +136,35 @@ def _runs(sent: Sent) -> list[tuple[GaussianLatent | None, np.ndarray]]:
     return [(event, np.concatenate(qs)) for event, qs in runs]
 
 
+def _run_frequencies(event: GaussianLatent | None, count: int, step: float) -> torch.Tensor:
+    if event is None:
+        return quantiser_frequencies(step).expand(count, -1)
+    return grid_prior_frequencies(event, step)
+
+
 def push_symbols(stack: Stack, sent: Sent, step: float) -> None:
     """Push every event's integers so that :func:`pop_layer` returns them in walk order."""
     m = symbol_range(step)
     for event, q in reversed(_runs(sent)):
-        if event is None:
-            stack.push(q + m, quantiser_model(step))
-        else:
-            codecs.categorical(grid_prior_masses(event, step)).push(stack, q + m)
+        codecs.categorical(_run_frequencies(event, len(q), step)).push(stack, q + m)
 
 
 def pop_layer(stack: Stack, event: GaussianLatent, step: float) -> np.ndarray:
     """Pop one prior event's integers (the decoder's ``choose``)."""
     m = symbol_range(step)
-    if event.inferred is not None:
-        return codecs.categorical(grid_prior_masses(event, step)).pop(stack).astype(np.int64) - m
-    return stack.pop(quantiser_model(step), count=event.prior_mean.numel()).astype(np.int64) - m
+    freqs = _run_frequencies(event if event.inferred is not None else None, event.prior_mean.numel(), step)
+    return codecs.categorical(freqs).pop(stack).astype(np.int64) - m
 
 
 def sent_bits(sent: Sent, step: float) -> float:
-    """Information content of everything :func:`push_symbols` would push, in bits."""
+    """Information content of everything :func:`push_symbols` would push, in bits (from
+    the integer tables the coder uses)."""
     m = symbol_range(step)
-    bits = 0.0
+    total = 0
     for event, q in _runs(sent):
-        if event is None:
-            bits += quantiser_bits(q, step)
-        else:
-            masses = grid_prior_masses(event, step).double()
-            picked = masses[torch.arange(len(q)), torch.from_numpy(q + m)] / masses.sum(1)
-            bits -= float(torch.log2(picked).sum())
-    return bits
+        freqs = _run_frequencies(event, len(q), step)
+        total -= int(frequency_log2(freqs, torch.from_numpy(q + m)).sum())
+    return total / (1 << LOG2_FRAC)
 
 
 def walk_posterior_means(model: LatentModel, x: torch.Tensor, step: float) -> tuple[ObservationModel, Sent]:

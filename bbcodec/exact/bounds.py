@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bbcodec.contract import Autoregressive, LatentEvent, LatentModel
+from bbcodec.contract import Autoregressive, GaussianLatent, LatentEvent, LatentModel
 from bbcodec.exact.coupled import CoupledLogistics
 from bbcodec.exact.distributions import LOG2_FRAC, BernoulliPixels, Logistics, frequency_log2, gaussian_bin_frequencies
 from bbcodec.exact.local import ExactPixelSteps
 from bbcodec.exact.random import Stream, sample
-from bbcodec.walk import walk_latents
+from bbcodec.walk import LatentWalk, walk_latents
 
 ROWS_AT_ONCE = 1 << 14  # pixels whose tables are built together (bounds memory)
 BOUND_STREAM = 0x454C424F  # the stream the bound's latent draws come from
@@ -53,32 +53,50 @@ def observation_log2(obs: object, x: torch.Tensor) -> torch.Tensor:
     return pixel_log2(obs, x.reshape(n, -1))
 
 
+def posterior_log2(event: LatentEvent, indices: torch.Tensor, precision: int) -> torch.Tensor:
+    """log2 Q(bin) (2^-20 bits) of the chosen bins under the posterior's table, per image."""
+    if event.static_bins:
+        freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision)
+    else:
+        freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision, event.prior_mean, event.prior_std)
+    return _per_image(frequency_log2(freqs, indices), event.shape[0])
+
+
+def prior_log2(event: GaussianLatent, indices: torch.Tensor, precision: int) -> torch.Tensor:
+    """log2 P(bin) (2^-20 bits) of the chosen bins under the prior's table, per image: exactly
+    −p bits per dimension on the prior's own equal-mass bins."""
+    n = event.shape[0]
+    if not event.static_bins:
+        return torch.full((n,), -precision * (event.prior_mean[0].numel() << LOG2_FRAC), dtype=torch.int64)
+    freqs = gaussian_bin_frequencies(event.prior_mean, event.prior_std, precision)
+    return _per_image(frequency_log2(freqs, indices), n)
+
+
+def log2_weights(walk: LatentWalk, x: torch.Tensor, precision: int) -> torch.Tensor:
+    """log2 [P(x | z) P(z) / Q(z)] per image (2^-20 bits) of a walk with ``x`` known: the
+    negative of what bits-back pays for it (importance weights, bounds)."""
+    total = observation_log2(walk.observation, x)
+    for event, idx in walk.priors:
+        total = total + prior_log2(event, torch.from_numpy(np.asarray(idx)), precision)
+    for event, idx in walk.posteriors:
+        total = total - posterior_log2(event, torch.from_numpy(np.asarray(idx)), precision)
+    return total
+
+
 def negative_elbo_bits(model: LatentModel, x: np.ndarray, precision: int, key: int = BOUND_STREAM) -> np.ndarray:
     """One-draw −ELBO per image in bits under the integer tables (``x`` uint8 (N, C, H, W))."""
     xt = torch.from_numpy(np.array(x))
-    n = len(x)
     stream = Stream(key)
-    log_q = torch.zeros(n, dtype=torch.int64)
 
     def draw(event: LatentEvent) -> np.ndarray:
-        nonlocal log_q
         if event.static_bins:
             freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision)
         else:
             freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision,
                                              event.prior_mean, event.prior_std)
-        idx = sample(freqs, stream.next(len(freqs)))
-        log_q = log_q + _per_image(frequency_log2(freqs, idx), n)
-        return idx.numpy()
+        return sample(freqs, stream.next(len(freqs))).numpy()
 
     walk = walk_latents(model, xt, tuple(x.shape), precision, draw)
-    log_p = observation_log2(walk.observation, xt)
-    for event, idx in walk.priors:
-        if event.static_bins:
-            freqs = gaussian_bin_frequencies(event.prior_mean, event.prior_std, precision)
-            log_p = log_p + _per_image(frequency_log2(freqs, torch.from_numpy(idx)), n)
-        else:
-            log_p = log_p - precision * (event.prior_mean[0].numel() << LOG2_FRAC)
-    return ((log_q - log_p).double() / (1 << LOG2_FRAC)).numpy()
+    return (-log2_weights(walk, xt, precision).double() / (1 << LOG2_FRAC)).numpy()
 
 

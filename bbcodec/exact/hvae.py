@@ -130,7 +130,7 @@ class ExactHVAE(nn.Module):
             self.local = ILocalPixelNet(cfg.image_channels, cfg.local_hidden, cfg.local_blocks,
                                         cfg.params_per_position, cfg.window_rows, cfg.window_cols)
         else:
-            self.out = _blank_conv(w, cfg.params_per_position, 1)
+            self.out = _blank_conv(w, cfg.params_per_position, 3)
 
     def _stage_blocks(self, stage: int) -> nn.ModuleList:
         count = self.cfg.full_res_blocks if stage == 0 else self.cfg.blocks_per_stage
