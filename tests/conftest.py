@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bbcodec import numerics
+import numpy as np
+import pytest
+import torch
 
-numerics.pin()  # before any torch kernel runs: the coding tests need the portable kernels
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from bbcodec.nn.hvae import HVAE, HVAEConfig, LatentSpec  # noqa: E402
-from bbcodec.nn.vlae import VLAE, VLAEConfig  # noqa: E402
-from bbcodec.weights import save_weights  # noqa: E402
+from bbcodec.exact.export import INTEGER_FILE, integer_form, save_integer
+from bbcodec.nn.hvae import HVAE, HVAEConfig, LatentSpec
+from bbcodec.nn.vlae import VLAE, VLAEConfig
+from bbcodec.weights import file_sha256, save_weights
 
 TINY_CONFIG = HVAEConfig(
     image_channels=1, width=8, stages=3, blocks_per_stage=1,
@@ -47,11 +44,18 @@ def make_tiny(config: HVAEConfig | VLAEConfig, seed: int) -> HVAE | VLAE:
     return model.eval()
 
 
+def make_tiny_exact(config: HVAEConfig | VLAEConfig, seed: int):
+    """The integer coding form of :func:`make_tiny`'s model."""
+    return integer_form(make_tiny(config, seed))
+
+
 def write_zoo_model(root: Path, name: str, model: HVAE | VLAE) -> Path:
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     arch = "vlae" if isinstance(model, VLAE) else "hvae"
     save_weights(model, folder / "weights.safetensors", {"arch": arch, "config": model.cfg.to_dict(), "test_bpd": None})
+    save_integer(integer_form(model), folder / INTEGER_FILE,
+                 {"float_sha256": file_sha256(folder / "weights.safetensors")})
     return folder
 
 
@@ -77,8 +81,14 @@ def zoo_env(tiny_zoo, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model() -> HVAE:
+def tiny_float_model() -> HVAE:
     return make_tiny(TINY_CONFIG, 0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_float_model):
+    """The tiny model's integer coding form (what the coder runs)."""
+    return integer_form(tiny_float_model)
 
 
 def random_digits(n: int, seed: int = 0, size: int = 28) -> np.ndarray:

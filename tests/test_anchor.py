@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import bbcodec
 from bbcodec.ans import Stack
 from bbcodec.bitsback import ANCHOR_STEPS, BitsBackCoder, CoderSettings
-from tests.conftest import TINY_CONFIG, TINY_VLAE_CONFIG, coder_round_trip, make_tiny, random_digits
+from tests.conftest import TINY_CONFIG, TINY_VLAE_CONFIG, coder_round_trip, make_tiny, make_tiny_exact, random_digits
 
 MODELS = {"hvae": (TINY_CONFIG, 28), "vlae": (TINY_VLAE_CONFIG, 12)}
 
@@ -22,7 +22,7 @@ MODELS = {"hvae": (TINY_CONFIG, 28), "vlae": (TINY_VLAE_CONFIG, 12)}
 def test_anchored_chains_are_lossless(name, n, max_group, step, seed):
     config, size = MODELS[name]
     x = random_digits(n, seed, size)[:, None]
-    coder = BitsBackCoder(make_tiny(config, seed % 2), CoderSettings(max_group=max_group, anchor_step=step))
+    coder = BitsBackCoder(make_tiny_exact(config, seed % 2), CoderSettings(max_group=max_group, anchor_step=step))
     result, decoded = coder_round_trip(coder, x)
     np.testing.assert_array_equal(decoded, x)
     assert result.groups[0] == 1
@@ -31,7 +31,7 @@ def test_anchored_chains_are_lossless(name, n, max_group, step, seed):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_a_one_image_anchored_file_borrows_nothing_and_beats_initial_bits(name):
     config, size = MODELS[name]
-    model = make_tiny(config, 0)
+    model = make_tiny_exact(config, 0)
     x = random_digits(1, 7, size)[:, None]
     plain, _ = coder_round_trip(BitsBackCoder(model, CoderSettings()), x)
     anchored, decoded = coder_round_trip(BitsBackCoder(model, CoderSettings(anchor_step=1.0)), x)
@@ -46,7 +46,7 @@ def test_estimated_anchor_cost_tracks_the_coded_one(name):
     coder adds its head (up to 64 bits) and fixed-point effects (which also cap a
     very unlikely pixel's cost, so they cut both ways)."""
     config, size = MODELS[name]
-    model = make_tiny(config, 1)
+    model = make_tiny_exact(config, 1)
     x = random_digits(1, 3, size)[:, None]
     coder = BitsBackCoder(model, CoderSettings())
     coded = {}

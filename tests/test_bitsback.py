@@ -25,9 +25,9 @@ def _round_trip(model, batches, settings_):
 @settings(max_examples=6, deadline=None)
 @given(st.integers(1, 8), st.sampled_from([2, 6, 8, 10]), st.integers(1, 5), st.integers(0, 1000))
 def test_lossless_for_any_group_size_and_precision(n, precision, max_group, seed):
-    from tests.conftest import TINY_CONFIG, make_tiny
+    from tests.conftest import TINY_CONFIG, make_tiny_exact
 
-    model = make_tiny(TINY_CONFIG, seed % 3)
+    model = make_tiny_exact(TINY_CONFIG, seed % 3)
     x = random_digits(n, seed)[:, None]
     result, decoded = _round_trip(model, [x], CoderSettings(latent_precision=precision, max_group=max_group))
     np.testing.assert_array_equal(np.stack(decoded), x)
@@ -59,11 +59,11 @@ def test_initial_words_are_stable():
 def test_decoding_with_other_weights_is_detected(tiny_model):
     """Other weights compute other distributions: the stack check refuses, never wrong pixels."""
     from bbcodec.errors import BBCodecError
-    from tests.conftest import TINY_CONFIG, make_tiny
+    from tests.conftest import TINY_CONFIG, make_tiny_exact
 
     x = random_digits(6, 9)[:, None]
     result = BitsBackCoder(tiny_model).encode([x])
-    other = BitsBackCoder(make_tiny(TINY_CONFIG, 42))
+    other = BitsBackCoder(make_tiny_exact(TINY_CONFIG, 42))
     with pytest.raises(BBCodecError):
         other.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
                      [(1, 28, 28)] * len(result.groups))
@@ -88,7 +88,7 @@ class _StaticBins:
             return stop.value
 
 
-def test_static_bins_code_losslessly_near_the_elbo(tiny_model):
+def test_static_bins_code_losslessly_near_the_elbo(tiny_model, tiny_float_model):
     import torch
 
     from bbcodec.nn.objective import LN2, elbo_terms
@@ -98,7 +98,7 @@ def test_static_bins_code_losslessly_near_the_elbo(tiny_model):
     result, decoded = _round_trip(model, [x], CoderSettings(latent_precision=12, max_group=8))
     np.testing.assert_array_equal(np.stack(decoded), x)
     with torch.no_grad():
-        neg_elbo = np.mean([elbo_terms(tiny_model, torch.from_numpy(x)).negative_elbo().mean().item()
+        neg_elbo = np.mean([elbo_terms(tiny_float_model, torch.from_numpy(x)).negative_elbo().mean().item()
                             for _ in range(10)]) / LN2
     coded = (32 * len(result.words) - result.initial_bits_used) / len(x)
     assert coded == pytest.approx(neg_elbo, rel=0.02)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from bbcodec import codecs
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
+from bbcodec.exact.export import integer_form
 from bbcodec.nn.hvae import HVAEConfig, LatentSpec
 from bbcodec.nn.likelihoods import observation_log_prob
 from bbcodec.nn.objective import LN2, elbo_terms
@@ -37,7 +39,7 @@ def test_channel_steps_multiply_to_the_joint_mixture(model):
 
 def test_coupled_rgb_round_trip_at_the_elbo(model):
     x = np.random.default_rng(0).integers(0, 256, (24, 3, 8, 12), dtype=np.uint8)
-    coder = BitsBackCoder(model, CoderSettings(max_group=8))
+    coder = BitsBackCoder(integer_form(model), CoderSettings(max_group=8))
     result = coder.encode([x])
     decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
                            iter([(3, 8, 12)] * len(result.groups)))
@@ -46,3 +48,17 @@ def test_coupled_rgb_round_trip_at_the_elbo(model):
         neg_elbo = np.mean([elbo_terms(model, torch.from_numpy(x)).negative_elbo().mean().item() for _ in range(10)])
     coded = (32 * len(result.words) - result.initial_bits_used) / len(x)
     assert coded == pytest.approx(neg_elbo / LN2, rel=0.01)
+
+
+def test_integer_channel_steps_equal_the_teacher_forced_tables(model):
+    """R, G | R, B | R, G: the decoder's steps and the encoder's parallel pass build identical tables."""
+    from bbcodec.exact.coupled import CoupledLogistics
+
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (2, 3, 8, 12), dtype=np.uint8))
+    obs = observation_at_means(integer_form(model), x)
+    assert isinstance(obs, CoupledLogistics)
+    tables = [codecs.pixel_frequencies(d) for d in obs.parallel(x)]
+    obs.reset()
+    for t in range(obs.num_steps):
+        assert torch.equal(codecs.pixel_frequencies(obs.step_distribution(t)), tables[t])
+        obs.write(t, x[obs.step_index(t)])

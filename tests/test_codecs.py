@@ -1,6 +1,8 @@
-"""Every codec and the stack round-trip exactly, for random and extreme parameters."""
+"""Every codec and the stack round-trip exactly, for random and extreme integer parameters."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -11,36 +13,37 @@ from hypothesis.extra.numpy import arrays
 
 from bbcodec import codecs
 from bbcodec.ans import Stack, StackUnderflowError
-from bbcodec.contract import GaussianLatent, LogisticMixture
-
-finite = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, width=32)
+from bbcodec.contract import GaussianLatent
+from bbcodec.exact.distributions import BernoulliPixels, Logistics
+from bbcodec.exact.fixed import ONE, PROB_TOTAL, weights_to_frequencies
 
 
 @st.composite
-def prob_tables(draw):
+def frequency_tables(draw):
+    """Integer tables from extreme weights: one-hot, tiny masses, mostly zeros."""
     n = draw(st.integers(1, 40))
     k = draw(st.integers(2, 300))
     style = draw(st.sampled_from(["random", "onehot", "tiny", "zeros"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     if style == "random":
-        p = rng.random((n, k)) ** rng.uniform(0.1, 20)
+        w = rng.integers(0, 2**30, (n, k))
     elif style == "onehot":
-        p = np.eye(k)[rng.integers(0, k, n)]
+        w = np.eye(k, dtype=np.int64)[rng.integers(0, k, n)] * 2**30
     elif style == "tiny":
-        p = rng.random((n, k)) * 10.0 ** rng.uniform(-40, -10, (n, 1))
-        p[:, 0] = 1.0
+        w = rng.integers(0, 3, (n, k))
+        w[:, 0] = 2**37
     else:
-        p = np.where(rng.random((n, k)) < 0.9, 0.0, rng.random((n, k)))
-        p[:, -1] += 1e-30 + rng.random(n)
-    symbols = rng.integers(0, k, n)
-    return p.astype(np.float32), symbols
+        w = np.where(rng.random((n, k)) < 0.9, 0, rng.integers(1, 2**20, (n, k)))
+        w[:, -1] += 1
+    return weights_to_frequencies(torch.from_numpy(w)), rng.integers(0, k, n)
 
 
 @settings(max_examples=200, deadline=None)
-@given(prob_tables())
+@given(frequency_tables())
 def test_categorical_round_trip_any_table(table):
-    probs, symbols = table
-    codec = codecs.categorical(probs)
+    freqs, symbols = table
+    assert bool((freqs.sum(1) == PROB_TOTAL).all()) and int(freqs.min()) >= 1
+    codec = codecs.categorical(freqs)
     stack = Stack()
     stack.push(np.array([7]), codecs.models.Uniform(16))  # something below, must survive
     codec.push(stack, symbols)
@@ -48,13 +51,25 @@ def test_categorical_round_trip_any_table(table):
     assert stack.pop(codecs.models.Uniform(16), count=1)[0] == 7
 
 
+def test_categorical_codes_exactly_the_integer_frequencies():
+    """constriction's quantisation of ``freqs − 1`` is the identity: a symbol of frequency f
+    costs exactly 24 − log2 f bits (measured on the stack over many pushes)."""
+    freqs = torch.tensor([[1, 2**20, PROB_TOTAL - 2**20 - 1]] * 4000)
+    stack = Stack(np.random.default_rng(0).integers(1, 2**32, 8, dtype=np.uint64).astype(np.uint32))
+    before = stack.num_valid_bits()
+    codecs.categorical(freqs).push(stack, np.full(4000, 1))
+    assert abs(stack.num_valid_bits() - before - 4000 * 4.0) <= 32
+    codecs.categorical(freqs[:100]).push(stack, np.zeros(100))  # frequency 1: 24 bits each
+    assert abs(stack.num_valid_bits() - before - 4000 * 4.0 - 100 * 24.0) <= 64
+
+
 def test_categorical_rejects_bad_tables():
-    for bad in (np.array([[np.nan, 1.0]]), np.array([[-1.0, 2.0]]), np.zeros((1, 3)), np.ones(3), np.array([[np.inf, 1.0]])):
+    for bad in (torch.tensor([[0, PROB_TOTAL]]), torch.tensor([[1, 1]]), torch.ones(3, dtype=torch.int64)):
         with pytest.raises(ValueError):
             codecs.categorical(bad)
-    codec = codecs.categorical(np.ones((2, 4)))
+    codec = codecs.categorical(torch.tensor([[PROB_TOTAL // 2] * 2] * 2))
     with pytest.raises(ValueError):
-        codec.push(Stack(), np.array([0, 4]))
+        codec.push(Stack(), np.array([0, 2]))
 
 
 @settings(max_examples=50, deadline=None)
@@ -72,35 +87,44 @@ def test_uniform_round_trip(count, n, seed):
 @given(st.integers(1, 3), st.integers(1, 4), st.floats(-30, 30), st.floats(-7, 5), st.integers(0, 2**32 - 1))
 def test_logistic_mixture_pixels_round_trip(k, c, mean_scale, log_scale, seed):
     gen = torch.Generator().manual_seed(seed)
-    shape = (2, k, c, 3, 5)
-    obs = LogisticMixture(
-        logits=torch.randn(shape, generator=gen) * 5,
-        means=torch.randn(shape, generator=gen) * mean_scale,
-        log_scales=torch.full(shape, log_scale) + torch.rand(shape, generator=gen),
-    )
+    shape = (2, c, 3, 5, k)
+    grid = lambda t: torch.round(t * ONE)  # noqa: E731
+    obs = Logistics.from_params(grid(torch.randn(shape, generator=gen) * 5),
+                                grid(torch.randn(shape, generator=gen) * mean_scale),
+                                grid(torch.full(shape, log_scale) + torch.rand(shape, generator=gen)))
     x = torch.randint(0, 256, (2, c, 3, 5), generator=gen).to(torch.uint8).numpy()
     x[0, 0, 0, 0], x[-1, -1, -1, -1] = 0, 255  # edge bins carry the tails
-    codec = codecs.pixels(obs)
     stack = Stack()
-    codec.push(stack, x)
+    codecs.pixels(obs).push(stack, x)
     np.testing.assert_array_equal(codecs.pixels(obs).pop(stack), x)
 
 
-def test_pixel_tables_match_training_likelihood():
-    """The coder's table is the model's distribution: costs equal -log p(x) to 1e-4 bits."""
+def test_pixel_tables_match_the_float_likelihood():
+    """The integer table is the model's distribution: −log2 f/2^24 equals the float
+    discretised logistic's −log2 p(x) to 0.02 bits + 0.5% where p(x) > 1e-4."""
+    from bbcodec.contract import LogisticMixture
     from bbcodec.nn.likelihoods import logistic_mixture_log_prob
 
     gen = torch.Generator().manual_seed(0)
     shape = (4, 3, 1, 6, 6)
-    obs = LogisticMixture(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen) * 0.8,
-                          torch.randn(shape, generator=gen) - 3)
+    logits, means, log_scales = (torch.randn(shape, generator=gen), torch.randn(shape, generator=gen) * 0.8,
+                                 torch.randn(shape, generator=gen) - 3)
     x = torch.randint(0, 256, (4, 1, 6, 6), generator=gen).to(torch.uint8)
-    flat = lambda t: t.permute(0, 2, 3, 4, 1).reshape(-1, 3)
-    table = codecs.logistic_mixture_probs(flat(obs.logits), flat(obs.means), flat(obs.log_scales)).numpy()
-    from_table = np.log(np.maximum(table[np.arange(len(table)), x.numpy().ravel()], 1e-30))
-    from_loss = logistic_mixture_log_prob(obs, x).numpy().ravel()
-    mask = from_table > np.log(1e-4)  # where float32 differences of CDFs are accurate
-    np.testing.assert_allclose(from_table[mask], from_loss[mask], atol=2e-3)
+    last = lambda t: torch.round(t.permute(0, 2, 3, 4, 1) * ONE)  # noqa: E731
+    freqs = Logistics.from_params(last(logits), last(means), last(log_scales)).frequencies()
+    from_table = np.log2(freqs[torch.arange(len(freqs)), x.reshape(-1).long()].numpy() / PROB_TOTAL)
+    from_loss = logistic_mixture_log_prob(LogisticMixture(logits, means, log_scales), x).numpy().ravel() / math.log(2)
+    mask = from_loss > np.log2(1e-4)
+    np.testing.assert_allclose(from_table[mask], from_loss[mask], atol=0.02, rtol=0.005)
+
+
+def test_compiled_pixel_tables_equal_the_torch_definition():
+    gen = torch.Generator().manual_seed(3)
+    shape = (50, 1, 4, 4, 5)
+    d = Logistics.from_params(torch.round(torch.randn(shape, generator=gen) * 3 * ONE),
+                              torch.round(torch.randn(shape, generator=gen) * ONE),
+                              torch.round((torch.randn(shape, generator=gen) * 2 - 3) * ONE))
+    assert torch.equal(d.frequencies(), d.frequencies_reference())
 
 
 @settings(max_examples=60, deadline=None)
@@ -111,8 +135,9 @@ def test_posterior_on_prior_bins_round_trip(precision, prior_mu, prior_logstd, p
     shape = (2, 3, 2, 2)
     prior_mean = torch.full(shape, prior_mu) + torch.randn(shape, generator=gen)
     prior_std = torch.exp(torch.full(shape, prior_logstd))
-    layer = GaussianLatent(prior_mean, prior_std, prior_mean + post_shift * prior_std,
-                           prior_std * float(np.exp(post_logratio)))
+    grid = lambda t: torch.round(t * ONE).long().clamp(-(2**27), 2**27)  # noqa: E731
+    layer = GaussianLatent(grid(prior_mean), grid(prior_std).clamp(min=1), grid(prior_mean + post_shift * prior_std),
+                           grid(prior_std * float(np.exp(post_logratio))).clamp(min=1))
     # Bits-back: pop from the posterior, push under the prior; decoder does the mirror.
     stack = Stack(np.random.default_rng(seed).integers(0, 2**32, 64, dtype=np.uint64).astype(np.uint32))
     before = stack.words()
@@ -126,8 +151,8 @@ def test_posterior_on_prior_bins_round_trip(precision, prior_mu, prior_logstd, p
 
 
 def test_latent_values_follow_the_prior():
-    layer = GaussianLatent(torch.zeros(1, 1, 1, 4) + 2.0, torch.ones(1, 1, 1, 4) * 3.0)
-    values = codecs.latent_values(layer, np.array([0, 127, 128, 255]), 8)
+    layer = GaussianLatent(torch.full((1, 1, 1, 4), 2 * ONE), torch.full((1, 1, 1, 4), 3 * ONE))
+    values = codecs.latent_values(layer, np.array([0, 127, 128, 255]), 8).double() / ONE
     assert values[0, 0, 0, 0] < 2 - 3 * 2.5 and abs(values[0, 0, 0, 1] - 2) < 0.05 and values[0, 0, 0, 3] > 2 + 7.5
 
 
@@ -146,18 +171,18 @@ def test_stack_words_round_trip(words):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=300), st.integers(0, 2**32 - 1))
-def test_bernoulli_round_trip_including_certain_outcomes(ps, seed):
-    p = np.array(ps, dtype=np.float32)
-    bits = (np.random.default_rng(seed).random(len(p)) < 0.5).astype(np.int64)  # even impossible ones
-    codec = codecs.bernoulli(p)
+@given(st.lists(st.floats(-40.0, 40.0), min_size=1, max_size=300), st.integers(0, 2**32 - 1))
+def test_bernoulli_round_trip_including_near_certain_outcomes(logits, seed):
+    dist = BernoulliPixels.from_logits(torch.round(torch.tensor(logits, dtype=torch.float64) * ONE))
+    bits = (np.random.default_rng(seed).random(len(logits)) < 0.5).astype(np.uint8)  # even unlikely ones
     stack = Stack()
-    codec.push(stack, bits)
-    np.testing.assert_array_equal(codec.pop(stack), bits)
+    codecs.pixels(dist).push(stack, bits)
+    np.testing.assert_array_equal(codecs.pixels(dist).pop(stack), bits)
 
 
 def test_serial_combinator_codes_pieces_in_order():
-    pieces = [codecs.uniform(4, 3), codecs.categorical(np.ones((2, 10))), codecs.bernoulli(np.array([0.9]))]
+    half = torch.tensor([[PROB_TOTAL // 10] * 9 + [PROB_TOTAL - 9 * (PROB_TOTAL // 10)]] * 2)
+    pieces = [codecs.uniform(4, 3), codecs.categorical(half), codecs.uniform(2, 1)]
     codec = codecs.serial(pieces, [3, 2, 1])
     symbols = np.array([3, 0, 2, 9, 4, 1])
     stack = Stack()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from bbcodec.exact.export import integer_form
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.nn.hvae import HVAEConfig, LatentSpec
 from bbcodec.nn.likelihoods import observation_log_prob
@@ -52,7 +53,7 @@ def test_round_trip_pays_the_elbo(name):
     config = CONFIGS[name]
     model = make_tiny(config, 4)
     x = _images(config, 40, 2)
-    coder = BitsBackCoder(model, CoderSettings(max_group=16))
+    coder = BitsBackCoder(integer_form(model), CoderSettings(max_group=16))
     result = coder.encode([x])
     decoded = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
                            iter([x.shape[1:]] * len(result.groups)))

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 import bbcodec
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.lossy import DEFAULT_DRAWS, LossyCoder, mean_of_draws
-from bbcodec.nn.likelihoods import observation_log_prob
+from bbcodec import codecs
+from bbcodec.exact.export import integer_form
 from bbcodec.nn.objective import LN2, elbo_terms
-from bbcodec.quantised import quantiser_model, symbol_range
-from tests.conftest import TINY_VLAE_CONFIG, make_tiny, observation_at_means, random_digits
+from bbcodec.quantised import quantiser_frequencies, symbol_range
+from tests.conftest import TINY_VLAE_CONFIG, make_tiny, make_tiny_exact, observation_at_means, random_digits
 
 BINARY_CONFIG = dataclasses.replace(TINY_VLAE_CONFIG, likelihood="bernoulli")
 
@@ -39,7 +40,7 @@ def _round_trip(model, x, max_group):
 @settings(max_examples=5, deadline=None)
 @given(st.integers(1, 12), st.integers(1, 6), st.sampled_from([TINY_VLAE_CONFIG, BINARY_CONFIG]), st.integers(0, 99))
 def test_lossless_in_lockstep_for_any_partition(n, max_group, config, seed):
-    model = make_tiny(config, seed % 3)
+    model = make_tiny_exact(config, seed % 3)
     x = _images(config, n, seed)
     _, decoded = _round_trip(model, x, max_group)
     np.testing.assert_array_equal(decoded, x)
@@ -50,7 +51,7 @@ def test_net_rate_matches_the_negative_elbo(config):
     """Many images in one chain pay about the model's -ELBO (sampled once, so within 3%)."""
     model = make_tiny(config, 0)
     x = _images(config, 300, 5)
-    result, decoded = _round_trip(model, x, 64)
+    result, decoded = _round_trip(integer_form(model), x, 64)
     np.testing.assert_array_equal(decoded, x)
     with torch.no_grad():
         neg_elbo = torch.stack([elbo_terms(model, torch.from_numpy(x)).negative_elbo() for _ in range(20)]).mean()
@@ -58,19 +59,18 @@ def test_net_rate_matches_the_negative_elbo(config):
     assert coded_bits / len(x) == pytest.approx(neg_elbo.item() / LN2, rel=0.03)
 
 
-def test_stepwise_parameters_match_the_parallel_pass():
-    """The decoding path (one pixel per step) computes the trained distribution."""
-    model = make_tiny(TINY_VLAE_CONFIG, 1)
-    x = torch.from_numpy(_images(TINY_VLAE_CONFIG, 4, 1))
-    with torch.no_grad():
-        obs = observation_at_means(model, x)
-        parallel = obs.log_prob(x)
-        obs.reset()
-        for t in range(obs.num_steps):
-            _, _, i, j = obs.step_index(t)
-            step = observation_log_prob(obs.step_distribution(t), x[:, :, i : i + 1, j : j + 1])
-            torch.testing.assert_close(step.flatten(), parallel[:, 0, i, j], atol=1e-4, rtol=1e-4)
-            obs.write(t, x[obs.step_index(t)])
+@pytest.mark.parametrize("config", [TINY_VLAE_CONFIG, BINARY_CONFIG], ids=["logistic", "bernoulli"])
+def test_stepwise_tables_equal_the_teacher_forced_pass(config):
+    """The decoder's steps and the encoder's parallel pass build the very same integer tables."""
+    model = make_tiny_exact(config, 1)
+    x = torch.from_numpy(_images(config, 4, 1))
+    obs = observation_at_means(model, x)
+    dist, symbols = obs.teacher_forced(x)
+    parallel = codecs._rows(dist, 0, len(symbols)).view(obs.num_steps, len(x), -1)
+    obs.reset()
+    for t in range(obs.num_steps):
+        assert torch.equal(codecs.pixel_frequencies(obs.step_distribution(t)), parallel[t])
+        obs.write(t, x[obs.step_index(t)])
 
 
 def test_the_decoder_never_reads_a_pixel_before_it_is_decoded():
@@ -90,7 +90,7 @@ def test_the_decoder_never_reads_a_pixel_before_it_is_decoded():
 @given(st.integers(1, 9), st.sampled_from([0.25, 1.0, 3.0]), st.integers(1, 8), st.integers(1, 5),
        st.integers(0, 99))
 def test_lossy_decodes_to_the_encoders_reconstruction(n, step, group, draws, seed):
-    model = make_tiny(TINY_VLAE_CONFIG, seed % 3)
+    model = make_tiny_exact(TINY_VLAE_CONFIG, seed % 3)
     coder = LossyCoder(model, step, group=group, draws=draws)
     x = _images(TINY_VLAE_CONFIG, n, seed)
     result = coder.encode([x])
@@ -111,7 +111,7 @@ def test_mean_of_draws_rounds_half_up_per_pixel():
 def test_more_draws_cost_no_bits_and_steady_the_picture():
     """Draws change only the picture: the same latent bits; the mean of many draws of
     one latent code lies closer to the model's E[x | z] than a single draw does."""
-    model = make_tiny(TINY_VLAE_CONFIG, 1)
+    model = make_tiny_exact(TINY_VLAE_CONFIG, 1)
     x = _images(TINY_VLAE_CONFIG, 6, 5)
     one, many = (LossyCoder(model, 1.0, draws=d).encode([x]) for d in (1, 32))
     assert one.latent_bits == many.latent_bits
@@ -121,7 +121,7 @@ def test_more_draws_cost_no_bits_and_steady_the_picture():
 
 
 def test_lossy_rate_falls_as_the_step_grows():
-    model = make_tiny(TINY_VLAE_CONFIG, 0)
+    model = make_tiny_exact(TINY_VLAE_CONFIG, 0)
     x = _images(TINY_VLAE_CONFIG, 40, 3)
     bits = [LossyCoder(model, step).encode([x]).latent_bits for step in (0.125, 0.5, 2.0)]
     assert bits[0] > bits[1] > bits[2] > 0
@@ -134,11 +134,12 @@ def test_quantiser_costs_the_discretised_normal_mass(step):
 
     from bbcodec.ans import Stack
 
-    stack = Stack()
+    stack = Stack(np.full(4, 0xDEADBEEF, dtype=np.uint32))
+    before = stack.num_valid_bits()
     m = symbol_range(step)
-    stack.push(np.full(20000, m), quantiser_model(step))
+    codecs.categorical(quantiser_frequencies(step).expand(20000, -1)).push(stack, np.full(20000, m))
     expected = -log2(erf(step / 2 / sqrt(2)))
-    assert stack.num_bits() / 20000 == pytest.approx(expected, rel=0.01, abs=0.01)
+    assert (stack.num_valid_bits() - before) / 20000 == pytest.approx(expected, rel=0.01, abs=0.01)
 
 
 def test_api_lossy_file_round_trip_and_refusals(zoo_env):

@@ -184,18 +184,19 @@ class ExactPixelSteps:
 
 
 def step_major(parts: list, x: torch.Tensor, coupled: bool) -> tuple[object, torch.Tensor]:
-    """Join per-image-chunk distributions of (N, H, W) positions into coding order: position,
-    then channel (when coupled), then image."""
+    """Join per-image-chunk distributions of (N, [C,] H, W) pixels into coding order:
+    position, then channel when coupled (one step each), then image, then channel."""
     if isinstance(parts[0], BernoulliPixels):
-        p = torch.cat([d.p_one.reshape(d.p_one.shape[0], -1) for d in parts])  # (N, H·W)
-        return BernoulliPixels(p.t().reshape(-1)), x[:, 0].permute(1, 2, 0).reshape(-1)
-    if coupled:
+        p = torch.cat([d.p_one.reshape(d.p_one.shape[0], -1, *x.shape[2:]) for d in parts])  # (N, C, H, W)
+        return BernoulliPixels(p.permute(2, 3, 0, 1).reshape(-1)), x.permute(2, 3, 0, 1).reshape(-1)
+    if coupled:  # three Logistics (N, H, W, K) per part: channel t is step 3·position + t
         fields = [torch.cat([torch.stack([getattr(ch, f) for ch in part], dim=3) for part in parts])
                   for f in ("weights", "means", "inv_scales")]  # (N, H, W, 3, K)
         k = fields[0].shape[-1]
-        order = [t.permute(1, 2, 3, 0, 4).reshape(-1, k) for t in fields]
-        return Logistics(*order), x.permute(2, 3, 1, 0).reshape(-1)
-    fields = [torch.cat([getattr(d, f) for d in parts]) for f in ("weights", "means", "inv_scales")]  # (N, H, W, K)
+        return (Logistics(*[t.permute(1, 2, 3, 0, 4).reshape(-1, k) for t in fields]),
+                x.permute(2, 3, 1, 0).reshape(-1))
+    fields = [torch.cat([getattr(d, f) for d in parts]) for f in ("weights", "means", "inv_scales")]
     k = fields[0].shape[-1]
-    order = [t.reshape(t.shape[0], -1, k).permute(1, 0, 2).reshape(-1, k) for t in fields]
-    return Logistics(*order), x[:, 0].reshape(x.shape[0], -1).t().reshape(-1)
+    fields = [t.reshape(t.shape[0], -1, *x.shape[2:], k) for t in fields]  # (N, C, H, W, K)
+    return (Logistics(*[t.permute(2, 3, 0, 1, 4).reshape(-1, k) for t in fields]),
+            x.permute(2, 3, 0, 1).reshape(-1))
