@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,10 +14,10 @@ from bbcodec.container import Header, ImageShape
 from bbcodec.errors import FormatError
 
 
-def _header(n=3, names=None):
+def _header(n=3, names=None, machine_bound=""):
     return Header(model_name="mnist", weights_hash=b"\x01\x02\x03\x04", latent_precision=8,
                   shapes=[ImageShape(28, 28, 1)] * n, groups=[1] * n, initial_words=4096,
-                  untouched_initial_words=4000, pixel_crc=0xDEADBEEF, names=names)
+                  untouched_initial_words=4000, pixel_crc=0xDEADBEEF, names=names, machine_bound=machine_bound)
 
 
 @settings(max_examples=100, deadline=None)
@@ -79,7 +81,7 @@ def _repack_crc(body: bytes) -> bytes:
 
 def test_edited_header_fields_with_valid_crc_are_refused_before_allocation():
     # 10^7 images of 65536 x 65536 declared in a few bytes: refused by limits, not allocated.
-    body = bytearray(b"BBC\x01\x00\x05mnist\x01\x02\x03\x04\x08")
+    body = bytearray(b"BBC\x02\x00\x05mnist\x01\x02\x03\x04\x08")
     container._put_varint(body, 1)
     for v in (10_000_000, 65536, 65536, 1):
         container._put_varint(body, v)
@@ -90,7 +92,7 @@ def test_edited_header_fields_with_valid_crc_are_refused_before_allocation():
 @settings(max_examples=300, deadline=1000)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_crash(blob):
-    for data in (blob, b"BBC\x01" + blob, _repack_crc(b"BBC\x01" + blob)):
+    for data in (blob, b"BBC\x02" + blob, _repack_crc(b"BBC\x02" + blob)):
         try:
             container.unpack(data)
         except FormatError:
@@ -109,7 +111,7 @@ def test_many_group_runs_parse_in_linear_time():
     import time
 
     n = 50000  # one shape run of n 1x1 images, then n group runs of (1, 1): ~150 KB
-    body = bytearray(b"BBC\x01\x00\x01m" + b"abcd" + b"\x08")
+    body = bytearray(b"BBC\x02\x00\x01m" + b"abcd" + b"\x08")
     for v in (1, n, 1, 1, 1, n):
         container._put_varint(body, v)
     body += b"\x01\x01" * n
@@ -150,3 +152,14 @@ def test_warm_up_groups_round_trip_and_are_refused_where_they_cannot_belong():
     no_importance = bytes(data[:flags_at]) + bytes([data[flags_at] & ~container.FLAG_IMPORTANCE]) + bytes(data[flags_at + 1:])
     with pytest.raises(FormatError, match="warm-up"):
         container.unpack(_repack_crc(no_importance))
+
+
+def test_float_format_files_name_the_release_that_reads_them():
+    old = (Path(__file__).resolve().parent / "golden" / "v1" / "digits.bbc").read_bytes()
+    with pytest.raises(FormatError, match=r"format version 1 .*bbcodec 0\.1"):
+        container.unpack(old)
+
+
+def test_machine_bound_flag_round_trips():
+    header = _header(machine_bound="float model, x86_64/avx512")
+    assert container.unpack(container.pack(header, np.arange(3, dtype=np.uint32)))[0].machine_bound == header.machine_bound

@@ -1,15 +1,27 @@
-"""Golden files pin the .bbc format: old files must keep decoding, bit-exact."""
+"""Golden files pin the .bbc format on every machine: each file of the current format
+decodes bit-exact and its inputs re-encode to the very same bytes here, whatever CPU
+wrote it (``golden/v2/MANIFEST.json`` names it); files of the float format (``v1/``)
+are refused with the release that reads them."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import bbcodec
+from bbcodec.errors import FormatError
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
+V2 = GOLDEN / "v2"
+MANIFEST = json.loads((V2 / "MANIFEST.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def inputs() -> dict[str, np.ndarray]:
+    return dict(np.load(V2 / "inputs.npz"))
 
 
 @pytest.fixture()
@@ -17,60 +29,49 @@ def golden_zoo(monkeypatch):
     monkeypatch.setenv("BBCODEC_MODELS_DIR", str(GOLDEN / "zoo"))
 
 
-def test_golden_file_decodes_exactly(golden_zoo):
-    images = bbcodec.decompress((GOLDEN / "digits.bbc").read_bytes())
-    expected = np.load(GOLDEN / "digits.npy")
-    assert len(images) == 3
-    for got, want in zip(images, expected):
-        np.testing.assert_array_equal(got, want)
-    assert bbcodec.inspect((GOLDEN / "digits.bbc").read_bytes()).names == ["a.png", "b.png", "c.png"]
+def test_every_shipped_model_and_mode_has_a_golden_file():
+    models = {entry["model"] for entry in MANIFEST.values()}
+    assert {"vlae-mnist-wide", "vlae-mnist-binary", "mnist", "biva-mnist", "rgb", None} <= models
+    assert {m.name for m in bbcodec.list_models()} <= models | {"vlae-mnist-large"}
+    options = [entry["options"] for entry in MANIFEST.values()]
+    assert any("samples" in o for o in options) and any("lossy_step" in o for o in options)
+    names = set(MANIFEST)
+    assert {"rgb_tiled.bbc", "default_one_digit.bbc", "binary_digits.bbc"} <= names
 
 
-@pytest.mark.parametrize("name", ["digits_anchored.bbc", "one_digit.bbc"])
-def test_current_golden_files_decode_exactly(golden_zoo, name):
-    images = bbcodec.decompress((GOLDEN / name).read_bytes())
-    expected = np.load(GOLDEN / "digits.npy")[: len(images)]
-    assert len(images) == (3 if name.startswith("digits") else 1)
-    for got, want in zip(images, expected):
-        np.testing.assert_array_equal(got, want)
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_golden_file_decodes_exactly(golden_zoo, inputs, name):
+    entry = MANIFEST[name]
+    data = (V2 / name).read_bytes()
+    decoded = bbcodec.decompress(data)  # raises on a checksum mismatch (lossy: the shown picture's CRC)
+    expected = inputs[entry["input"]]
+    assert len(decoded) == len(expected)
+    if "lossy_step" not in entry["options"]:
+        for got, want in zip(decoded, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
 
 
-def test_encoder_reproduces_golden_bytes(golden_zoo):
-    """Encoding is deterministic: the same images give the same bytes (this platform)."""
-    images = list(np.load(GOLDEN / "digits.npy"))
-    data = bbcodec.compress(images, model="tiny", names=["a.png", "b.png", "c.png"])
-    assert data == (GOLDEN / "digits_anchored.bbc").read_bytes()
-    assert bbcodec.compress(images[:1], model="tiny") == (GOLDEN / "one_digit.bbc").read_bytes()
-
-
-def test_importance_weighted_golden_file_decodes_exactly(golden_zoo):
-    """Pins the warm-up flag: plain groups first, then groups of 4 importance samples.
-
-    Written on an earlier machine (AVX2 only); it decodes here (AVX-512) because the
-    coder pins torch's AVX2 kernels (bbcodec.numerics). Without the pin it did not."""
-    data = (GOLDEN / "digits_importance.bbc").read_bytes()
-    info = bbcodec.inspect(data)
-    assert (info.samples, info.plain_groups, info.n_images) == (4, 4, 30)
-    expected = list(np.load(GOLDEN / "digits.npy")) * 10
-    for got, want in zip(bbcodec.decompress(data), expected, strict=True):
-        np.testing.assert_array_equal(got, want)
-
-
-def test_encoder_reproduces_the_importance_golden_bytes_written_elsewhere(golden_zoo):
-    """The strongest portability check available on one machine: the same bytes as
-    the earlier machine wrote, through the float-heaviest path (importance weights)."""
-    images = list(np.load(GOLDEN / "digits.npy")) * 10
-    assert bbcodec.compress(images, model="tiny", samples=4) == (GOLDEN / "digits_importance.bbc").read_bytes()
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_encoder_reproduces_golden_bytes(golden_zoo, inputs, name):
+    entry = MANIFEST[name]
+    data = bbcodec.compress(list(inputs[entry["input"]]), model=entry["model"], **entry["options"])
+    assert data == (V2 / name).read_bytes(), f"{name} was written on {entry['cpu']}"
 
 
 def test_one_image_header_names_the_model_by_hash_alone(golden_zoo):
-    data = (GOLDEN / "one_digit.bbc").read_bytes()
-    assert data[:4] == b"BBC\x01" and data[5] == 0  # model name length 0
+    data = (V2 / "tiny_one_digit.bbc").read_bytes()
+    assert data[:4] == b"BBC\x02" and data[5] == 0  # model name length 0
     info = bbcodec.inspect(data)
     assert info.model == "tiny" and info.initial_bits == 0 and info.header_bytes <= 32
+    assert info.machine_bound == ""
 
 
-def test_golden_header_layout():
-    data = (GOLDEN / "digits.bbc").read_bytes()
-    assert data[:4] == b"BBC\x01"
-    assert data[6:10] == b"tiny"
+def test_importance_golden_file_warms_up_on_plain_groups(golden_zoo):
+    info = bbcodec.inspect((V2 / "tiny_importance.bbc").read_bytes())
+    assert (info.samples, info.n_images) == (4, 30) and 1 <= info.plain_groups
+
+
+@pytest.mark.parametrize("name", ["digits.bbc", "digits_anchored.bbc", "digits_importance.bbc", "one_digit.bbc"])
+def test_float_format_files_are_refused_with_the_release_that_reads_them(golden_zoo, name):
+    with pytest.raises(FormatError, match=r"bbcodec 0\.1"):
+        bbcodec.decompress((GOLDEN / "v1" / name).read_bytes())

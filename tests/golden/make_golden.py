@@ -1,60 +1,92 @@
-"""Regenerate the golden .bbc files of the *current* writer (only when the format
-changes on purpose).
+"""Write the golden .bbc files of the current format (version 2: integer coding).
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py          # writes tests/golden/v2/ (refuses to overwrite)
 
-Writes, if missing, zoo/tiny/weights.safetensors (a tiny random model) and
-digits.npy (three test images); then digits_anchored.bbc (the three images, with
-names) and one_digit.bbc (the first image alone: no model name, anchored, top word
-trimmed), and digits_importance.bbc (30 images, 4 importance samples, warm-up groups). digits.bbc
-was written by the first writer (no anchor) and is never regenerated: test_golden.py pins that every file ever written keeps decoding.
-
-Portability (session 10): the files here decode on any x86-64 machine with AVX2
-because the coder pins torch's ATen and oneDNN kernels to AVX2 (bbcodec.numerics).
-digits_importance.bbc was written on an earlier AVX2-only machine; on the AVX-512
-machine of sessions 9-10 it decoded only after the pin, and the encoder there now
-writes the same bytes again (test_golden.py checks both).
+One file per shipped model and per mode (plain, anchored single image, importance
+weighted, lossy, tiled, RGB coupling, binary), plus the tiny test model's files.
+``v2/MANIFEST.json`` records for each file its inputs, how it was written and the
+CPU model of the machine that wrote it; ``test_golden.py`` decodes every file and
+re-encodes its inputs to the same bytes, on whatever machine runs the tests.
+Files of earlier format revisions stay in ``v1/`` and are never rewritten.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+V2 = HERE / "v2"
 sys.path.insert(0, str(HERE.parents[1]))
 
-from tests.conftest import TINY_CONFIG, make_tiny, random_digits, write_zoo_model
+# name: (model, input, options); inputs are arrays in v2/inputs.npz
+CASES = {
+    "tiny_digits_anchored.bbc": ("tiny", "tiny_digits", {"names": ["a.png", "b.png", "c.png"]}),
+    "tiny_one_digit.bbc": ("tiny", "tiny_digit", {}),
+    "tiny_importance.bbc": ("tiny", "tiny_digits_x10", {"samples": 4}),
+    "default_digits.bbc": (None, "mnist_8", {}),
+    "default_one_digit.bbc": (None, "mnist_1", {}),
+    "wide_importance.bbc": ("vlae-mnist-wide", "mnist_12", {"samples": 4}),
+    "wide_lossy.bbc": ("vlae-mnist-wide", "mnist_4", {"lossy_step": 1.0}),
+    "binary_digits.bbc": ("vlae-mnist-binary", "binary_4", {}),
+    "mnist_digits.bbc": ("mnist", "mnist_4", {}),
+    "biva_digits.bbc": ("biva-mnist", "mnist_4", {}),
+    "rgb_cifar.bbc": ("rgb", "cifar_2", {}),
+    "rgb_tiled.bbc": ("rgb", "cifar_wide", {}),
+}
 
 
-def importance_images(images: np.ndarray) -> list[np.ndarray]:
-    """Enough images (the three, ten times over) for the chain to warm up and then weight."""
-    return list(images) * 10
+def inputs() -> dict[str, np.ndarray | list[np.ndarray]]:
+    """The images each case codes, stored once in v2/inputs.npz (so tests need no data download)."""
+    path = V2 / "inputs.npz"
+    if path.exists():
+        return dict(np.load(path))
+    from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_cifar10_samples, load_mnist
+    from tests.conftest import random_digits
+
+    mnist = load_mnist("test")[0]
+    cifar = np.stack(load_cifar10_samples()[0][:2])
+    tiny = random_digits(3, seed=123)
+    tiny[2] = tiny[2][::-1]
+    arrays = {
+        "tiny_digits": tiny, "tiny_digit": tiny[:1], "tiny_digits_x10": np.concatenate([tiny] * 10),
+        "mnist_8": mnist[:8], "mnist_1": mnist[:1], "mnist_12": mnist[:12], "mnist_4": mnist[:4],
+        "binary_4": binarize(mnist[:4], seed=BINARIZED_TEST_SEED), "cifar_2": cifar,
+        "cifar_wide": np.concatenate([cifar[0], cifar[1]], axis=1)[None],  # 32 x 64: tiled in 32 x 32
+    }
+    np.savez_compressed(path, **arrays)
+    return arrays
+
+
+def write(name: str, images: np.ndarray, model: str | None, options: dict) -> bytes:
+    import bbcodec
+
+    return bbcodec.compress(list(images), model=model, **options)
 
 
 def main() -> None:
-    import os
+    from bench.stamp import stamp
 
-    if not (HERE / "zoo" / "tiny" / "weights.safetensors").exists():
-        write_zoo_model(HERE / "zoo", "tiny", make_tiny(TINY_CONFIG, 0))
-    os.environ["BBCODEC_MODELS_DIR"] = str(HERE / "zoo")
-    import bbcodec
-
-    if not (HERE / "digits.npy").exists():
-        images = random_digits(3, seed=123)
-        images[2] = images[2][::-1]
-        np.save(HERE / "digits.npy", images)
-    images = np.load(HERE / "digits.npy")
-    outputs = {
-        "digits_anchored.bbc": bbcodec.compress(list(images), model="tiny", names=["a.png", "b.png", "c.png"]),
-        "one_digit.bbc": bbcodec.compress([images[0]], model="tiny"),
-        "digits_importance.bbc": bbcodec.compress(importance_images(images), model="tiny", samples=4),
-    }
-    for name, data in outputs.items():
-        (HERE / name).write_bytes(data)
+    os.environ["BBCODEC_MODELS_DIR"] = str(HERE / "zoo")  # the tiny model; shipped models come after it
+    V2.mkdir(exist_ok=True)
+    arrays = inputs()
+    manifest_path = V2 / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    provenance = stamp("python tests/golden/make_golden.py")
+    for name, (model, key, options) in CASES.items():
+        if (V2 / name).exists():
+            continue  # golden files are never rewritten
+        data = write(name, arrays[key], model, options)
+        (V2 / name).write_bytes(data)
+        manifest[name] = {"model": model, "input": key, "options": options, "bytes": len(data),
+                          "cpu": provenance["cpu"], "written_by": f"bbcodec {provenance['commit'][:12]}",
+                          "date": provenance["date"]}
         print(f"{name}: {len(data)} bytes")
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
