@@ -87,7 +87,7 @@ def categorical(freqs: torch.Tensor) -> Codec:
     n, k = freqs.shape
     if n and (bool((freqs.sum(dim=1) != PROB_TOTAL).any()) or int(freqs.min()) < 1):
         raise ValueError(f"frequency tables must total 2^{PROB_BITS} with every entry at least 1")
-    params = (freqs - 1).to(torch.float32).numpy()
+    params = (freqs - 1).numpy().astype(np.float32)  # whole numbers below 2^24: exact in float32
     family = models.Categorical(perfect=False)
 
     def push(stack: Stack, symbols: np.ndarray) -> None:

