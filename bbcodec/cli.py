@@ -280,10 +280,11 @@ def info(source: str, as_json: bool) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(as_json: bool) -> None:
-    """List the shipped models with the test rate stated in their model card."""
+    """List the shipped models with their test -ELBO: the integer coding form's (what files
+    pay), and the float model's beside it (models/NAME/scores.json)."""
     rows = [
         {"name": m.name, "arch": m.arch, "channels": m.image_channels, "test_bpd": m.test_bpd,
-         "sha256": m.sha256[:16], "path": str(m.path)}
+         "float_test_bpd": m.float_test_bpd, "sha256": m.sha256[:16], "path": str(m.path)}
         for m in bbcodec.list_models()
     ]
     if as_json:
@@ -293,7 +294,9 @@ def models(as_json: bool) -> None:
         click.echo("no models installed")
     width = max((len(r["name"]) for r in rows), default=0)
     for r in rows:
-        rate = f"{r['test_bpd']:.4f} bits/dim (test -ELBO)" if r["test_bpd"] is not None else "unscored"
+        rate = "unscored"
+        if r["test_bpd"] is not None:
+            rate = f"{r['test_bpd']:.4f} bits/dim test -ELBO (float model {r['float_test_bpd']:.4f})"
         kind = "grayscale" if r["channels"] == 1 else "RGB"
         click.echo(f"{r['name']:<{width}}  {r['arch']:<6} {kind:<9} {rate}")
 

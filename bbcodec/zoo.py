@@ -23,7 +23,7 @@ import torch
 from bbcodec.errors import ModelMismatchError
 from bbcodec.exact.export import INTEGER_FILE, load_integer, read_integer_meta
 from bbcodec.nn import build_config
-from bbcodec.weights import file_sha256, read_meta
+from bbcodec.weights import file_sha256, load_weights, read_meta
 
 DEFAULT_MODEL = "mnist"  # grayscale of any size
 # Without --model, the first of these that codes the images wins (then any other).
@@ -138,6 +138,13 @@ def load_model(name: str = DEFAULT_MODEL) -> tuple[torch.nn.Module, ModelInfo]:
     """The integer coding form of a shipped model (proven exact on load) and its registry entry."""
     info = find_model(name)
     return _load(info.path, info.sha256), info
+
+
+def load_float_model(name: str) -> torch.nn.Module:
+    """The float model a shipped integer form was exported from (training, float bounds; never coding)."""
+    info = find_model(name)
+    model, _ = load_weights(info.path.with_name("weights.safetensors"))
+    return model
 
 
 def name_for_hash(weights_hash: bytes) -> str:

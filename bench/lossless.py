@@ -15,6 +15,8 @@ import torch
 
 import bbcodec
 from bbcodec.api import padded_chw
+from bbcodec.exact.bounds import negative_elbo_bits
+from bbcodec.zoo import load_float_model
 from bbcodec.nn.objective import LN2, elbo_terms, iwae_bound
 from bench.datasets import BenchSet
 
@@ -39,8 +41,10 @@ print(json.dumps({"seconds": elapsed, "bit_exact": ok, "peak_rss_mb": peak}))
 
 
 @torch.no_grad()
-def model_bounds(model: torch.nn.Module, x: torch.Tensor, iwae_k: int, iwae_n: int) -> dict:
-    """−ELBO on all images and −L_k (Burda et al.) on the first ``iwae_n``, in bits/dim."""
+def model_bounds(model: torch.nn.Module, x: torch.Tensor, iwae_k: int, iwae_n: int,
+                 integer: torch.nn.Module | None = None) -> dict:
+    """The float model's −ELBO on all images and −L_k (Burda et al.) on the first ``iwae_n``,
+    and the integer coding form's own −ELBO (what the coder pays), in bits/dim."""
     torch.manual_seed(0)
     dims = x[0].numel()
 
@@ -49,6 +53,9 @@ def model_bounds(model: torch.nn.Module, x: torch.Tensor, iwae_k: int, iwae_n: i
                    for i in range(0, len(batch), 500)) / LN2
 
     out = {"neg_elbo_bpd": neg_elbo_bits(x) / len(x) / dims}
+    if integer is not None:
+        bits = sum(negative_elbo_bits(integer, x[i : i + 100].numpy(), 8).sum() for i in range(0, len(x), 100))
+        out["integer_neg_elbo_bpd"] = float(bits) / len(x) / dims
     if iwae_k > 1 and iwae_n > 0:
         sub = x[:iwae_n]
         lk = torch.cat([iwae_bound(model, sub[i : i + 4], iwae_k, chunk=min(iwae_k, 256)) for i in range(0, len(sub), 4)])
@@ -69,13 +76,14 @@ def decode_in_fresh_process(data: bytes, expected: list[np.ndarray]) -> dict:
 
 def lossless_row(model_name: str, data: BenchSet, singles: int, iwae_k: int, iwae_n: int) -> dict:
     """Every figure of one (model, dataset) pair; see ``python -m bench --help``."""
-    model, info = bbcodec.load_model(model_name)
+    integer, info = bbcodec.load_model(model_name)
+    model = load_float_model(model_name)
     images = data.images
     dims = data.dims
     row: dict = {"dataset": data.title, "dataset_key": data.key, "model": model_name, "kind": "bbcodec lossless"}
     if len({img.shape for img in images}) == 1:
         x = torch.from_numpy(np.stack([padded_chw(img, info.downsampling) for img in images]))
-        row.update(model_bounds(model, x, iwae_k, iwae_n))
+        row.update(model_bounds(model, x, iwae_k, iwae_n, integer))
         if x[0].numel() != images[0].size:
             row["bounds_note"] = "bounds are per padded dimension"
     t = time.perf_counter()
@@ -120,7 +128,8 @@ def lossless_row(model_name: str, data: BenchSet, singles: int, iwae_k: int, iwa
 def importance_row(model_name: str, data: BenchSet, samples: int) -> dict:
     """Importance-weighted bits-back (``--samples K``): the file beside −ELBO and −L_K on
     the same images (both sampled once, seed 0)."""
-    model, info = bbcodec.load_model(model_name)
+    _, info = bbcodec.load_model(model_name)
+    model = load_float_model(model_name)
     images = data.images
     x = torch.from_numpy(np.stack([padded_chw(img, info.downsampling) for img in images]))
     torch.manual_seed(0)

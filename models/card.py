@@ -77,6 +77,24 @@ def data_line(recipe: dict) -> str:
             "test images. sha256: " + ", ".join(f"{k} `{v[:16]}…`" for k, v in MNIST_SHA256.items()))
 
 
+def integer_lines(folder: Path) -> list[str]:
+    """The integer coding form (what files pay) and its measured test −ELBO (scores.json)."""
+    integer = folder / "integer.safetensors"
+    if not integer.exists():
+        return []
+    lines = ["## Integer coding form (what .bbc files use)", "",
+             f"* `integer.safetensors`, sha256 `{file_sha256(integer)}`: 12-bit weights, 2^-14 activation grid, "
+             "exported by `python -m models.export` (docs/EXACTNESS.md)."]
+    scores_path = folder / "scores.json"
+    if scores_path.exists():
+        sc = json.loads(scores_path.read_text())
+        st = sc["stamp"]
+        lines.append(f"* Test −ELBO on {sc['test_set']}: integer form **{sc['integer_neg_elbo_bpd']:.4f} bits/dim**, "
+                     f"float model {sc['float_neg_elbo_bpd']:.4f} (`scores.json`: `{st['command']}`, commit "
+                     f"{st['commit'][:12]}, {st['cpu']}, {st['date']}).")
+    return lines + [""]
+
+
 def render(folder: Path) -> str:
     recipe = json.loads((folder / "recipe.json").read_text())
     records = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
@@ -109,7 +127,8 @@ def render(folder: Path) -> str:
         + f", {training_minutes(records):.0f} minutes of wall-clock training in {runs} run(s)"
         + (" over all phases." if phases > 1 else "."),
         "",
-        "## Scores (test set, all of it, computed at export)",
+        *integer_lines(folder),
+        "## Scores of the float model (test set, all of it, computed at export)",
         "",
         f"* −ELBO: **{meta['test_bpd']:.4f} bits/dim**"
         + (f" ({meta['test_bpd'] * 784:.1f} bits per digit)" if meta["config"].get("image_channels", 1) == 1 else "")

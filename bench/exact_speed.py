@@ -1,0 +1,102 @@
+"""Integer coding against the float coder of the previous release, side by side in one run.
+
+    git worktree add /tmp/bbcodec-0.1 <commit of bbcodec 0.1>      # the float coder
+    python -m bench.exact_speed --baseline /tmp/bbcodec-0.1 --images 1000 --rounds 2
+
+Each round codes the same images with each coder in a fresh process, alternating
+(float, integer, float, integer, ...), so machine noise hits both alike; encode and
+decode are timed inside the process through the public API (model loading and
+imports excluded). Results: ``bench/results/exact_speed.json`` with its stamp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.stamp import stamp
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = r"""
+import json, sys, time, numpy as np
+try:
+    from bbcodec import numerics
+    numerics.pin()  # the float coder's portable kernels, as its CLI ran
+except ImportError:
+    pass
+import bbcodec
+images = list(np.load(sys.argv[1]))
+bbcodec.compress(images[:2], model=sys.argv[2])  # load the model, compile kernels: not timed
+t = time.perf_counter(); data = bbcodec.compress(images, model=sys.argv[2]); enc = time.perf_counter() - t
+t = time.perf_counter(); out = bbcodec.decompress(data); dec = time.perf_counter() - t
+ok = all(np.array_equal(a, b) for a, b in zip(out, images))
+print(json.dumps({"encode_s": enc, "decode_s": dec, "bytes": len(data), "exact": ok}))
+"""
+MNIST_MODELS = ("vlae-mnist-large", "vlae-mnist-wide", "mnist", "biva-mnist", "vlae-mnist-binary")
+
+
+def _images(model: str, n: int) -> np.ndarray:
+    from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_cifar10_samples, load_mnist
+
+    if model == "rgb":
+        return np.stack(load_cifar10_samples()[0])
+    digits = load_mnist("test")[0][:n]
+    return binarize(digits, seed=BINARIZED_TEST_SEED) if model == "vlae-mnist-binary" else digits
+
+
+def _run(tree: Path, npy: Path, model: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env.pop("BBCODEC_MODELS_DIR", None)
+    out = subprocess.run([sys.executable, "-c", WORKER, str(npy), model], capture_output=True, text=True,
+                         check=True, cwd=tree, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", type=Path, required=True, help="a checkout of the float coder's release")
+    parser.add_argument("--images", type=int, default=1000, help="MNIST test digits (rgb: the 20 CIFAR-10 images)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--models", nargs="+", default=[*MNIST_MODELS, "rgb"])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "exact_speed.json")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models:
+            images = _images(model, args.images)
+            npy = Path(tmp) / f"{model}.npy"
+            np.save(npy, images)
+            runs: dict[str, list[dict]] = {"float": [], "integer": []}
+            for _ in range(args.rounds):
+                runs["float"].append(_run(args.baseline, npy, model))
+                runs["integer"].append(_run(ROOT, npy, model))
+            row = {"model": model, "images": len(images)}
+            for coder, results in runs.items():
+                row[coder] = {
+                    "encode_img_per_s": len(images) / min(r["encode_s"] for r in results),
+                    "decode_img_per_s": len(images) / min(r["decode_s"] for r in results),
+                    "file_bpd": 8 * results[0]["bytes"] / images.size,
+                    "exact": all(r["exact"] for r in results),
+                }
+            row["encode_ratio"] = row["integer"]["encode_img_per_s"] / row["float"]["encode_img_per_s"]
+            row["decode_ratio"] = row["integer"]["decode_img_per_s"] / row["float"]["decode_img_per_s"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = {"stamp": stamp(), "baseline_commit": git_commit_of(args.baseline), "rows": rows}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def git_commit_of(tree: Path) -> str:
+    out = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
