@@ -24,56 +24,66 @@ LOG2_E = round(math.log2(math.e) * (1 << LOG2_FRAC))  # natural-log grid logits 
 class CoupledLogistics:
     """Integer parameters on the grid: ``logits`` (N, K, H, W); ``means``, ``log_scales``,
     ``coeffs`` (already tanh'd) (N, K, 3, H, W). An :class:`~bbcodec.contract.Autoregressive`
-    model of three steps (R, G, B over every pixel)."""
+    model of three steps (R, G, B over every pixel); :meth:`parallel` gives the same
+    three distributions at once from known pixels (teacher forcing)."""
 
     num_steps = 3
 
     def __init__(self, logits: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor,
                  coeffs: torch.Tensor) -> None:
-        self.log2_pi = (logits.to(torch.int64) * LOG2_E) >> FRAC  # unnormalised log2 weights
-        self.means, self.coeffs = means, coeffs
-        self.inv_scales = inverse_scales(log_scales)
+        last = lambda t: t.movedim(1, -1)  # noqa: E731  (N, [3,] H, W, K) after moving K last
+        self.log2_pi = last((logits.to(torch.int64) * LOG2_E) >> FRAC)  # (N, H, W, K), unnormalised
+        self.means = [last(means[:, :, t]) for t in range(3)]  # each (N, H, W, K), grid float64
+        self.coeffs = [last(coeffs[:, :, c]) for c in range(3)]
+        inv = inverse_scales(log_scales)
+        self.inv_scales = [last(inv[:, :, t]) for t in range(3)]
         n, _, _, h, w = means.shape
         self.shape = (n, 3, h, w)
-        self._x: torch.Tensor | None = None
+        self._units: list[torch.Tensor] = []
+        self._masses: list[torch.Tensor] = []
+        self._current: Logistics | None = None
 
-    def _channel(self, x: torch.Tensor, t: int) -> Logistics:
-        """Channel ``t``'s components given the pixels ``x`` (N, 3, H, W) before it, with
-        the mixture weights left to the caller: layout (N, H, W, K)."""
-        u = tables.load().float["pixel_unit"][x.to(torch.int64)].unsqueeze(1)  # (N, 1, 3, H, W)
-        mean = self.means[:, :, t]
+    def _components(self, units: list[torch.Tensor], t: int) -> Logistics:
+        """Channel ``t``'s components (weights left zero) given the grid values ``units`` of the
+        channels before it, each (N, H, W)."""
+        mean = self.means[t]
         for c in range(t):
-            mean = mean + fixed_mul(self.coeffs[:, :, t * (t - 1) // 2 + c], u[:, :, c])
-        means = mean.to(torch.int64).clamp(-MEAN_LIMIT, MEAN_LIMIT).permute(0, 2, 3, 1)
-        inv = self.inv_scales[:, :, t].permute(0, 2, 3, 1)
-        return Logistics(torch.zeros_like(means), means, inv)
+            mean = mean + fixed_mul(self.coeffs[t * (t - 1) // 2 + c], units[c].unsqueeze(-1))
+        means = mean.to(torch.int64).clamp(-MEAN_LIMIT, MEAN_LIMIT)
+        return Logistics(torch.zeros_like(means), means, self.inv_scales[t])
 
-    def _log2_weights(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        """(N, H, W, K): log2 π_k plus the log2 mass of every channel before ``t``."""
-        total = self.log2_pi.permute(0, 2, 3, 1)
-        for c in range(t):
-            total = total + self._channel(x, c).component_log2_mass(x[:, c])
-        return total
-
-    def step(self, x: torch.Tensor, t: int) -> Logistics:
-        comp = self._channel(x, t)
-        return Logistics(softmax2_weights(self._log2_weights(x, t)), comp.means, comp.inv_scales)
+    def _step(self, units: list[torch.Tensor], masses: list[torch.Tensor], t: int) -> Logistics:
+        """Channel ``t`` with the responsibilities given the channels before it (their log2
+        masses ``masses``): weights ∝ 2^(log2 π_k + Σ_c log2 P_k(x_c))."""
+        comp = self._components(units, t)
+        log2_weights = self.log2_pi
+        for mass in masses[:t]:
+            log2_weights = log2_weights + mass
+        return Logistics(softmax2_weights(log2_weights), comp.means, comp.inv_scales)
 
     def parallel(self, x: torch.Tensor) -> list[Logistics]:
         """The three channels' distributions given the true pixels (teacher forcing)."""
-        return [self.step(x, t) for t in range(3)]
+        unit_table = tables.load().float["pixel_unit"]
+        units = [unit_table[x[:, c].to(torch.int64)] for c in range(3)]
+        masses = [self._components(units, c).component_log2_mass(x[:, c]) for c in range(2)]
+        return [self._step(units, masses, t) for t in range(3)]
 
-    # --- the Autoregressive contract ---------------------------------------------------
+    # --- the Autoregressive contract (the decoder's order) ------------------------------
     def reset(self) -> None:
-        self._x = torch.zeros(self.shape, dtype=torch.uint8)
+        self._units, self._masses, self._current = [], [], None
 
     def step_index(self, t: int) -> tuple[slice, slice]:
         return slice(None), slice(t, t + 1)
 
     def step_distribution(self, t: int) -> Logistics:
-        assert self._x is not None
-        return self.step(self._x, t)
+        self._current = self._step(self._units, self._masses, t)
+        return self._current
 
     def write(self, t: int, values: torch.Tensor) -> None:
-        assert self._x is not None
-        self._x[:, t : t + 1] = values.view(self._x[:, t : t + 1].shape)
+        """Record channel ``t``'s coded values: their grid value and, for the channels after
+        it, their log2 mass under each of channel ``t``'s components."""
+        assert self._current is not None and len(self._units) == t
+        v = values.reshape(self.shape[0], *self.shape[2:])
+        self._units.append(tables.load().float["pixel_unit"][v.to(torch.int64)])
+        if t < 2:
+            self._masses.append(self._current.component_log2_mass(v))

@@ -4,7 +4,10 @@ The torch formulations in :mod:`bbcodec.exact.distributions` define the results;
 these loops compute the same integers in one pass per pixel, without the large
 intermediate tensors (tests check the two agree). Integer arithmetic compiled by
 LLVM is the same on every CPU, and each output element is computed by one thread,
-so the thread count changes nothing.
+so the thread count changes nothing. The elementwise kernels run on one thread (their
+arrays are small: one coding step of a group, where starting threads costs more than
+it saves, and far more when another process holds the cores); only the pixel tables
+of a whole teacher-forced pass are split across threads.
 """
 
 from __future__ import annotations
@@ -15,9 +18,8 @@ import numpy as np
 from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL, WEIGHT_TOTAL_BITS
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
-def logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
-                         sigmoid: np.ndarray, shift: int, offset: int) -> np.ndarray:  # pragma: no cover - compiled
+def _logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
+                          sigmoid: np.ndarray, shift: int, offset: int) -> np.ndarray:  # pragma: no cover - compiled
     rows, k = weights.shape
     n_edges = edges.shape[0]
     n = n_edges + 1
@@ -39,6 +41,17 @@ def logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.
     return out
 
 
+_logistic_parallel = numba.njit(cache=True, parallel=True, nogil=True)(_logistic_frequencies)
+_logistic_serial = numba.njit(cache=True, nogil=True)(_logistic_frequencies)  # few rows: no thread start-up
+
+
+def logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
+                         sigmoid: np.ndarray, shift: int, offset: int) -> np.ndarray:
+    """(rows, 256) integer frequency tables of discretised logistic mixtures (rows, K)."""
+    kernel = _logistic_parallel if len(weights) >= 256 else _logistic_serial
+    return kernel(weights, means, inv_scales, edges, sigmoid, shift, offset)
+
+
 @numba.njit(cache=True, inline="always")
 def _silu(y: float, table: np.ndarray, offset: int) -> float:  # pragma: no cover - compiled
     idx = int(np.floor(y * 0.25)) + offset  # activation grid (2^-14) -> table grid (2^-12)
@@ -51,7 +64,7 @@ def _requant(acc: float, scale: float, limit: float) -> float:  # pragma: no cov
     return min(max(np.rint(acc * scale), -limit), limit)
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def silu(x: np.ndarray, table: np.ndarray, offset: int) -> np.ndarray:  # pragma: no cover - compiled
     flat = x.ravel()
     out = np.empty_like(flat)
@@ -60,7 +73,7 @@ def silu(x: np.ndarray, table: np.ndarray, offset: int) -> np.ndarray:  # pragma
     return out.reshape(x.shape)
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def requant_silu(acc: np.ndarray, scale: np.ndarray, table: np.ndarray, offset: int,
                  limit: float) -> np.ndarray:  # pragma: no cover - compiled
     rows, cols = acc.shape
@@ -71,7 +84,7 @@ def requant_silu(acc: np.ndarray, scale: np.ndarray, table: np.ndarray, offset: 
     return out
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def requant_add_silu(acc: np.ndarray, scale: np.ndarray, h: np.ndarray, table: np.ndarray, offset: int,
                      limit: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     rows, cols = acc.shape
@@ -85,7 +98,7 @@ def requant_add_silu(acc: np.ndarray, scale: np.ndarray, h: np.ndarray, table: n
     return out, act
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def requant_add(acc: np.ndarray, scale: np.ndarray, h: np.ndarray, limit: float) -> np.ndarray:  # pragma: no cover
     """``saturate(h + requant(acc))`` (a window convolution's step plus its conditioning)."""
     rows, cols = acc.shape
@@ -96,7 +109,7 @@ def requant_add(acc: np.ndarray, scale: np.ndarray, h: np.ndarray, limit: float)
     return out
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def requant_channels(acc: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray:  # pragma: no cover
     """``requant`` of an (N, C, L) accumulator with one scale per channel C."""
     n, c, length = acc.shape
@@ -108,7 +121,7 @@ def requant_channels(acc: np.ndarray, scale: np.ndarray, limit: float) -> np.nda
     return out
 
 
-@numba.njit(cache=True, parallel=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def requant_rows(acc: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray:  # pragma: no cover
     """``requant`` of a (rows, C) accumulator with one scale per column C."""
     rows, cols = acc.shape
