@@ -43,7 +43,7 @@ def stamp(command: str | None = None) -> dict:
     import torch
 
     return {
-        "command": command or " ".join(["python", "-m", *sys.argv[:1], *sys.argv[1:]]),
+        "command": command or " ".join(["python", *sys.orig_argv[1:]]),
         "commit": git_commit(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
