@@ -32,12 +32,12 @@ def main() -> None:
     # 2. the coder itself: bits-back on your own stack, e.g. to interleave other data.
     model, _ = bbcodec.load_model("mnist")
     coder = BitsBackCoder(model, CoderSettings(latent_precision=8))
-    stack = Stack(np.arange(1, 200, dtype=np.uint32))  # your own bits become the initial bits
+    stack = Stack(np.arange(1, 2000, dtype=np.uint32))  # your own bits become the initial bits
     x = np.stack(batch[:4])[:, None]  # (N, C, H, W) uint8
     popped = coder.encode_group(stack, x)
     print(f"group of 4: read {popped} bits back from the stack, stack now {stack.num_bits()} bits")
     decoded = coder.decode_group(stack, x.shape)
-    assert np.array_equal(decoded, x) and np.array_equal(stack.words(), np.arange(1, 200, dtype=np.uint32))
+    assert np.array_equal(decoded, x) and np.array_equal(stack.words(), np.arange(1, 2000, dtype=np.uint32))
     print("decoded the group and got the original stack back")
 
 
