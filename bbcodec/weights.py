@@ -11,17 +11,22 @@ import json
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
+import torch
 from torch import nn
 
 from bbcodec.errors import ModelMismatchError
 
 
-def save_weights(model: nn.Module, path: Path, meta: dict) -> None:
-    """Write float32 weights plus ``meta`` (must contain 'arch' and 'config') atomically."""
-    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict) -> None:
+    """Write ``tensors`` plus ``meta`` (must contain 'arch' and 'config') atomically."""
     tmp = path.with_suffix(".partial")
     save_file(tensors, str(tmp), metadata={"bbcodec": json.dumps(meta, sort_keys=True)})
     tmp.replace(path)
+
+
+def save_weights(model: nn.Module, path: Path, meta: dict) -> None:
+    """Write float32 weights plus ``meta`` atomically."""
+    save_tensors({k: v.detach().float().contiguous() for k, v in model.state_dict().items()}, path, meta)
 
 
 def read_meta(path: Path) -> dict:

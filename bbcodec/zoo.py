@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from bbcodec.errors import ModelMismatchError
-from bbcodec.exact.export import INTEGER_FILE, load_integer, read_integer_meta
+from bbcodec.exact.export import INTEGER_FILE, load_integer
 from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, load_weights, read_meta
 
@@ -82,7 +82,7 @@ class ModelInfo:
 
 def _info(name: str, folder: Path) -> ModelInfo:
     integer = folder / INTEGER_FILE
-    meta = read_integer_meta(integer)
+    meta = read_meta(integer)
     float_meta = read_meta(folder / "weights.safetensors") if (folder / "weights.safetensors").exists() else {}
     scores = _scores(folder)
     config = build_config(meta["arch"], meta["config"])

@@ -28,8 +28,8 @@ import torch
 
 from bbcodec.contract import InferredLatent, LatentEvent
 from bbcodec.data import load_mnist
-from bbcodec.exact.bounds import observation_log2, posterior_log2, prior_log2
-from bbcodec.exact.distributions import LOG2_FRAC, gaussian_bin_frequencies
+from bbcodec.exact.bounds import observation_log2, posterior_frequencies, posterior_log2, prior_log2
+from bbcodec.exact.distributions import LOG2_FRAC
 from bbcodec.exact.random import Stream, sample
 from bbcodec.nn.objective import elbo_terms
 from bbcodec.walk import walk_latents
@@ -48,11 +48,7 @@ def breakdown(model: torch.nn.Module, float_model: torch.nn.Module, x: np.ndarra
     posterior_bits: dict[int, float] = {}
 
     def choose(event: LatentEvent) -> np.ndarray:
-        if event.static_bins:
-            freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision)
-        else:
-            freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision,
-                                             event.prior_mean, event.prior_std)
+        freqs = posterior_frequencies(event, precision)
         idx = sample(freqs, stream.next(len(freqs)))
         posterior_bits[id(event)] = -int(posterior_log2(event, idx, precision).sum()) / ONE_BIT
         return idx.numpy()

@@ -53,13 +53,16 @@ def observation_log2(obs: object, x: torch.Tensor) -> torch.Tensor:
     return pixel_log2(obs, x.reshape(n, -1))
 
 
+def posterior_frequencies(event: LatentEvent, precision: int) -> torch.Tensor:
+    """(dims, 2^p) the posterior's frequencies on the event's bins (the prior's, or static ones)."""
+    if event.static_bins:
+        return gaussian_bin_frequencies(event.post_mean, event.post_std, precision)
+    return gaussian_bin_frequencies(event.post_mean, event.post_std, precision, event.prior_mean, event.prior_std)
+
+
 def posterior_log2(event: LatentEvent, indices: torch.Tensor, precision: int) -> torch.Tensor:
     """log2 Q(bin) (2^-20 bits) of the chosen bins under the posterior's table, per image."""
-    if event.static_bins:
-        freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision)
-    else:
-        freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision, event.prior_mean, event.prior_std)
-    return _per_image(frequency_log2(freqs, indices), event.shape[0])
+    return _per_image(frequency_log2(posterior_frequencies(event, precision), indices), event.shape[0])
 
 
 def prior_log2(event: GaussianLatent, indices: torch.Tensor, precision: int) -> torch.Tensor:
@@ -89,11 +92,7 @@ def negative_elbo_bits(model: LatentModel, x: np.ndarray, precision: int, key: i
     stream = Stream(key)
 
     def draw(event: LatentEvent) -> np.ndarray:
-        if event.static_bins:
-            freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision)
-        else:
-            freqs = gaussian_bin_frequencies(event.post_mean, event.post_std, precision,
-                                             event.prior_mean, event.prior_std)
+        freqs = posterior_frequencies(event, precision)
         return sample(freqs, stream.next(len(freqs))).numpy()
 
     walk = walk_latents(model, xt, tuple(x.shape), precision, draw)

@@ -9,12 +9,10 @@ records its hash, so the integer form is what a file is bound to.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from bbcodec.errors import ModelMismatchError
@@ -25,6 +23,7 @@ from bbcodec.exact.vlae import ExactVLAE
 from bbcodec.nn import build_config
 from bbcodec.nn.hvae import HVAE
 from bbcodec.nn.vlae import VLAE
+from bbcodec.weights import read_meta, save_tensors
 
 INTEGER_FILE = "integer.safetensors"
 EXACT_FORMAT = 1  # the integer forms' own layout; a change is a new format revision
@@ -52,23 +51,12 @@ def save_integer(model: nn.Module, path: Path, meta: dict) -> None:
     """Write the integer form atomically; ``meta`` adds to the required fields."""
     full = {"arch": model.arch, "config": model.cfg.to_dict(), "exact_format": EXACT_FORMAT,
             "tables_sha256": tables.SHA256, **meta}
-    tensors = {k: _narrow(v) for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".partial")
-    save_file(tensors, str(tmp), metadata={"bbcodec": json.dumps(full, sort_keys=True)})
-    tmp.replace(path)
-
-
-def read_integer_meta(path: Path) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        meta = (f.metadata() or {}).get("bbcodec")
-    if meta is None:
-        raise ModelMismatchError(f"{path} has no bbcodec metadata")
-    return json.loads(meta)
+    save_tensors({k: _narrow(v) for k, v in model.state_dict().items()}, path, full)
 
 
 def load_integer(path: Path) -> tuple[nn.Module, dict]:
     """Build the integer model named inside ``path``, load it and prove its bounds."""
-    meta = read_integer_meta(path)
+    meta = read_meta(path)
     if meta.get("exact_format") != EXACT_FORMAT or meta.get("tables_sha256") != tables.SHA256:
         raise ModelMismatchError(f"{path} is an integer form of another format revision; reinstall its bbcodec")
     arch = meta["arch"]

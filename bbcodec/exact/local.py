@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import saturate
 from bbcodec.exact.layers import IConv2d, ILinear, requantise_add, requantise_add_silu, requantise_silu, silu
+from bbcodec.nn.local_pixelcnn import RasterSteps
 
 
 class IPixelHead(nn.Module):
@@ -94,7 +95,7 @@ class ILocalPixelNet(nn.Module):
         return self.head(local).view(n, h, w, -1)
 
 
-class ExactPixelSteps:
+class ExactPixelSteps(RasterSteps):
     """p(x | z) of an :class:`ILocalPixelNet` as a :class:`~bbcodec.contract.Autoregressive`
     model whose step distributions carry integer frequency tables.
 
@@ -144,16 +145,6 @@ class ExactPixelSteps:
         self._canvas[:, c, net.pad_top :, net.pad_side : net.pad_side + w] = self.one
         self._cond_steps = self.cond.permute(2, 3, 0, 1).reshape(h * w, n, -1).contiguous()
         self._position = None
-
-    def _where(self, t: int) -> tuple[int, int, int, int]:
-        position, channel = divmod(t, self.sub_steps)
-        i, j = divmod(position, self.shape[3])
-        return position, channel, i, j
-
-    def step_index(self, t: int) -> tuple[slice, slice, int, int]:
-        _, channel, i, j = self._where(t)
-        channels = slice(None) if self.sub_steps == 1 else slice(channel, channel + 1)
-        return slice(None), channels, i, j
 
     def step_distribution(self, t: int) -> object:
         assert self._canvas is not None and self._cond_steps is not None

@@ -99,7 +99,25 @@ class LocalPixelNet(nn.Module):
         return self.head((local + cond).permute(0, 2, 3, 1))
 
 
-class LocalPixelSteps:
+class RasterSteps:
+    """Which pixels step ``t`` codes: raster positions, each split into one sub-step per
+    channel when the channels are coupled. Shared by the float and the integer decoder."""
+
+    shape: tuple[int, int, int, int]
+    sub_steps: int
+
+    def _where(self, t: int) -> tuple[int, int, int, int]:
+        position, channel = divmod(t, self.sub_steps)
+        i, j = divmod(position, self.shape[3])
+        return position, channel, i, j
+
+    def step_index(self, t: int) -> tuple[slice, slice, int, int]:
+        _, channel, i, j = self._where(t)
+        channels = slice(None) if self.sub_steps == 1 else slice(channel, channel + 1)
+        return slice(None), channels, i, j
+
+
+class LocalPixelSteps(RasterSteps):
     """p(x | z) of a :class:`LocalPixelNet` as a :class:`~bbcodec.contract.Autoregressive` model.
 
     ``distribution`` turns parameters (..., P) into the distribution of one or many
@@ -135,16 +153,6 @@ class LocalPixelSteps:
         self._cond_steps = self.cond.float().permute(2, 3, 0, 1).reshape(h * w, n, -1).contiguous()
         self._weight = net.masked_weight().reshape(net.hidden, -1).contiguous()
         self._position = None
-
-    def _where(self, t: int) -> tuple[int, int, int, int]:
-        position, channel = divmod(t, self.sub_steps)
-        i, j = divmod(position, self.shape[3])
-        return position, channel, i, j
-
-    def step_index(self, t: int) -> tuple[slice, slice, int, int]:
-        _, channel, i, j = self._where(t)
-        channels = slice(None) if self.sub_steps == 1 else slice(channel, channel + 1)
-        return slice(None), channels, i, j
 
     def step_distribution(self, t: int) -> PixelDistribution:
         assert self._canvas is not None and self._cond_steps is not None and self._weight is not None
