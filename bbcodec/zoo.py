@@ -27,12 +27,10 @@ from bbcodec.weights import file_sha256, load_weights, read_meta
 
 DEFAULT_MODEL = "mnist"  # grayscale of any size
 # Without --model, the first of these that codes the images wins (then any other).
-# The VLAEs code 28x28 only, but there they beat mnist on every measure we run
-# (file rate, single image, decode speed: bench/results); vlae-mnist-wide beats
-# vlae-mnist (file 1.116 against 1.157 bits/dim on the test set, lossy label
-# agreement 95.5% against about 91%). vlae-mnist-large has the lowest lossless file
-# rate (1.035 bits/dim; bench/results/vlae-mnist-large_10k.json) and decodes slower
-# (169 digits/s), so it leads the lossless ranking only.
+# The VLAEs code 28x28 only, but there they beat mnist on rate (models/*/scores.json).
+# vlae-mnist-large has the lowest rate and is the slowest VLAE, so it leads the
+# lossless ranking only; vlae-mnist-wide leads the lossy one (label agreement at a rate,
+# bench/results/lossy_vlae-mnist-wide.json).
 PREFERENCE = ("vlae-mnist-large", "vlae-mnist-wide", "mnist", "rgb")
 # Lossy coding ranks separately: a model's lossy quality (label agreement at a rate)
 # is measured on its own, and the best lossless model need not be the best lossy one.
