@@ -11,7 +11,8 @@ machine; the pixel CRC in the container catches anything else.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,22 @@ from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL
 PixelTables = Logistics | BernoulliPixels
 
 TABLE_BUDGET = 1 << 22  # table entries built at once (32 MB of int64), whatever the image size
+# A decoding step of fewer images than this runs its small matrix products on one
+# thread: starting threads costs more than it saves there, and on a busy machine far
+# more (thread hand-offs stall). Results are exact integers either way.
+ONE_THREAD_BELOW = 256
+
+
+@contextmanager
+def step_threads(rows: int) -> Iterator[None]:
+    """Run the step loop of ``rows`` images on one torch thread when that is faster."""
+    before = torch.get_num_threads()
+    if rows < ONE_THREAD_BELOW and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -202,11 +219,12 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
     def pop(stack: Stack) -> np.ndarray:
         out = np.empty((n, c, h, w), dtype=np.uint8)
         obs.reset()
-        for t in range(obs.num_steps):
-            index = obs.step_index(t)
-            values = categorical(pixel_frequencies(obs.step_distribution(t))).pop(stack).astype(np.uint8)
-            out[index] = values.reshape(out[index].shape)
-            obs.write(t, torch.from_numpy(out[index]))
+        with step_threads(n):
+            for t in range(obs.num_steps):
+                index = obs.step_index(t)
+                values = categorical(pixel_frequencies(obs.step_distribution(t))).pop(stack).astype(np.uint8)
+                out[index] = values.reshape(out[index].shape)
+                obs.write(t, torch.from_numpy(out[index]))
         return out
 
     return Codec(push, pop)

@@ -35,7 +35,6 @@ from bbcodec import codecs
 from bbcodec.ans import Stack
 from bbcodec.contract import Autoregressive, LatentModel, ObservationModel
 from bbcodec.errors import DecodeMismatchError
-from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.random import Stream, sample
 from bbcodec.quantised import Sent, pop_layer, push_symbols, quantised_walk, snap_step, walk_posterior_means
 
@@ -58,8 +57,7 @@ class LossyResult:
 
 def _draw(dist: object, stream: Stream) -> np.ndarray:
     """One draw per pixel of an integer pixel distribution, in its pixel order."""
-    flat = dist.flat() if isinstance(dist, Logistics) else BernoulliPixels(dist.p_one.reshape(-1))
-    freqs = flat.frequencies()
+    freqs = dist.frequencies()
     return sample(freqs, stream.next(len(freqs))).to(torch.uint8).numpy()
 
 
@@ -72,10 +70,11 @@ def reconstruct(obs: ObservationModel, group: int) -> np.ndarray:
     n, c, h, w = obs.shape
     out = np.empty((n, c, h, w), dtype=np.uint8)
     obs.reset()
-    for t in range(obs.num_steps):
-        index = obs.step_index(t)
-        out[index] = _draw(obs.step_distribution(t), stream).reshape(out[index].shape)
-        obs.write(t, torch.from_numpy(out[index]))
+    with codecs.step_threads(n):
+        for t in range(obs.num_steps):
+            index = obs.step_index(t)
+            out[index] = _draw(obs.step_distribution(t), stream).reshape(out[index].shape)
+            obs.write(t, torch.from_numpy(out[index]))
     return out
 
 

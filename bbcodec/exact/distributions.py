@@ -38,7 +38,7 @@ from bbcodec.exact.fixed import (
 LOG_SCALE_FLOOR = -7 * ONE  # as in training (bbcodec.nn.likelihoods.LOG_SCALE_FLOOR)
 MEAN_LIMIT = 4 * ONE  # logistic means beyond ±4 (pixel units ±510) are clamped: every bin is a tail there
 INV_SCALE_BITS = tables.UNITS["exp"]  # s⁻¹ carries 16 fractional bits
-_SIGMOID_SHIFT = FRAC + INV_SCALE_BITS - tables.GRIDS["sigmoid"].step  # (e − μ)·s⁻¹ to the sigmoid grid
+SIGMOID_SHIFT = FRAC + INV_SCALE_BITS - tables.GRIDS["sigmoid"].step  # (e − μ)·s⁻¹ to the sigmoid grid
 _NDTR_STEP = tables.GRIDS["ndtr"].step
 LOG2_FRAC = tables.UNITS["log2_mantissa"]  # log2 values carry 20 fractional bits
 
@@ -80,7 +80,7 @@ class Logistics:
     def component_cdf(self, edges: torch.Tensor) -> torch.Tensor:
         """(M, K, E) CDF of every component at ``edges`` (grid, broadcast (E,) or (M, 1, E)), 2^-24 units."""
         u = (edges - self.means.unsqueeze(-1)) * self.inv_scales.unsqueeze(-1)
-        return tables.lookup(tables.load().int["sigmoid"], u >> _SIGMOID_SHIFT, "sigmoid")
+        return tables.lookup(tables.load().int["sigmoid"], u >> SIGMOID_SHIFT, "sigmoid")
 
     def frequencies(self) -> torch.Tensor:
         """(M, 256) frequency tables of the M = prod(shape[:-1]) pixels, in their order
@@ -89,7 +89,7 @@ class Logistics:
         t, grid = tables.load().int, tables.GRIDS["sigmoid"]
         return torch.from_numpy(kernels.logistic_frequencies(
             flat.weights.contiguous().numpy(), flat.means.contiguous().numpy(), flat.inv_scales.contiguous().numpy(),
-            t["pixel_edges"].numpy(), t["sigmoid"].numpy(), _SIGMOID_SHIFT, -(grid.lo << grid.step)))
+            t["pixel_edges"].numpy(), t["sigmoid"].numpy(), SIGMOID_SHIFT, -(grid.lo << grid.step)))
 
     def frequencies_reference(self) -> torch.Tensor:
         flat = self.flat()
@@ -109,6 +109,16 @@ class Logistics:
         lower = torch.where(xs == 0, torch.zeros_like(lower), lower)
         upper = torch.where(xs == 255, torch.full_like(upper, PROB_TOTAL), upper)
         return log2_fixed((upper - lower).clamp(min=1)) - (PROB_BITS << LOG2_FRAC)
+
+
+@dataclass(frozen=True)
+class FrequencyTable:
+    """Pixel tables a fused kernel already built (one row per pixel)."""
+
+    table: torch.Tensor
+
+    def frequencies(self) -> torch.Tensor:
+        return self.table
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,74 @@ def requant_rows(acc: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray
         for c in range(cols):
             out[r, c] = _requant(acc[r, c], scale[c], limit)
     return out
+
+
+@numba.njit(cache=True, inline="always")
+def _log2_fixed(v: int, mantissa_table: np.ndarray) -> int:  # pragma: no cover - compiled
+    """``distributions.log2_fixed`` for one positive integer: exponent by bit length, mantissa
+    by its top 16 bits (the same integers as the frexp formulation)."""
+    e = 0
+    while (v >> e) > 0:
+        e += 1
+    d = v - (1 << (e - 1))
+    idx = d >> (e - 17) if e - 1 >= 16 else d << (17 - e)
+    return ((e - 1) << 20) + mantissa_table[idx]
+
+
+@numba.njit(cache=True, inline="always")
+def _cdf(edge: int, mean: int, inv: int, sigmoid: np.ndarray, shift: int, offset: int) -> int:  # pragma: no cover
+    idx = (((edge - mean) * inv) >> shift) + offset
+    return sigmoid[min(max(idx, 0), sigmoid.shape[0] - 1)]
+
+
+@numba.njit(cache=True, nogil=True)
+def coupled_step(t: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarray, inv: np.ndarray,
+                 units: np.ndarray, masses: np.ndarray, edges: np.ndarray, sigmoid: np.ndarray,
+                 exp2_neg: np.ndarray, shift: int, offset: int, exp2_shift: int, mean_limit: int,
+                 one: float, limit: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Channel ``t`` of coupled RGB pixels (rows, K): its frequency tables and its component means.
+
+    The same integers as :meth:`bbcodec.exact.coupled.CoupledLogistics._step`: means shifted
+    by ``round(c · u / 2^14)`` of the channels before, weights an integer softmax of
+    ``log2 π + Σ log2 P_k(x_c)`` (``exp2_neg`` table), then the mixture's tables."""
+    rows, k = log2_pi.shape
+    comp_means = np.empty((rows, k), dtype=np.int64)
+    weights = np.empty((rows, k), dtype=np.int64)
+    e = np.empty(k, dtype=np.int64)
+    for r in range(rows):
+        top = -(1 << 62)
+        for c in range(k):
+            mean = means[t, r, c]
+            for s in range(t):
+                mean += min(max(np.rint(coeffs[t * (t - 1) // 2 + s, r, c] * units[r, s] * (1.0 / one)), -limit), limit)
+            comp_means[r, c] = min(max(int(mean), -mean_limit), mean_limit)
+            w = log2_pi[r, c]
+            for s in range(t):
+                w += masses[r, s, c]
+            weights[r, c] = w
+            top = max(top, w)
+        total = 0
+        for c in range(k):
+            e[c] = exp2_neg[min(max((top - weights[r, c]) >> exp2_shift, 0), exp2_neg.shape[0] - 1)]
+            total += e[c]
+        for c in range(k):
+            weights[r, c] = (e[c] << WEIGHT_TOTAL_BITS) // total
+    freqs = _logistic_serial(weights, comp_means, inv[t], edges, sigmoid, shift, offset)
+    return freqs, comp_means
+
+
+@numba.njit(cache=True, nogil=True)
+def component_log2_mass(values: np.ndarray, means: np.ndarray, inv: np.ndarray, edges: np.ndarray,
+                        sigmoid: np.ndarray, mantissa_table: np.ndarray, shift: int,
+                        offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """log2 of each component's integer mass in the bin of ``values`` (rows,), 2^-20 bits: (rows, K)."""
+    rows, k = means.shape
+    out = np.empty((rows, k), dtype=np.int64)
+    for r in range(rows):
+        x = values[r]
+        for c in range(k):
+            lower = 0 if x == 0 else _cdf(edges[max(x - 1, 0)], means[r, c], inv[r, c], sigmoid, shift, offset)
+            upper = PROB_TOTAL if x == 255 else _cdf(edges[min(x, 254)], means[r, c], inv[r, c], sigmoid, shift,
+                                                     offset)
+            out[r, c] = _log2_fixed(max(upper - lower, 1), mantissa_table) - (PROB_BITS << 20)
+    return out
