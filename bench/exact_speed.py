@@ -89,7 +89,10 @@ def main() -> None:
             row["decode_ratio"] = row["integer"]["decode_img_per_s"] / row["float"]["decode_img_per_s"]
             rows.append(row)
             print(json.dumps(row), flush=True)
-    result = {"stamp": stamp(), "baseline_commit": git_commit_of(args.baseline), "rows": rows}
+    command = " ".join("BASELINE" if a == str(args.baseline) else a for a in ["python", *sys.orig_argv[1:]])
+    baseline = git_commit_of(args.baseline)
+    result = {"stamp": stamp(command), "baseline_commit": baseline,
+              "baseline": f"BASELINE: a checkout (git worktree) of bbcodec 0.1, commit {baseline}", "rows": rows}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
