@@ -211,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="CI smoke test: 200 images, 3 single-image files, k=16 on 8 images, 200 lossy images, no --samples rows")
+                        help="CI smoke test: 100 images, 2 single-image files, k=16 on 4 images, 100 lossy images, no --samples rows")
     parser.add_argument("--images", type=int, default=10_000, help="test images per dataset in the chained file")
     parser.add_argument("--singles", type=int, default=200,
                         help="images coded one per file for single_image_bpd (all 10,000: python -m bench.single_files)")
@@ -241,7 +241,7 @@ def main() -> None:
     if args.merge and not args.render_only:
         parser.error("--merge folds finished runs into <out>/results.json: use it with --render-only")
     if args.quick:
-        args.images, args.singles, args.iwae_k, args.iwae_images, args.lossy_images = 200, 3, 16, 8, 200
+        args.images, args.singles, args.iwae_k, args.iwae_images, args.lossy_images = 100, 2, 16, 4, 100
         args.samples = []  # tests/test_importance.py checks that path; here it would double the run
         args.lossy_steps, args.lossy_draws = [1.0], [1, 4]
     if args.out is None:
