@@ -1,7 +1,7 @@
 """Benchmark: achieved file rates against the models' own bounds, the papers' numbers
 and classical codecs, all measured in one run.
 
-    python -m bench --quick                  # < 2 minutes (CI smoke test)
+    python -m bench --quick                  # a few minutes (CI smoke test)
     python -m bench                          # full: all 10,000 MNIST / binarised MNIST test digits
     python -m bench --cifar10 cifar-10-python.tar.gz --folder photos/
 
