@@ -120,3 +120,40 @@ def test_the_format_random_stream_is_pinned():
     """Lossy reconstructions depend on these numbers: they never change."""
     assert uniform24(1, 0, 5).tolist() == [4589884, 15204225, 10087859, 1962462, 8804377]
     assert uniform24(0x6262636F, 1000, 2).tolist() == uniform24(0x6262636F, 999, 3)[1:].tolist()
+
+
+def test_every_compiled_kernel_has_its_own_cache_entry():
+    """numba keys its on-disk cache by function name and line, not by compile flags: two
+    dispatchers of one Python function would share (and swap) their compiled code."""
+    import numba.core.registry
+
+    from bbcodec.exact import kernels
+
+    dispatchers = [v for v in vars(kernels).values() if isinstance(v, numba.core.registry.CPUDispatcher)]
+    keys = [(d.py_func.__qualname__, d.py_func.__code__.co_firstlineno) for d in dispatchers]
+    assert len(dispatchers) >= 8 and len(set(keys)) == len(keys), keys
+
+
+_WARM_THE_CACHE = """
+import numpy as np
+from bbcodec.exact import kernels, tables
+t = tables.load().int
+for rows in (300, 10):  # the threaded pixel tables first, then the serial ones
+    ones = np.ones((rows, 2), dtype=np.int64)
+    kernels.logistic_frequencies(ones << 15, ones * 0, ones, t["pixel_edges"].numpy(), t["sigmoid"].numpy(), 0, 0)
+"""
+_DECODE_RGB = """
+import sys, bbcodec
+print(len(bbcodec.decompress(open(sys.argv[1], "rb").read())))
+"""
+
+
+def test_rgb_decodes_in_fresh_processes_whatever_the_kernel_cache_holds(tmp_path):
+    """The order that once crashed a fresh decoder: the threaded kernels cached first, then
+    one decode that compiles the RGB step, then one that loads it from the cache."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    golden = GOLDEN / "v2" / "rgb_cifar.bbc"
+    for script, args in ((_WARM_THE_CACHE, []), (_DECODE_RGB, [golden]), (_DECODE_RGB, [golden])):
+        run = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                             env=env, cwd=HERE.parent, timeout=600)
+        assert run.returncode == 0, (run.returncode, run.stderr[-2000:])

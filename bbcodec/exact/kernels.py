@@ -18,31 +18,48 @@ import numpy as np
 from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL, WEIGHT_TOTAL_BITS
 
 
-def _logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
-                          sigmoid: np.ndarray, shift: int, offset: int) -> np.ndarray:  # pragma: no cover - compiled
-    rows, k = weights.shape
+@numba.njit(cache=True, inline="always")
+def _logistic_row(out: np.ndarray, r: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
+                  edges: np.ndarray, sigmoid: np.ndarray, shift: int, offset: int) -> None:  # pragma: no cover
+    """Row ``r`` of :func:`logistic_frequencies`, written into ``out``."""
+    k = weights.shape[1]
     n_edges = edges.shape[0]
-    n = n_edges + 1
     last = sigmoid.shape[0] - 1
-    free = PROB_TOTAL - n
-    out = np.empty((rows, n), dtype=np.int64)
-    for r in numba.prange(rows):
-        previous = 0
-        for j in range(n_edges):
-            total = 0
-            for c in range(k):
-                idx = (((edges[j] - means[r, c]) * inv_scales[r, c]) >> shift) + offset
-                idx = min(max(idx, 0), last)
-                total += weights[r, c] * sigmoid[idx]
-            scaled = ((total >> WEIGHT_TOTAL_BITS) * free) >> PROB_BITS
-            out[r, j] = scaled - previous + 1
-            previous = scaled
-        out[r, n_edges] = free - previous + 1
+    free = PROB_TOTAL - n_edges - 1
+    previous = 0
+    for j in range(n_edges):
+        total = 0
+        for c in range(k):
+            idx = (((edges[j] - means[r, c]) * inv_scales[r, c]) >> shift) + offset
+            idx = min(max(idx, 0), last)
+            total += weights[r, c] * sigmoid[idx]
+        scaled = ((total >> WEIGHT_TOTAL_BITS) * free) >> PROB_BITS
+        out[r, j] = scaled - previous + 1
+        previous = scaled
+    out[r, n_edges] = free - previous + 1
+
+
+# Two functions, not two dispatchers of one: numba's on-disk cache is keyed by the
+# function's name and line, not by ``parallel``, so one Python function compiled both
+# ways shares one cache entry, and a serial caller could load the threaded build
+# without numba's thread pool started (a crash in a fresh process).
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _logistic_parallel(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
+                       sigmoid: np.ndarray, shift: int, offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.empty((weights.shape[0], edges.shape[0] + 1), dtype=np.int64)
+    for r in numba.prange(weights.shape[0]):
+        _logistic_row(out, r, weights, means, inv_scales, edges, sigmoid, shift, offset)
     return out
 
 
-_logistic_parallel = numba.njit(cache=True, parallel=True, nogil=True)(_logistic_frequencies)
-_logistic_serial = numba.njit(cache=True, nogil=True)(_logistic_frequencies)  # few rows: no thread start-up
+@numba.njit(cache=True, nogil=True)
+def _logistic_serial(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
+                     sigmoid: np.ndarray, shift: int, offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Few rows: no thread start-up."""
+    out = np.empty((weights.shape[0], edges.shape[0] + 1), dtype=np.int64)
+    for r in range(weights.shape[0]):
+        _logistic_row(out, r, weights, means, inv_scales, edges, sigmoid, shift, offset)
+    return out
 
 
 def logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
