@@ -173,7 +173,7 @@ def encode(images: tuple[str, ...], output: str, model: str | None, force: bool,
         data = bbcodec.compress(arrays, model=model, names=names, progress=tick, lossy_step=lossy_step,
                                 samples=samples, lossy_draws=lossy_draws or DEFAULT_DRAWS)
     if verify:
-        decoded = bbcodec.decompress(data)  # a lossy file checks its reconstruction's CRC here
+        decoded = bbcodec.decompress(data)  # a lossy file renders its picture and checks its latents' CRC
         if lossy_step is None and any(a.shape != b.shape or (a != b).any() for a, b in zip(arrays, decoded)):
             raise bbcodec.DecodeMismatchError("verification failed: the file would not decode exactly; nothing written")
     _write_output(output, data, force)
@@ -260,7 +260,7 @@ def info(source: str, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict()))
         return
     shapes = sorted({f"{h}x{w}x{c}" for h, w, c in result.shapes})
-    draws = f", mean of {result.samples} draws" if result.lossy and result.samples > 1 else ""
+    draws = f", mean of {result.lossy_draws} draws" if result.lossy_draws > 1 else ""
     lossy = f" (LOSSY: latent code only, step {result.lossy_step:g}{draws})" if result.lossy else ""
     click.echo(f"model:         {result.model}{lossy}")
     click.echo(f"images:        {result.n_images} ({', '.join(shapes)})")
@@ -270,7 +270,7 @@ def info(source: str, as_json: bool) -> None:
     click.echo("coding:        " + ("exact integer (decodes on every machine)" if not result.machine_bound else
                                     f"MACHINE-BOUND float model ({result.machine_bound}): decodes only where it "
                                     "computes alike"))
-    if result.samples > 1 and not result.lossy:
+    if result.samples > 1:
         warmup = f" (after {result.plain_groups} plain warm-up groups)" if result.plain_groups else ""
         click.echo(f"importance:    {result.samples} samples per image{warmup}")
     if result.tile:

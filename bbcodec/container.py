@@ -70,15 +70,15 @@ class Header:
     groups: list[int]  # images per network batch, in coding order
     initial_words: int
     untouched_initial_words: int
-    pixel_crc: int
+    pixel_crc: int  # CRC-32 of the images (container.pixel_crc); 0 in a lossy file
     names: list[str] | None = None
     lossy: bool = False
     lossy_step: float | None = None  # latent quantisation step of a lossy file
+    lossy_draws: int = 1  # seeded draws a lossy file's reconstruction averages (bbcodec.lossy)
+    latent_crc: int = 0  # a lossy file's CRC-32 of its quantised latent code (bbcodec.lossy)
     tile: int | None = None  # images larger than tile x tile are coded as tiles (bbcodec.tiling)
     anchor_step: float | None = None  # the first image's latents are sent outright (bbcodec.bitsback)
-    # Importance samples per image (bbcodec.importance; 1 = plain bits-back). In a lossy
-    # file the same slot counts the seeded draws averaged per pixel (bbcodec.lossy).
-    samples: int = 1
+    samples: int = 1  # importance samples per image (bbcodec.importance; 1 = plain bits-back)
     # Leading groups of an importance-weighted file coded at K = 1 (bbcodec.bitsback).
     plain_groups: int = 0
     # "" for a file coded by an integer model (decodes on every machine); else the
@@ -253,12 +253,16 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         raise ValueError(f"latent precision must lie in [2, {MAX_LATENT_PRECISION}]")
     out = bytearray(MAGIC)
     out.append(FORMAT_VERSION)
+    # One slot counts the importance samples, or in a lossy file the draws (never both).
+    per_image = header.lossy_draws if header.lossy else header.samples
     flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
              | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0)
-             | (FLAG_IMPORTANCE if header.samples > 1 else 0) | (FLAG_WARMUP if header.plain_groups else 0)
+             | (FLAG_IMPORTANCE if per_image > 1 else 0) | (FLAG_WARMUP if header.plain_groups else 0)
              | (FLAG_MACHINE_BOUND if header.machine_bound else 0))
-    if not 1 <= header.samples <= MAX_SAMPLES:
-        raise ValueError(f"samples (importance samples, or lossy draws) must lie in [1, {MAX_SAMPLES}]")
+    if not (1 <= header.samples <= MAX_SAMPLES and 1 <= header.lossy_draws <= MAX_SAMPLES):
+        raise ValueError(f"importance samples and lossy draws must lie in [1, {MAX_SAMPLES}]")
+    if header.lossy and header.samples != 1:
+        raise ValueError("importance samples need a bits-back chain; a lossy file has none")
     if header.lossy and header.anchor_step is not None:
         raise ValueError("a lossy file has no bits-back chain to anchor")
     if header.plain_groups and (header.lossy or header.samples < 2 or header.plain_groups > len(header.groups)):
@@ -285,13 +289,13 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         _put_varint(out, count)
     _put_varint(out, header.initial_words)
     _put_varint(out, header.untouched_initial_words)
-    out += header.pixel_crc.to_bytes(4, "little")
+    out += (header.latent_crc if header.lossy else header.pixel_crc).to_bytes(4, "little")
     if header.lossy:
         _put_step(out, header.lossy_step)
     if header.anchor_step is not None:
         _put_step(out, header.anchor_step)
-    if header.samples > 1:
-        _put_varint(out, header.samples)
+    if per_image > 1:
+        _put_varint(out, per_image)
     if header.plain_groups:
         _put_varint(out, header.plain_groups)
     if header.tile:
@@ -418,10 +422,12 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
     if len(words) and words[-1] == 0:
         raise FormatError("the coded data is malformed (its top word is zero)")
-    header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, crc, names,
-                    lossy=bool(flags & FLAG_LOSSY), lossy_step=lossy_step, tile=tile, anchor_step=anchor_step,
-                    samples=samples, plain_groups=plain_groups, machine_bound=machine_bound)
-    _check_groups_uniform(unit_shape_runs(header), groups, samples if header.lossy else 1)
+    lossy = bool(flags & FLAG_LOSSY)
+    header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, 0 if lossy else crc,
+                    names, lossy=lossy, lossy_step=lossy_step, lossy_draws=samples if lossy else 1,
+                    latent_crc=crc if lossy else 0, tile=tile, anchor_step=anchor_step,
+                    samples=1 if lossy else samples, plain_groups=plain_groups, machine_bound=machine_bound)
+    _check_groups_uniform(unit_shape_runs(header), groups, header.lossy_draws)
     return header, words
 
 

@@ -12,8 +12,10 @@ decoder produce the same picture on any machine without sharing anything but the
 MNIST, the greedy mode of a local PixelCNN is the background everywhere (every
 reconstruction all black, 13% label agreement), and sharpened draws drift the same
 way, while plain draws keep most labels.
-The file stores a CRC of the reconstruction, so a decoder that computes
-differently raises instead of showing a different picture.
+The file stores a CRC of the quantised latent code. The encoder never renders the
+picture (the draws are most of the decoding work); the decoder checks the latents it
+decoded against that CRC, and the picture follows from them in integer arithmetic
+alone, the same on every machine (golden files pin it).
 
 ``step`` is the rate knob: larger steps, fewer bits, coarser latents. ``draws`` is
 the fidelity knob that costs no bits: the reconstruction is the mean of that many
@@ -26,7 +28,8 @@ mean of 16: ``bench/results/lossy_*.json``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -51,8 +54,18 @@ RECONSTRUCTION_SEED = 0x6262636F  # group g draws from stream RECONSTRUCTION_SEE
 class LossyResult:
     words: np.ndarray
     groups: list[int]
-    reconstructions: list[np.ndarray]  # (N, C, H, W) per group, what the decoder will show
+    latent_crc: int  # CRC-32 of the quantised latent code (latent_crc), which the decoder checks
     latent_bits: int  # size of the coded latents (before the container rounds to words)
+    # (N, C, H, W) per group, what the decoder will show: rendered only when asked
+    reconstructions: list[np.ndarray] = field(default_factory=list)
+
+
+def latent_crc(sent: Sent, crc: int = 0) -> int:
+    """CRC-32 of quantised latents, continuing ``crc``: every event's integers as
+    little-endian int32, in coding order."""
+    for _, q in sent:
+        crc = zlib.crc32(np.ascontiguousarray(q, dtype="<i4").tobytes(), crc)
+    return crc
 
 
 def _draw(dist: object, stream: Stream) -> np.ndarray:
@@ -115,40 +128,51 @@ class LossyCoder:
         return mean_of_draws(reconstruct(obs, group), self.draws)
 
     @torch.no_grad()
-    def encode_group(self, x: np.ndarray, group: int = 0) -> tuple[Sent, np.ndarray]:
+    def encode_group(self, x: np.ndarray, group: int = 0, render: bool = False) -> tuple[Sent, np.ndarray | None]:
+        """The group's quantised latents, and (``render``) the picture the decoder will show."""
         obs, sent = walk_posterior_means(self.model, torch.from_numpy(np.array(x)), self.step)  # a writable copy
-        return sent, self._reconstruct(obs, sent, tuple(x.shape), group)
+        return sent, self._reconstruct(obs, sent, tuple(x.shape), group) if render else None
 
     @torch.no_grad()
-    def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], group: int = 0) -> np.ndarray:
+    def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], group: int = 0) -> tuple[Sent, np.ndarray]:
         obs, sent = quantised_walk(self.model, None, shape, self.step,
                                    lambda event: pop_layer(stack, event, self.step))
-        return self._reconstruct(obs, sent, shape, group)
+        return sent, self._reconstruct(obs, sent, shape, group)
 
-    def encode(self, batches: list[np.ndarray], progress: Callable[[int], None] | None = None) -> LossyResult:
+    def encode(self, batches: list[np.ndarray], progress: Callable[[int], None] | None = None,
+               render: bool = False) -> LossyResult:
+        """Code every image's latents; ``render`` also draws the reconstructions (the
+        decoder's work, which a file does not need)."""
         groups, recons, all_sent = [], [], []
         for images in batches:
             for start in range(0, len(images), self.group):
                 chunk = images[start : start + self.group]
-                sent, recon = self.encode_group(chunk, len(groups))
+                sent, recon = self.encode_group(chunk, len(groups), render)
                 groups.append(len(chunk))
-                recons.append(recon)
+                if render:
+                    recons.append(recon)
                 all_sent.extend(sent)
                 if progress:
                     progress(len(chunk))
         stack = Stack()
         push_symbols(stack, all_sent, self.step)
-        return LossyResult(stack.words(), groups, recons, stack.num_bits())
+        return LossyResult(stack.words(), groups, latent_crc(all_sent), stack.num_bits(), recons)
 
-    def decode(self, words: np.ndarray, groups: list[int], shapes: list[tuple[int, int, int]],
+    def decode(self, words: np.ndarray, groups: list[int], shapes: list[tuple[int, int, int]], expected_crc: int,
                progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        """The reconstructions; raises when the decoded latents fail ``expected_crc``."""
         stack = Stack(words)
-        out = []
+        out, crc = [], 0
         for g, (size, (c, h, w)) in enumerate(zip(groups, shapes)):
-            out.append(self.decode_group(stack, (size, c, h, w), g))
+            sent, recon = self.decode_group(stack, (size, c, h, w), g)
+            crc = latent_crc(sent, crc)
+            out.append(recon)
             if progress:
                 progress(size)
         if not stack.is_empty():
             raise DecodeMismatchError("the latent code has data left over after decoding: the file is corrupt "
                                       "or was written by a model that computes differently here")
+        if crc != expected_crc:
+            raise DecodeMismatchError("the decoded latent code fails the file's checksum; integer coding should "
+                                      "make that impossible: please report it with the file")
         return out

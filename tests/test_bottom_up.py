@@ -129,9 +129,9 @@ def test_bottom_up_posterior_ignores_the_top_down_latents():
 def test_lossy_files_of_a_bottom_up_model_decode_to_what_the_encoder_showed(draws):
     coder = LossyCoder(make_tiny_exact(TINY_BIVA_CONFIG, 0), step=0.75, group=3, draws=draws)
     x = random_digits(5, 9)[:, None]
-    result = coder.encode([x])
-    shown = coder.decode(result.words, result.groups, [(1, 28, 28)] * len(result.groups))
-    for a, b in zip(shown, result.reconstructions):
+    result = coder.encode([x], render=True)
+    shown = coder.decode(result.words, result.groups, [(1, 28, 28)] * len(result.groups), result.latent_crc)
+    for a, b in zip(shown, result.reconstructions, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

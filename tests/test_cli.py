@@ -122,6 +122,6 @@ def test_lossy_draws_are_recorded_and_shown(zoo_env, tmp_path):
     r = run("encode", p, "-o", out, "--model", "tiny-vlae", "--lossy-draws", "3", "--verify")
     assert r.exit_code == 0, r.output
     assert "mean of 3 draws" in run("info", out).output
-    assert json.loads(run("info", out, "--json").output)["samples"] == 3
+    assert json.loads(run("info", out, "--json").output)["lossy_draws"] == 3
     assert run("decode", out, "-o", tmp_path / "back.png").exit_code == 0
     assert np.asarray(Image.open(tmp_path / "back.png")).shape == (12, 12)

@@ -93,11 +93,23 @@ def test_lossy_decodes_to_the_encoders_reconstruction(n, step, group, draws, see
     model = make_tiny_exact(TINY_VLAE_CONFIG, seed % 3)
     coder = LossyCoder(model, step, group=group, draws=draws)
     x = _images(TINY_VLAE_CONFIG, n, seed)
-    result = coder.encode([x])
+    result = coder.encode([x], render=True)
     assert max(result.groups) <= max(1, group // draws)
-    decoded = coder.decode(result.words, result.groups, [x.shape[1:]] * len(result.groups))
-    for a, b in zip(decoded, result.reconstructions):
+    decoded = coder.decode(result.words, result.groups, [x.shape[1:]] * len(result.groups), result.latent_crc)
+    for a, b in zip(decoded, result.reconstructions, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_lossy_encoder_renders_nothing_unless_asked_and_the_decoder_checks_the_latents():
+    model = make_tiny_exact(TINY_VLAE_CONFIG, 0)
+    x = _images(TINY_VLAE_CONFIG, 4, 2)
+    coder = LossyCoder(model, 1.0, draws=2)
+    plain, rendered = coder.encode([x]), coder.encode([x], render=True)
+    assert plain.reconstructions == [] and len(rendered.reconstructions) == len(rendered.groups)
+    assert (plain.latent_crc, plain.latent_bits) == (rendered.latent_crc, rendered.latent_bits)
+    np.testing.assert_array_equal(plain.words, rendered.words)
+    with pytest.raises(bbcodec.DecodeMismatchError, match="latent code fails"):
+        coder.decode(plain.words, plain.groups, [x.shape[1:]] * len(plain.groups), plain.latent_crc ^ 1)
 
 
 def test_mean_of_draws_rounds_half_up_per_pixel():
@@ -113,9 +125,9 @@ def test_more_draws_cost_no_bits_and_steady_the_picture():
     one latent code lies closer to the model's E[x | z] than a single draw does."""
     model = make_tiny_exact(TINY_VLAE_CONFIG, 1)
     x = _images(TINY_VLAE_CONFIG, 6, 5)
-    one, many = (LossyCoder(model, 1.0, draws=d).encode([x]) for d in (1, 32))
+    one, many = (LossyCoder(model, 1.0, draws=d).encode([x], render=True) for d in (1, 32))
     assert one.latent_bits == many.latent_bits
-    reference = np.concatenate(LossyCoder(model, 1.0, draws=256).encode([x]).reconstructions).astype(float)
+    reference = np.concatenate(LossyCoder(model, 1.0, draws=256).encode([x], render=True).reconstructions).astype(float)
     spread = [np.abs(np.concatenate(r.reconstructions).astype(float) - reference).mean() for r in (one, many)]
     assert spread[1] < spread[0] / 2
 
@@ -146,11 +158,12 @@ def test_api_lossy_file_round_trip_and_refusals(zoo_env):
     x = [img[0] for img in _images(TINY_VLAE_CONFIG, 5, 9)]
     data = bbcodec.compress(x, model="tiny-vlae", lossy_step=0.5)
     info = bbcodec.inspect(data)
-    assert info.lossy and info.lossy_step == 0.5 and info.initial_bits == 0 and info.samples == DEFAULT_DRAWS
+    assert info.lossy and info.lossy_step == 0.5 and info.initial_bits == 0 and info.lossy_draws == DEFAULT_DRAWS
+    assert info.samples == 1
     out = bbcodec.decompress(data)
     assert [o.shape for o in out] == [i.shape for i in x]
     averaged = bbcodec.compress(x, model="tiny-vlae", lossy_step=0.5, lossy_draws=4)
-    assert bbcodec.inspect(averaged).samples == 4
+    assert bbcodec.inspect(averaged).lossy_draws == 4
     assert [o.shape for o in bbcodec.decompress(averaged)] == [i.shape for i in x]
     lossless = bbcodec.compress(x, model="tiny-vlae")
     assert [np.array_equal(a, b) for a, b in zip(bbcodec.decompress(lossless), x)] == [True] * 5

@@ -104,10 +104,11 @@ class ExactPixelSteps(RasterSteps):
     ``to_unit`` maps uint8 pixels to grid network inputs.
     """
 
-    def __init__(self, net: ILocalPixelNet, cond: torch.Tensor, shape: tuple[int, int, int, int],
-                 distribution: Callable[[torch.Tensor], object], to_unit: Callable[[torch.Tensor], torch.Tensor],
-                 one: float, coupled: bool) -> None:
-        self.net, self.cond, self.shape, self.one = net, cond, shape, one
+    def __init__(self, net: ILocalPixelNet, cond: torch.Tensor | Callable[[], torch.Tensor],
+                 shape: tuple[int, int, int, int], distribution: Callable[[torch.Tensor], object],
+                 to_unit: Callable[[torch.Tensor], torch.Tensor], one: float, coupled: bool) -> None:
+        self.net, self.shape, self.one = net, shape, one
+        self._cond = cond  # or a function computing it when first needed (a lossy encoder never is)
         self.distribution, self.to_unit = distribution, to_unit
         _, c, h, w = shape
         self.sub_steps = c if coupled else 1
@@ -115,6 +116,13 @@ class ExactPixelSteps(RasterSteps):
         self._canvas: torch.Tensor | None = None
         self._cond_steps: torch.Tensor | None = None
         self._position: object | None = None
+
+    @property
+    def cond(self) -> torch.Tensor:
+        """The conditioning features (N, hidden, H, W) of every pixel."""
+        if callable(self._cond):
+            self._cond = self._cond()
+        return self._cond
 
     def parallel_distribution(self, x: torch.Tensor) -> object:
         """The distribution of every pixel given the true pixels before it (teacher forcing)."""

@@ -134,5 +134,5 @@ class ExactVLAE(nn.Module):
             value = yield layer
             z = z.clone()
             z[:, i] = value.reshape(n).to(torch.float64)
-        return ExactPixelSteps(self.local, self.conditioning(z), shape, self.distribution, self.to_unit,
+        return ExactPixelSteps(self.local, lambda: self.conditioning(z), shape, self.distribution, self.to_unit,
                                float(ONE), coupled=False)

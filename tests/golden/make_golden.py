@@ -68,6 +68,15 @@ def write(name: str, images: np.ndarray, model: str | None, options: dict) -> by
     return bbcodec.compress(list(images), model=model, **options)
 
 
+def reconstruction_sha256(data: bytes) -> str:
+    """sha256 of the pictures a lossy file decodes to, stacked (the golden test's pin)."""
+    import hashlib
+
+    import bbcodec
+
+    return hashlib.sha256(np.stack(bbcodec.decompress(data)).tobytes()).hexdigest()
+
+
 def main() -> None:
     from bench.stamp import stamp
 
@@ -85,6 +94,8 @@ def main() -> None:
         manifest[name] = {"model": model, "input": key, "options": options, "bytes": len(data),
                           "cpu": provenance["cpu"], "written_by": f"bbcodec {provenance['commit'][:12]}",
                           "date": provenance["date"]}
+        if "lossy_step" in options:  # a lossy file's CRC covers its latents: pin the picture too
+            manifest[name]["reconstruction_sha256"] = reconstruction_sha256(data)
         print(f"{name}: {len(data)} bytes")
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
