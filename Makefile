@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test bench wheel-check clean-venv
 
 setup: $(STAMP)
 
@@ -25,6 +25,17 @@ test: setup
 
 bench: setup
 	$(PY) -m bench --quick
+
+# The built wheel in a clean venv (torch pinned as above): the CLI codes real files,
+# and nothing from training/ ships.
+WHEEL_DIR := build/wheel-check
+wheel-check: setup
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) .
+	python3 -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/python -m pip install -q torch==2.13.0
+	$(WHEEL_DIR)/venv/bin/python -m pip install -q $(WHEEL_DIR)/bbcodec-*.whl
+	cd $(WHEEL_DIR) && venv/bin/python ../../.ci/wheel_smoke.py bbcodec-*.whl
 
 clean-venv:
 	rm -rf $(VENV)

@@ -21,6 +21,7 @@ from bbcodec.errors import (
     DecodeMismatchError,
     FormatError,
     ModelMismatchError,
+    OutputError,
     UnsupportedImageError,
 )
 from bbcodec.zoo import ModelInfo, list_models, load_model
@@ -37,6 +38,7 @@ __all__ = [
     "FormatError",
     "ModelInfo",
     "ModelMismatchError",
+    "OutputError",
     "UnsupportedImageError",
     "compress",
     "decompress",

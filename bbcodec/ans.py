@@ -17,7 +17,7 @@ import numpy as np
 from bbcodec.errors import BBCodecError
 
 AnsCoder = constriction.stream.stack.AnsCoder
-models = constriction.stream.model
+entropy_models = constriction.stream.model  # constriction's entropy models (not bbcodec's)
 
 
 class StackUnderflowError(BBCodecError):

@@ -1,8 +1,10 @@
 """The library API: ``compress``, ``decompress`` and ``inspect``.
 
-Images of any size are padded (edge replication) to the model's resolution
-multiple before coding and cropped after decoding; the header keeps the original
-sizes and a CRC of the original pixels, which decoding verifies.
+``compress`` is three steps, each in its own module and visited once: plan
+(:mod:`bbcodec.plan`: model, padding, tiles, batches), code (:mod:`bbcodec.bitsback`
+or :mod:`bbcodec.lossy` over the ANS stack) and pack (:mod:`bbcodec.container`:
+header and words to bytes). ``decompress`` runs them backwards. The header keeps
+the original sizes and a CRC of the original pixels, which decoding verifies.
 """
 
 from __future__ import annotations
@@ -13,96 +15,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bbcodec import container, tiling, zoo
-from bbcodec.bitsback import BitsBackCoder, CoderSettings
-from bbcodec.container import Header, ImageShape
-from bbcodec.errors import DecodeMismatchError, FormatError, UnsupportedImageError
-from bbcodec.images import as_image_array, channels_of
+from bbcodec import container, zoo
+from bbcodec.bitsback import BitsBackCoder, CoderSettings, EncodeResult
+from bbcodec.container import Header
+from bbcodec.errors import DecodeMismatchError, FormatError
 from bbcodec.lossy import DEFAULT_DRAWS, LossyCoder
+from bbcodec.plan import Plan, assemble, choose_model, image_list, padded_chw, per_image_progress, plan  # noqa: F401
 
 Progress = Callable[[int], None]
-
-
-def _to_list(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
-    """A list of images from a list, one image (HxW or HxWx3) or a stacked batch.
-
-    A bare array is one image when it is HxW or HxWx3, a batch when (N, H, W) with
-    a last axis other than 3, or (N, H, W, 3); pass a list to be unambiguous.
-    """
-    if isinstance(images, np.ndarray):
-        if images.ndim == 2 or (images.ndim == 3 and images.shape[2] == 3):
-            return [as_image_array(images)]
-    return [as_image_array(img) for img in images]
-
-
-def choose_model(images: list[np.ndarray], model: str | None, lossy: bool = False) -> zoo.ModelInfo:
-    """The named model, or the best shipped model that codes every image given.
-
-    Without a name, candidates must code the images' channel count and sizes (a
-    model with a global latent codes one size only); the first of
-    :data:`bbcodec.zoo.PREFERENCE` (lossy: :data:`bbcodec.zoo.LOSSY_PREFERENCE`)
-    among them wins. Lossy coding picks only models with a global latent: a
-    hierarchy's many local latents cost far more bits sent outright.
-    """
-    channels = {channels_of(img) for img in images}
-    sizes = {img.shape[:2] for img in images}
-    if model is not None:
-        info = zoo.find_model(model)
-    else:
-        if len(channels) != 1:
-            raise UnsupportedImageError("mixing grayscale and RGB images in one file needs --model")
-        candidates = [m for m in zoo.list_models() if m.image_channels == next(iter(channels))
-                      and all(m.accepts(*hw) for hw in sizes) and (m.image_size is not None or not lossy)
-                      and m.pixel_levels == 256]
-        if not candidates:
-            raise UnsupportedImageError(
-                f"no shipped model codes these {next(iter(channels))}-channel images{' lossily' if lossy else ''} "
-                f"(shipped: {', '.join(m.name for m in zoo.list_models()) or 'none'})"
-            )
-        ranking = zoo.LOSSY_PREFERENCE if lossy else zoo.PREFERENCE
-        candidates.sort(key=lambda m: ranking.index(m.name) if m.name in ranking else len(ranking))
-        info = candidates[0]
-    wrong = [c for c in channels if c != info.image_channels]
-    if wrong:
-        kind = {1: "grayscale", 3: "RGB"}
-        raise UnsupportedImageError(
-            f"model {info.name!r} codes {kind.get(info.image_channels)} images; got {kind.get(wrong[0], wrong[0])} ones"
-        )
-    if info.pixel_levels == 2 and any(int(img.max(initial=0)) > 1 for img in images):
-        raise UnsupportedImageError(
-            f"model {info.name!r} codes binarised images: every pixel must be 0 or 1 (threshold or sample first)")
-    misfit = [hw for hw in sizes if not info.accepts(*hw)]
-    if misfit:
-        raise UnsupportedImageError(
-            f"model {info.name!r} codes {info.image_size}x{info.image_size} images only (its latent is global); "
-            f"got {misfit[0][0]}x{misfit[0][1]}. Use a model that codes any size, e.g. --model {zoo.DEFAULT_MODEL}"
-        )
-    return info
-
-
-def padded_chw(image: np.ndarray, multiple: int) -> np.ndarray:
-    """(C, H', W') with H', W' rounded up to ``multiple`` by edge replication."""
-    chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-    h, w = chw.shape[1:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph or pw:
-        chw = np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode="edge")
-    return np.ascontiguousarray(chw)
-
-
-def _batches(images: list[np.ndarray], multiple: int) -> list[np.ndarray]:
-    """Runs of consecutive images of equal *original* shape, padded, as (N, C, H, W).
-
-    Runs follow original shapes (not padded ones) because the file stores original
-    shapes and a group must never mix them.
-    """
-    runs: list[list[np.ndarray]] = []
-    for img in images:
-        if runs and runs[-1][0].shape == img.shape:
-            runs[-1].append(img)
-        else:
-            runs.append([img])
-    return [np.stack([padded_chw(img, multiple) for img in run]) for run in runs]
 
 
 def compress(
@@ -127,96 +47,79 @@ def compress(
     importance samples (:mod:`bbcodec.importance`): the rate approaches the model's
     IWAE bound -L_K instead of its -ELBO, for about K times the encoding work.
     """
-    image_list = _to_list(images)
-    if not image_list:
-        raise ValueError("no images to compress")
-    if names is not None and len(names) != len(image_list):
-        raise ValueError("names must have one entry per image")
-    info = choose_model(image_list, model, lossy=lossy_step is not None)
-    shapes = [ImageShape(img.shape[0], img.shape[1], channels_of(img)) for img in image_list]
-    tile = None if lossy_step is not None else tiling.choose_tile(
-        [(s.height, s.width, s.channels) for s in shapes], autoregressive=info.autoregressive)
-    container.check_packable(shapes, list(names) if names is not None else None, tile)
-    net, _ = zoo.load_model(info.name)
-    units = tiling.all_units([(s.height, s.width) for s in shapes], tile)
-    batches = _batches([tiling.cut(image_list[u.image], u) for u in units], info.downsampling)
+    todo = plan_of(images, model, lossy_step is not None, names)
+    net, _ = zoo.load_model(todo.model.name)
+    batches = todo.batches()
     if lossy_step is not None:
         if samples != 1:
             raise ValueError("importance samples need a bits-back chain; a lossy file has none")
-        return _compress_lossy(net, info, batches, shapes, names, lossy_step, lossy_draws, progress)
+        coder = LossyCoder(net, lossy_step, group=todo.model.coding_group, draws=lossy_draws)
+        lossy = coder.encode(batches, progress=progress)
+        return container.pack(_lossy_header(todo, names, coder.step, lossy_draws, lossy.groups, lossy.latent_crc),
+                              lossy.words)
     if settings is None:
-        settings = CoderSettings(max_group=info.coding_group, samples=samples)
+        settings = CoderSettings(max_group=todo.model.coding_group, samples=samples)
         anchor = BitsBackCoder(net, settings).cheapest_anchor_step(batches[0][:1])
         settings = dataclasses.replace(settings, anchor_step=anchor)
-    result = BitsBackCoder(net, settings).encode(batches, progress=_per_image(units, progress))
-    header = Header(
-        # One-unit files are where header bytes matter; there the weights hash alone
-        # names the model (zoo.model_for_file looks it up), saving the name's bytes.
-        model_name="" if len(units) == 1 else info.name,
-        weights_hash=info.weights_hash,
+    result = BitsBackCoder(net, settings).encode(batches, progress=per_image_progress(todo.units, progress))
+    return container.pack(_lossless_header(todo, names, settings, result), result.words)
+
+
+def plan_of(images: np.ndarray | Sequence[np.ndarray], model: str | None, lossy: bool,
+            names: Sequence[str] | None) -> Plan:
+    """The plan, refused before any coding work if the file could not hold it."""
+    listed = image_list(images)
+    if not listed:
+        raise ValueError("no images to compress")
+    if names is not None and len(names) != len(listed):
+        raise ValueError("names must have one entry per image")
+    todo = plan(listed, model, lossy=lossy)
+    container.check_packable(todo.shapes, list(names) if names is not None else None, todo.tile)
+    return todo
+
+
+def _model_name(todo: Plan) -> str:
+    # One-unit files are where header bytes matter; there the weights hash alone
+    # names the model (zoo.model_for_file looks it up), saving the name's bytes.
+    return "" if len(todo.units) == 1 else todo.model.name
+
+
+def _lossless_header(todo: Plan, names: Sequence[str] | None, settings: CoderSettings,
+                     result: EncodeResult) -> Header:
+    return Header(
+        model_name=_model_name(todo),
+        weights_hash=todo.model.weights_hash,
         latent_precision=settings.latent_precision,
-        shapes=shapes,
+        shapes=todo.shapes,
         groups=result.groups,
         initial_words=result.initial_words,
         untouched_initial_words=result.untouched_initial_words,
-        pixel_crc=container.pixel_crc(image_list),
+        pixel_crc=container.pixel_crc(todo.images),
         names=list(names) if names is not None else None,
-        tile=tile,
+        tile=todo.tile,
         anchor_step=settings.anchor_step,
         samples=settings.samples,
         plain_groups=result.plain_groups if settings.samples > 1 else 0,
     )
-    return container.pack(header, result.words)
 
 
-def _per_image(units: list[tiling.Unit], progress: Progress | None) -> Progress | None:
-    """Turn the coder's progress in coding units (tiles) into progress in whole images."""
-    if progress is None:
-        return None
-    ends = np.cumsum(np.bincount([u.image for u in units]))
-    state = {"units": 0, "images": 0}
-
-    def tick(n_units: int) -> None:
-        state["units"] += n_units
-        done = int(np.searchsorted(ends, state["units"], side="right"))
-        if done > state["images"]:
-            progress(done - state["images"])
-            state["images"] = done
-
-    return tick
-
-
-def _compress_lossy(net, info: zoo.ModelInfo, batches: list[np.ndarray], shapes: list[ImageShape],
-                    names: Sequence[str] | None, step: float, draws: int, progress: Progress | None) -> bytes:
-    coder = LossyCoder(net, step, group=info.coding_group, draws=draws)
-    result = coder.encode(batches, progress=progress)
-    header = Header(
-        model_name="" if len(shapes) == 1 else info.name,  # as in compress()
-        weights_hash=info.weights_hash,
+def _lossy_header(todo: Plan, names: Sequence[str] | None, step: float, draws: int, groups: list[int],
+                  latent_crc: int) -> Header:
+    return Header(
+        model_name=_model_name(todo),
+        weights_hash=todo.model.weights_hash,
         latent_precision=8,
-        shapes=shapes,
-        groups=result.groups,
+        shapes=todo.shapes,
+        groups=groups,
         initial_words=0,
         untouched_initial_words=0,
         pixel_crc=0,
         names=list(names) if names is not None else None,
         lossy=True,
-        lossy_step=coder.step,
+        lossy_step=step,
         lossy_draws=draws,
-        latent_crc=result.latent_crc,
+        latent_crc=latent_crc,
     )
-    return container.pack(header, result.words)
-
-
-def _assemble(decoded: list[np.ndarray], shapes: list[ImageShape], tile: int | None) -> list[np.ndarray]:
-    """Padded (N, C, H', W') groups of coding units -> the original HxW / HxWx3 images."""
-    images = [np.empty((s.height, s.width) if s.channels == 1 else (s.height, s.width, s.channels), np.uint8)
-              for s in shapes]
-    units = tiling.all_units([(s.height, s.width) for s in shapes], tile)
-    for chw, unit in zip((u for batch in decoded for u in batch), units):
-        crop = chw[:, : unit.h, : unit.w]
-        tiling.paste(images[unit.image], unit, crop[0] if crop.shape[0] == 1 else crop.transpose(1, 2, 0))
-    return images
 
 
 def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray]:
@@ -236,13 +139,13 @@ def decompress(data: bytes, progress: Progress | None = None) -> list[np.ndarray
             raise FormatError("a lossy file declares a bits-back chain")
         decoded = LossyCoder(net, header.lossy_step, group=info.coding_group, draws=header.lossy_draws).decode(
             words, header.groups, group_shapes, header.latent_crc, progress=progress)
-        return _assemble(decoded, header.shapes, header.tile)
+        return assemble(decoded, header.shapes, header.tile)
     else:
         coder = BitsBackCoder(net, CoderSettings(latent_precision=header.latent_precision,
                                                  anchor_step=header.anchor_step, samples=header.samples))
         decoded = coder.decode(words, header.untouched_initial_words, header.initial_words, header.groups,
                                group_shapes, progress=progress, plain_groups=header.plain_groups)
-    images = _assemble(decoded, header.shapes, header.tile)
+    images = assemble(decoded, header.shapes, header.tile)
     if container.pixel_crc(images) != header.pixel_crc:
         raise DecodeMismatchError(
             "decoded pixels fail the file's checksum although the file is intact; integer coding should "

@@ -1,4 +1,6 @@
-"""Bits-back ANS over the model contract, chained across all images of a file.
+"""Bits-back ANS over the model contract, chained across all images of a file:
+:class:`BitsBackCoder` puts together the group codecs (:mod:`bbcodec.bbans`) and the
+chain that strings them on one stack (:mod:`bbcodec.chain`).
 
 Per group of images (craystack's BBANS, top-down for a hierarchy)::
 
@@ -39,37 +41,22 @@ to lend what K samples borrow; the header records how many (``plain_groups``).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from bbcodec import codecs
-from bbcodec.ans import Stack, StackUnderflowError
-from bbcodec.container import MAX_GROUP_IMAGES, MAX_GROUP_PIXELS, MAX_INITIAL_WORDS, MAX_LATENT_PRECISION, MAX_SAMPLES
+from bbcodec import bbans, chain
+from bbcodec.ans import Stack
+from bbcodec.chain import EncodeResult, initial_words  # noqa: F401  (the coder's results, re-exported)
+from bbcodec.limits import MAX_GROUP_IMAGES, MAX_LATENT_PRECISION, MAX_SAMPLES
 from bbcodec.contract import LatentModel
-from bbcodec.errors import DecodeMismatchError, FormatError
-from bbcodec.exact.bounds import observation_log2
-from bbcodec.exact.distributions import LOG2_FRAC
-from bbcodec.importance import ImportanceWeighted
-from bbcodec.quantised import (
-    MAX_STEP,
-    MIN_STEP,
-    STEP_UNIT,
-    pop_layer,
-    push_symbols,
-    quantised_walk,
-    sent_bits,
-    snap_step,
-    walk_posterior_means,
-)
-from bbcodec.walk import Choose, LatentWalk, replay, walk_latents
+from bbcodec.quantised import MAX_STEP, MIN_STEP, STEP_UNIT, snap_step
 
-INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"
-DEFAULT_INITIAL_WORDS = 4096
 ANCHOR_STEPS = (1.0, 2.0, 4.0, 8.0)  # searched per file (measured on MNIST: 2 or 4 win); the header keeps it
+Shape = tuple[int, int, int, int]
+
+
 @dataclass(frozen=True)
 class CoderSettings:
     """Coder choices recorded in every file header."""
@@ -90,100 +77,36 @@ class CoderSettings:
             raise ValueError(f"samples must lie in [1, {MAX_SAMPLES}]")
 
 
-@dataclass
-class EncodeResult:
-    """What encoding produced, with the accounting a benchmark needs."""
-
-    words: np.ndarray  # the stack without its untouched initial words
-    untouched_initial_words: int
-    initial_words: int
-    groups: list[int]
-    popped_bits: int  # bits read from the stack by posterior pops (all images)
-    pushed_bits_per_image: list[float] = field(default_factory=list)
-    plain_groups: int = 0  # leading groups coded at K = 1 (the anchor among them) before importance sampling
-
-    @property
-    def initial_bits_used(self) -> int:
-        """Initial bits that coding consumed: paid by the file, never returned."""
-        return 32 * (self.initial_words - self.untouched_initial_words)
-
-
-def initial_words(n: int) -> np.ndarray:
-    """``n`` fixed pseudo-random words (SHAKE-128 of a constant): stable forever."""
-    raw = hashlib.shake_128(INITIAL_BITS_DOMAIN).digest(4 * n)
-    return np.frombuffer(raw, dtype="<u4").astype(np.uint32)
-
-
 class BitsBackCoder:
     """BB-ANS for one model; stateless apart from its settings."""
 
     def __init__(self, model: LatentModel, settings: CoderSettings | None = None) -> None:
         self.model = model
         self.settings = settings or CoderSettings()
+        s = self.settings
+        self.codecs = chain.ChainCodecs(
+            plain=bbans.bits_back(model, s.latent_precision),
+            first=None if s.anchor_step is None else bbans.anchor(model, s.anchor_step),
+            weighted=bbans.importance_weighted(model, s.latent_precision, s.samples) if s.samples > 1 else None,
+            samples=s.samples,
+        )
 
     # --- one group ---------------------------------------------------------------
-    def _walk(self, x: torch.Tensor | None, shape: tuple[int, int, int, int], choose: Choose,
-              n_priors: int | None = None) -> LatentWalk:
-        return walk_latents(self.model, x, shape, self.settings.latent_precision, choose, n_priors)
+    def _group_codec(self, importance: bool) -> bbans.GroupCodec:
+        return self.codecs.weighted if importance and self.codecs.weighted is not None else self.codecs.plain
 
-    def _importance(self) -> ImportanceWeighted:
-        return ImportanceWeighted(self.model, self._walk, self.settings.latent_precision, self.settings.samples)
-
-    @torch.no_grad()
     def encode_group(self, stack: Stack, x: np.ndarray, importance: bool = True) -> int:
         """Code a batch ``x`` (N, C, H, W) uint8 onto ``stack``; returns bits popped.
         ``importance=False`` codes it at K = 1 whatever the settings (a warm-up group)."""
-        if importance and self.settings.samples > 1:
-            return self._importance().encode(stack, x)
-        p = self.settings.latent_precision
-        xt = _as_input(x)
-        before = stack.num_bits()
-        walk = self._walk(xt, tuple(x.shape), lambda event: codecs.posterior_on_prior_bins(event, p).pop(stack))
-        stack.ensure_not_drained()
-        popped = before - stack.num_bits()
-        codecs.pixels(walk.observation).push(stack, x)
-        for layer, idx in reversed(walk.priors):
-            codecs.prior_bins(layer, p).push(stack, idx)
-        return popped
+        return self._group_codec(importance).push(stack, x)
 
-    @torch.no_grad()
-    def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], importance: bool = True) -> np.ndarray:
+    def decode_group(self, stack: Stack, shape: Shape, importance: bool = True) -> np.ndarray:
         """Exact inverse of :meth:`encode_group`."""
-        if importance and self.settings.samples > 1:
-            return self._importance().decode(stack, shape)
-        p = self.settings.latent_precision
-        decoded = self._walk(None, shape, lambda layer: codecs.prior_bins(layer, p).pop(stack))
-        x = codecs.pixels(decoded.observation).pop(stack)
-        again = self._walk(torch.from_numpy(x), shape, replay(decoded.priors), n_priors=len(decoded.priors))
-        for event, idx in reversed(again.posteriors):
-            codecs.posterior_on_prior_bins(event, p).push(stack, idx)
-        return x
+        return self._group_codec(importance).pop(stack, shape)
 
-    @torch.no_grad()
-    def encode_anchor(self, stack: Stack, x: np.ndarray) -> None:
-        """Code a batch without popping: quantised posterior means, then x given them."""
-        step = self.settings.anchor_step
-        assert step is not None
-        obs, sent = walk_posterior_means(self.model, _as_input(x), step)
-        codecs.pixels(obs).push(stack, x)
-        push_symbols(stack, sent, step)
-
-    @torch.no_grad()
-    def decode_anchor(self, stack: Stack, shape: tuple[int, int, int, int]) -> np.ndarray:
-        """Exact inverse of :meth:`encode_anchor`."""
-        step = self.settings.anchor_step
-        assert step is not None
-        obs, _ = quantised_walk(self.model, None, shape, step, lambda layer: pop_layer(stack, layer, step))
-        return codecs.pixels(obs).pop(stack)
-
-    @torch.no_grad()
     def anchor_bits(self, x: np.ndarray, step: float) -> float:
-        """What :meth:`encode_anchor` would push for ``x`` at ``step``, in bits, from the
-        model's own probabilities (one parallel pass, even for an autoregressive decoder)."""
-        xt = _as_input(x)
-        obs, sent = walk_posterior_means(self.model, xt, step)
-        pixel_bits = -int(observation_log2(obs, xt).sum()) / (1 << LOG2_FRAC)
-        return pixel_bits + sent_bits(sent, step)
+        """What the anchor would push for ``x`` at ``step``, in bits (:func:`bbcodec.bbans.anchor_bits`)."""
+        return bbans.anchor_bits(self.model, x, step)
 
     def cheapest_anchor_step(self, x: np.ndarray, candidates: tuple[float, ...] = ANCHOR_STEPS) -> float:
         """The step (of ``candidates``) expected to code the anchor batch ``x`` in the fewest bits.
@@ -197,101 +120,10 @@ class BitsBackCoder:
     def encode(self, batches: list[np.ndarray], initial: int | None = None,
                progress: Callable[[int], None] | None = None) -> EncodeResult:
         """Chain every image of ``batches`` (each (N, C, H, W), one shape each) on one stack."""
-        if initial is None:
-            initial = 0 if self.settings.anchor_step is not None else DEFAULT_INITIAL_WORDS
-        while True:
-            try:
-                return self._encode_with(batches, initial, progress)
-            except StackUnderflowError:
-                if initial * 4 > MAX_INITIAL_WORDS:
-                    raise
-                initial = max(4 * initial, 64)  # the first groups popped more than the initial bits
-
-    def _encode_with(self, batches: list[np.ndarray], initial: int, progress) -> EncodeResult:
-        seed = initial_words(initial)
-        stack = Stack(seed)
-        groups: list[int] = []
-        popped_total, per_image_pop = 0, 0.0
-        k = self.settings.samples
-        plain_groups = 0 if k == 1 else None  # set when the first importance-weighted group starts
-        for images in batches:
-            start = 0
-            while start < len(images):
-                surplus = stack.num_bits() - 32 * initial
-                if plain_groups is None and per_image_pop > 0 and surplus >= 1.25 * k * per_image_pop:
-                    plain_groups = len(groups)  # the stack can lend what K samples borrow: switch for good
-                    per_image_pop *= k  # the borrowing a K-sample image is budgeted at from now on
-                weighted = k > 1 and plain_groups is not None
-                size = self._next_group_size(surplus, per_image_pop, spare=0 if weighted else 1)
-                size = min(size, len(images) - start, max(1, MAX_GROUP_PIXELS // images[0].size))
-                if not groups and self.settings.anchor_step is not None:
-                    size = 1
-                    self.encode_anchor(stack, images[start : start + 1])
-                    groups.append(1)
-                    start += 1
-                    if progress:
-                        progress(1)
-                    continue
-                popped = self.encode_group(stack, images[start : start + size], importance=weighted)
-                popped_total += popped
-                per_image_pop = max(per_image_pop, popped / size)
-                groups.append(size)
-                start += size
-                if progress:
-                    progress(size)
-        words = stack.words()
-        untouched = _common_prefix(words, seed)
-        return EncodeResult(words=words[untouched:], untouched_initial_words=untouched, initial_words=initial,
-                            groups=groups, popped_bits=popped_total,
-                            plain_groups=len(groups) if plain_groups is None else plain_groups)
-
-    def _next_group_size(self, surplus_bits: int, per_image_pop: float, spare: int = 1) -> int:
-        """Images the stack can lend for, plus ``spare`` more (plain groups may dip into
-        the initial bits by one image's borrowing; a K-sample image borrows too much to allow it)."""
-        if per_image_pop <= 0:
-            return 1
-        affordable = int(max(surplus_bits, 0) // (1.25 * per_image_pop)) + spare
-        return max(1, min(self.settings.max_group, affordable))
+        return chain.encode(self.codecs, batches, self.settings.max_group, initial, progress)
 
     def decode(self, words: np.ndarray, untouched: int, initial: int, groups: list[int],
-               shapes: Iterator[tuple[int, int, int]], progress: Callable[[int], None] | None = None,
+               shapes: Iterable[tuple[int, int, int]], progress: Callable[[int], None] | None = None,
                plain_groups: int = 0) -> list[np.ndarray]:
-        """Inverse of :meth:`encode`; ``shapes`` gives (C, H, W) per group, in file order;
-        ``plain_groups`` is :attr:`EncodeResult.plain_groups` of an importance-weighted file."""
-        if not 0 <= plain_groups <= len(groups):
-            raise FormatError("the file declares more warm-up groups than it has groups")
-        seed = initial_words(initial)
-        try:
-            stack = Stack(np.concatenate([seed[:untouched], words]))
-        except ValueError as exc:  # e.g. constriction refuses a stack ending in a zero word
-            raise FormatError(f"the coded data is malformed: {exc}") from exc
-        group_shapes = list(shapes)
-        out: list[np.ndarray] = [None] * len(groups)  # type: ignore[list-item]
-        for g in range(len(groups) - 1, -1, -1):
-            c, h, w = group_shapes[g]
-            if g == 0 and self.settings.anchor_step is not None:
-                if groups[0] != 1:
-                    raise FormatError("an anchored file must start with a group of one image")
-                out[g] = self.decode_anchor(stack, (1, c, h, w))
-            else:
-                out[g] = self.decode_group(stack, (groups[g], c, h, w), importance=g >= plain_groups)
-            if progress:
-                progress(groups[g])
-        final = stack.words()
-        if len(final) != initial or not np.array_equal(final, seed):
-            raise DecodeMismatchError(
-                "after decoding, the stack does not return to its initial bits: the file is "
-                "corrupt or was written by a model that computes differently here"
-            )
-        return out
-
-
-def _as_input(x: np.ndarray) -> torch.Tensor:
-    """uint8 pixels as a tensor (a copy: torch wants writable memory)."""
-    return torch.from_numpy(np.array(x))
-
-
-def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
-    n = min(len(a), len(b))
-    diff = np.flatnonzero(a[:n] != b[:n])
-    return int(diff[0]) if diff.size else n
+        """Inverse of :meth:`encode` (:func:`bbcodec.chain.decode`)."""
+        return chain.decode(self.codecs, words, untouched, initial, groups, shapes, progress, plain_groups)

@@ -1,10 +1,8 @@
 """The ``bbcodec`` command: a thin click layer over the public API.
 
-Exit codes: 0 success, 1 other bbcodec error, 2 usage error, 3 not a valid .bbc
-file, 4 model missing or different, 5 decoded pixels fail the checksum, 6 image
-cannot be coded losslessly, 7 dataset missing, 8 cannot write the output,
-130 interrupted. Outputs are written atomically and never overwrite an existing
-file unless ``--force`` is given.
+Exit codes: :data:`bbcodec.errors.EXIT_CODES` (``bbcodec --help`` lists them).
+Outputs are written atomically and never overwrite an existing file unless
+``--force`` is given.
 """
 
 from __future__ import annotations
@@ -20,17 +18,9 @@ from pathlib import Path
 import click
 
 import bbcodec
-from bbcodec.errors import BBCodecError
+from bbcodec.errors import EXIT_CODES, EXIT_INTERRUPTED, BBCodecError, OutputError
 from bbcodec.images import png_bytes, read_image
 from bbcodec.lossy import DEFAULT_DRAWS, DEFAULT_STEP
-
-EXIT_WRITE = 8
-EXIT_INTERRUPTED = 130
-
-
-class OutputError(BBCodecError):
-    exit_code = EXIT_WRITE
-
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -106,7 +96,10 @@ class _Group(click.Group):
             sys.exit(EXIT_INTERRUPTED)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+_EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in sorted(EXIT_CODES.items()))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EXIT_HELP)
 @click.version_option(bbcodec.__version__, prog_name="bbcodec")
 def main() -> None:
     """Lossless image compression with bits-back coding on trained latent-variable models.

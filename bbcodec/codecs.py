@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bbcodec.ans import Stack, models
+from bbcodec.ans import Stack, entropy_models
 from bbcodec.contract import Autoregressive, GaussianLatent, LatentEvent, ObservationModel
 from bbcodec.exact.distributions import BernoulliPixels, Logistics, bin_values, gaussian_bin_frequencies
 from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL
@@ -105,7 +105,7 @@ def categorical(freqs: torch.Tensor) -> Codec:
     if n and (bool((freqs.sum(dim=1) != PROB_TOTAL).any()) or int(freqs.min()) < 1):
         raise ValueError(f"frequency tables must total 2^{PROB_BITS} with every entry at least 1")
     params = (freqs - 1).numpy().astype(np.float32)  # whole numbers below 2^24: exact in float32
-    family = models.Categorical(perfect=False)
+    family = entropy_models.Categorical(perfect=False)
 
     def push(stack: Stack, symbols: np.ndarray) -> None:
         symbols = np.asarray(symbols).ravel()
@@ -123,7 +123,7 @@ def categorical(freqs: torch.Tensor) -> Codec:
 
 def uniform(n_symbols: int, count: int) -> Codec:
     """``count`` i.i.d. uniform symbols over ``[0, n_symbols)``: exactly log2(n) bits each."""
-    model = models.Uniform(n_symbols)
+    model = entropy_models.Uniform(n_symbols)
 
     def push(stack: Stack, symbols: np.ndarray) -> None:
         symbols = np.asarray(symbols).ravel()

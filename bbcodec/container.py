@@ -15,6 +15,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bbcodec.errors import FormatError
+from bbcodec.limits import (  # noqa: F401  (also read as container.MAX_...)
+    LOSSY_STEP_UNIT,
+    MAX_CHANNELS,
+    MAX_GROUP_IMAGES,
+    MAX_GROUP_PIXELS,
+    MAX_IMAGES,
+    MAX_INITIAL_WORDS,
+    MAX_LATENT_PRECISION,
+    MAX_LOSSY_STEP_UNITS,
+    MAX_NAME_BYTES,
+    MAX_SAMPLES,
+    MAX_SIDE,
+    MAX_TILE,
+    MAX_TOTAL_PIXELS,
+    MAX_UNITS,
+    MIN_LOSSY_STEP_UNITS,
+    MIN_TILE,
+)
+from bbcodec.tiling import ImageShape, group_shapes_from, run_lengths, unit_shape_runs_of, units_of
 
 MAGIC = b"BBC"
 FORMAT_VERSION = 2  # 2: integer coding (bbcodec.exact); 1: float coding, read by bbcodec 0.1
@@ -29,35 +48,6 @@ FLAG_MACHINE_BOUND = 64  # probabilities from a float model: decodes only where 
 KNOWN_FLAGS = (FLAG_NAMES | FLAG_LOSSY | FLAG_TILED | FLAG_ANCHORED | FLAG_IMPORTANCE | FLAG_WARMUP
                | FLAG_MACHINE_BOUND)
 MAX_PROFILE_BYTES = 64
-
-MAX_IMAGES = 10_000_000
-MAX_SIDE = 1 << 16
-MAX_CHANNELS = 4
-MAX_TOTAL_PIXELS = 1 << 34
-MAX_NAME_BYTES = 4096
-MAX_INITIAL_WORDS = 1 << 24
-MAX_GROUP_PIXELS = 1 << 22  # one network batch: bounds the decoder's memory (~1 GB of activations)
-MAX_GROUP_IMAGES = 4096
-MAX_LATENT_PRECISION = 12
-MAX_SAMPLES = 256  # importance samples / lossy draws per image (each costs one more network pass)
-MIN_TILE, MAX_TILE = 32, 1024  # a unit of MAX_TILE^2 x MAX_CHANNELS samples fits one batch
-MAX_UNITS = 1 << 22  # coding units (images or tiles) per file
-LOSSY_STEP_UNIT = 1.0 / 256.0  # lossy files store their quantisation step in these units
-MIN_LOSSY_STEP_UNITS, MAX_LOSSY_STEP_UNITS = 4, 4096  # steps 1/64 .. 16
-
-
-@dataclass(frozen=True)
-class ImageShape:
-    """One image's geometry: height, width and channels (1 = grayscale, 3 = RGB)."""
-
-    height: int
-    width: int
-    channels: int
-
-    @property
-    def dims(self) -> int:
-        return self.height * self.width * self.channels
-
 
 @dataclass
 class Header:
@@ -136,19 +126,6 @@ class _Reader:
         return value
 
 
-def _runs(values: list) -> list[tuple[object, int]]:
-    runs: list[tuple[object, int]] = []
-    for v in values:
-        if runs and runs[-1][0] == v:
-            runs[-1] = (v, runs[-1][1] + 1)
-        else:
-            runs.append((v, 1))
-    return runs
-
-
-# --- writing -------------------------------------------------------------------------
-
-
 def pixel_crc(images: list[np.ndarray]) -> int:
     """CRC-32 over every image's shape and pixels, in file order."""
     crc = 0
@@ -156,43 +133,6 @@ def pixel_crc(images: list[np.ndarray]) -> int:
         crc = zlib.crc32(np.asarray(img.shape, dtype="<u4").tobytes(), crc)
         crc = zlib.crc32(np.ascontiguousarray(img, dtype=np.uint8).tobytes(), crc)
     return crc
-
-
-def units_of(shapes: list[ImageShape], tile: int | None) -> int:
-    """How many coding units (whole images or tiles) the images make, without building them."""
-    total = 0
-    for s in shapes:
-        whole = not tile or (s.height <= tile and s.width <= tile)
-        total += 1 if whole else -(-s.height // tile) * -(-s.width // tile)
-    return total
-
-
-def unit_shape_runs(header: Header) -> list[tuple[ImageShape, int]]:
-    """(shape, count) runs of the coding units in coding order (see :mod:`bbcodec.tiling`).
-
-    Computed arithmetically from the shape runs, so a header that declares millions
-    of images costs nothing to check.
-    """
-    from bbcodec.tiling import class_counts
-
-    runs: list[tuple[ImageShape, int]] = []
-
-    def add(shape: ImageShape, count: int) -> None:
-        if count:
-            if runs and runs[-1][0] == shape:
-                runs[-1] = (shape, runs[-1][1] + count)
-            else:
-                runs.append((shape, count))
-
-    for shape, count in _runs(header.shapes):
-        tiled = header.tile and (shape.height > header.tile or shape.width > header.tile)
-        if not tiled:
-            add(shape, count)
-            continue
-        for _ in range(count):
-            for (h, w), n in class_counts(shape.height, shape.width, header.tile):
-                add(ImageShape(h, w, shape.channels), n)
-    return runs
 
 
 def check_packable(shapes: list[ImageShape], names: list[str] | None, tile: int | None = None) -> None:
@@ -248,17 +188,38 @@ def _put_step(out: bytearray, step: float | None) -> None:
 
 
 def pack(header: Header, words: np.ndarray) -> bytes:
+    _check_header(header)
+    out = bytearray(MAGIC)
+    out.append(FORMAT_VERSION)
+    out.append(_flags(header))
+    name = header.model_name.encode("ascii")
+    out.append(len(name))
+    out += name
+    out += header.weights_hash
+    out.append(header.latent_precision)
+    _put_runs(out, run_lengths([(s.height, s.width, s.channels) for s in header.shapes]))
+    _put_runs(out, run_lengths(header.groups), count_first=False)
+    _put_varint(out, header.initial_words)
+    _put_varint(out, header.untouched_initial_words)
+    out += (header.latent_crc if header.lossy else header.pixel_crc).to_bytes(4, "little")
+    _put_options(out, header)
+    if header.names is not None:
+        _put_names(out, header.names)
+    out += payload_bytes(words)
+    out += zlib.crc32(out).to_bytes(4, "little")
+    return bytes(out)
+
+
+def _per_image(header: Header) -> int:
+    """One slot counts the importance samples, or in a lossy file the draws (never both)."""
+    return header.lossy_draws if header.lossy else header.samples
+
+
+def _check_header(header: Header) -> None:
+    """Refuse (ValueError) a header that :func:`unpack` would refuse or misread."""
     check_packable(header.shapes, header.names, header.tile)
     if not 2 <= header.latent_precision <= MAX_LATENT_PRECISION:
         raise ValueError(f"latent precision must lie in [2, {MAX_LATENT_PRECISION}]")
-    out = bytearray(MAGIC)
-    out.append(FORMAT_VERSION)
-    # One slot counts the importance samples, or in a lossy file the draws (never both).
-    per_image = header.lossy_draws if header.lossy else header.samples
-    flags = ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
-             | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0)
-             | (FLAG_IMPORTANCE if per_image > 1 else 0) | (FLAG_WARMUP if header.plain_groups else 0)
-             | (FLAG_MACHINE_BOUND if header.machine_bound else 0))
     if not (1 <= header.samples <= MAX_SAMPLES and 1 <= header.lossy_draws <= MAX_SAMPLES):
         raise ValueError(f"importance samples and lossy draws must lie in [1, {MAX_SAMPLES}]")
     if header.lossy and header.samples != 1:
@@ -267,55 +228,55 @@ def pack(header: Header, words: np.ndarray) -> bytes:
         raise ValueError("a lossy file has no bits-back chain to anchor")
     if header.plain_groups and (header.lossy or header.samples < 2 or header.plain_groups > len(header.groups)):
         raise ValueError("warm-up groups belong to an importance-weighted file and cannot outnumber its groups")
-    out.append(flags)
-    name = header.model_name.encode("ascii")
-    if not len(name) < 256:
+    if not len(header.model_name.encode("ascii")) < 256:
         raise ValueError("model name must be 0..255 ASCII bytes")
-    out.append(len(name))
-    out += name
     if len(header.weights_hash) != 4:
         raise ValueError("weights_hash must be 4 bytes")
-    out += header.weights_hash
-    out.append(header.latent_precision)
-    shape_runs = _runs([(s.height, s.width, s.channels) for s in header.shapes])
-    _put_varint(out, len(shape_runs))
-    for (h, w, c), count in shape_runs:
-        for v in (count, h, w, c):
+    if len(header.machine_bound.encode("ascii")) > MAX_PROFILE_BYTES:
+        raise ValueError(f"a machine profile name has at most {MAX_PROFILE_BYTES} ASCII bytes")
+
+
+def _flags(header: Header) -> int:
+    return ((FLAG_NAMES if header.names is not None else 0) | (FLAG_LOSSY if header.lossy else 0)
+            | (FLAG_TILED if header.tile else 0) | (FLAG_ANCHORED if header.anchor_step is not None else 0)
+            | (FLAG_IMPORTANCE if _per_image(header) > 1 else 0) | (FLAG_WARMUP if header.plain_groups else 0)
+            | (FLAG_MACHINE_BOUND if header.machine_bound else 0))
+
+
+def _put_runs(out: bytearray, runs: list[tuple[object, int]], count_first: bool = True) -> None:
+    """Shape runs as (count, h, w, c); group runs as (size, count)."""
+    _put_varint(out, len(runs))
+    for value, count in runs:
+        fields = (count, *value) if count_first else (value, count)
+        for v in fields:
             _put_varint(out, v)
-    group_runs = _runs(header.groups)
-    _put_varint(out, len(group_runs))
-    for size, count in group_runs:
-        _put_varint(out, size)
-        _put_varint(out, count)
-    _put_varint(out, header.initial_words)
-    _put_varint(out, header.untouched_initial_words)
-    out += (header.latent_crc if header.lossy else header.pixel_crc).to_bytes(4, "little")
+
+
+def _put_options(out: bytearray, header: Header) -> None:
+    """The flagged fields, in the order :func:`unpack` reads them."""
     if header.lossy:
         _put_step(out, header.lossy_step)
     if header.anchor_step is not None:
         _put_step(out, header.anchor_step)
-    if per_image > 1:
-        _put_varint(out, per_image)
+    if _per_image(header) > 1:
+        _put_varint(out, _per_image(header))
     if header.plain_groups:
         _put_varint(out, header.plain_groups)
     if header.tile:
         _put_varint(out, header.tile)
     if header.machine_bound:
         profile = header.machine_bound.encode("ascii")
-        if len(profile) > MAX_PROFILE_BYTES:
-            raise ValueError(f"a machine profile name has at most {MAX_PROFILE_BYTES} ASCII bytes")
         out.append(len(profile))
         out += profile
-    if header.names is not None:
-        raw = b"\0".join(n.encode("utf-8") for n in header.names)
-        packed = zlib.compress(raw, 9)
-        method, block = (1, packed) if len(packed) < len(raw) else (0, raw)
-        out.append(method)
-        _put_varint(out, len(block))
-        out += block
-    out += payload_bytes(words)
-    out += zlib.crc32(out).to_bytes(4, "little")
-    return bytes(out)
+
+
+def _put_names(out: bytearray, names: list[str]) -> None:
+    raw = b"\0".join(n.encode("utf-8") for n in names)
+    packed = zlib.compress(raw, 9)
+    method, block = (1, packed) if len(packed) < len(raw) else (0, raw)
+    out.append(method)
+    _put_varint(out, len(block))
+    out += block
 
 
 # --- reading -------------------------------------------------------------------------
@@ -323,6 +284,42 @@ def pack(header: Header, words: np.ndarray) -> bytes:
 
 def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     """Parse and validate a .bbc file; raises FormatError on anything malformed."""
+    body = _checked_body(data)
+    r = _Reader(body)
+    r.take(4)
+    flags = r.byte()
+    if flags & ~KNOWN_FLAGS:
+        raise FormatError(f"unknown flags {flags:#x}")
+    model_name, weights_hash, precision = _read_model(r)
+    shapes = _read_shapes(r)
+    group_runs, covered = _read_group_runs(r)
+    initial = r.varint(MAX_INITIAL_WORDS, "initial words")
+    untouched = r.varint(initial, "untouched initial words")
+    crc = int.from_bytes(r.take(4), "little")
+    options = _read_options(r, flags)
+    tile = options["tile"]
+    if units_of(shapes, tile) > MAX_UNITS:
+        raise FormatError("the declared images make too many coding units")
+    if tile is None and any(s.dims > MAX_GROUP_PIXELS for s in shapes):
+        raise FormatError("an untiled image declares more samples than one batch may hold")
+    options["machine_bound"] = _read_profile(r) if flags & FLAG_MACHINE_BOUND else ""
+    if covered != units_of(shapes, tile):
+        raise FormatError("groups do not cover the declared images")
+    groups = [size for size, count in group_runs for _ in range(count)]
+    if options["plain_groups"] > len(groups):
+        raise FormatError("the file declares more warm-up groups than it has groups")
+    names = _read_names(r, len(shapes)) if flags & FLAG_NAMES else None
+    words = _read_words(body, r.pos)
+    lossy, per_image = bool(flags & FLAG_LOSSY), options.pop("per_image")
+    header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, 0 if lossy else crc,
+                    names, lossy=lossy, lossy_draws=per_image if lossy else 1, latent_crc=crc if lossy else 0,
+                    samples=1 if lossy else per_image, **options)
+    _check_groups_uniform(unit_shape_runs(header), groups, header.lossy_draws)
+    return header, words
+
+
+def _checked_body(data: bytes) -> bytes:
+    """The file without its CRC, after checking magic, version and CRC."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("data must be bytes")
     data = bytes(data)
@@ -336,11 +333,10 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     body, stored_crc = data[:-4], int.from_bytes(data[-4:], "little")
     if zlib.crc32(body) != stored_crc:
         raise FormatError("file checksum mismatch: the file is truncated or corrupted")
-    r = _Reader(body)
-    r.take(4)
-    flags = r.byte()
-    if flags & ~KNOWN_FLAGS:
-        raise FormatError(f"unknown flags {flags:#x}")
+    return body
+
+
+def _read_model(r: _Reader) -> tuple[str, bytes, int]:
     name_len = r.byte()
     try:
         model_name = r.take(name_len).decode("ascii")
@@ -350,6 +346,10 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
     precision = r.byte()
     if not 2 <= precision <= MAX_LATENT_PRECISION:
         raise FormatError(f"latent precision {precision} out of range")
+    return model_name, weights_hash, precision
+
+
+def _read_shapes(r: _Reader) -> list[ImageShape]:
     shapes: list[ImageShape] = []
     total_pixels = 0
     for _ in range(r.varint(MAX_IMAGES, "shape runs")):
@@ -364,6 +364,11 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         shapes.extend([ImageShape(h, w, c)] * count)
     if not shapes:
         raise FormatError("file declares no images")
+    return shapes
+
+
+def _read_group_runs(r: _Reader) -> tuple[list[tuple[int, int]], int]:
+    """(size, count) runs of the groups and the coding units they cover."""
     group_runs, covered = [], 0
     for _ in range(r.varint(MAX_UNITS, "group runs")):
         size = r.varint(MAX_GROUP_IMAGES, "group size")
@@ -374,17 +379,19 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         covered += size * count
         if covered > MAX_UNITS:
             raise FormatError("groups cover more coding units than a file may hold")
-    initial = r.varint(MAX_INITIAL_WORDS, "initial words")
-    untouched = r.varint(initial, "untouched initial words")
-    crc = int.from_bytes(r.take(4), "little")
+    return group_runs, covered
+
+
+def _read_options(r: _Reader, flags: int) -> dict:
+    """The flagged fields: steps, the per-image count, warm-up groups and the tile side."""
     if flags & FLAG_LOSSY and flags & FLAG_ANCHORED:
         raise FormatError("a lossy file declares an anchored bits-back chain")
     lossy_step = _read_step(r, "lossy step") if flags & FLAG_LOSSY else None
     anchor_step = _read_step(r, "anchor step") if flags & FLAG_ANCHORED else None
-    samples = 1
+    per_image = 1
     if flags & FLAG_IMPORTANCE:
-        samples = r.varint(MAX_SAMPLES, "lossy draws" if flags & FLAG_LOSSY else "importance samples")
-        if samples < 2:
+        per_image = r.varint(MAX_SAMPLES, "lossy draws" if flags & FLAG_LOSSY else "importance samples")
+        if per_image < 2:
             raise FormatError("the importance flag needs at least 2 samples (or lossy draws)")
     plain_groups = 0
     if flags & FLAG_WARMUP:
@@ -398,37 +405,26 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
         tile = r.varint(MAX_TILE, "tile side")
         if tile < MIN_TILE:
             raise FormatError(f"tile side {tile} is below the minimum {MIN_TILE}")
-    if units_of(shapes, tile) > MAX_UNITS:
-        raise FormatError("the declared images make too many coding units")
-    if tile is None and any(s.dims > MAX_GROUP_PIXELS for s in shapes):
-        raise FormatError("an untiled image declares more samples than one batch may hold")
-    machine_bound = ""
-    if flags & FLAG_MACHINE_BOUND:
-        length = r.byte()
-        if not 0 < length <= MAX_PROFILE_BYTES:
-            raise FormatError(f"machine profile name of {length} bytes (1..{MAX_PROFILE_BYTES} allowed)")
-        try:
-            machine_bound = r.take(length).decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise FormatError("machine profile name is not ASCII") from exc
-    n_units = units_of(shapes, tile)
-    if covered != n_units:
-        raise FormatError("groups do not cover the declared images")
-    groups = [size for size, count in group_runs for _ in range(count)]
-    if plain_groups > len(groups):
-        raise FormatError("the file declares more warm-up groups than it has groups")
-    names = _read_names(r, len(shapes)) if flags & FLAG_NAMES else None
-    payload = body[r.pos :] + bytes(-(len(body) - r.pos) % 4)
+    return {"lossy_step": lossy_step, "anchor_step": anchor_step, "per_image": per_image,
+            "plain_groups": plain_groups, "tile": tile}
+
+
+def _read_profile(r: _Reader) -> str:
+    length = r.byte()
+    if not 0 < length <= MAX_PROFILE_BYTES:
+        raise FormatError(f"machine profile name of {length} bytes (1..{MAX_PROFILE_BYTES} allowed)")
+    try:
+        return r.take(length).decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise FormatError("machine profile name is not ASCII") from exc
+
+
+def _read_words(body: bytes, pos: int) -> np.ndarray:
+    payload = body[pos:] + bytes(-(len(body) - pos) % 4)
     words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
     if len(words) and words[-1] == 0:
         raise FormatError("the coded data is malformed (its top word is zero)")
-    lossy = bool(flags & FLAG_LOSSY)
-    header = Header(model_name, weights_hash, precision, shapes, groups, initial, untouched, 0 if lossy else crc,
-                    names, lossy=lossy, lossy_step=lossy_step, lossy_draws=samples if lossy else 1,
-                    latent_crc=crc if lossy else 0, tile=tile, anchor_step=anchor_step,
-                    samples=1 if lossy else samples, plain_groups=plain_groups, machine_bound=machine_bound)
-    _check_groups_uniform(unit_shape_runs(header), groups, header.lossy_draws)
-    return header, words
+    return words
 
 
 def _read_step(r: _Reader, what: str) -> float:
@@ -477,25 +473,9 @@ def _check_groups_uniform(unit_runs: list[tuple[ImageShape, int]], groups: list[
             raise FormatError("a group declares more pixels than one batch may hold")
 
 
-def group_shapes_from(unit_runs: list[tuple[ImageShape, int]], groups: list[int]) -> list[ImageShape | None]:
-    """The unit shape of each group; None where a group would straddle two shapes."""
-    out: list[ImageShape | None] = []
-    run, used = 0, 0  # units of unit_runs[run] already taken by earlier groups
-    for size in groups:
-        while run < len(unit_runs) and used == unit_runs[run][1]:
-            run, used = run + 1, 0
-        if run == len(unit_runs):
-            out.append(None)
-            continue
-        shape, count = unit_runs[run]
-        out.append(shape if count - used >= size else None)
-        remaining = size
-        while remaining and run < len(unit_runs):
-            take = min(remaining, unit_runs[run][1] - used)
-            remaining, used = remaining - take, used + take
-            if remaining:
-                run, used = run + 1, 0
-    return out
+def unit_shape_runs(header: Header) -> list[tuple[ImageShape, int]]:
+    """(shape, count) runs of the header's coding units in coding order."""
+    return unit_shape_runs_of(header.shapes, header.tile)
 
 
 def group_shapes(header: Header) -> list[ImageShape]:

@@ -42,7 +42,7 @@ from bbcodec.walk import LatentWalk, replay
 Walk = Callable[..., LatentWalk]
 
 
-def rows(event: LatentEvent, keep: torch.Tensor) -> LatentEvent:
+def restricted(event: LatentEvent, keep: torch.Tensor) -> LatentEvent:
     """The event restricted to the batch rows ``keep`` (a boolean mask)."""
     def sub(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t[keep]
@@ -54,7 +54,7 @@ def rows(event: LatentEvent, keep: torch.Tensor) -> LatentEvent:
 
 
 class ImportanceWeighted:
-    """The importance-weighted group codec of a :class:`~bbcodec.bitsback.BitsBackCoder`."""
+    """Importance-weighted bits-back for one group (:func:`bbcodec.bbans.importance_weighted`)."""
 
     def __init__(self, model: LatentModel, walk: Walk, precision: int, samples: int) -> None:
         if samples < 2:
@@ -89,7 +89,7 @@ class ImportanceWeighted:
         chosen = self._chosen(j)
         others = torch.from_numpy(~chosen)
         for event, idx in reversed(walk.posteriors):
-            codecs.posterior_on_prior_bins(rows(event, others), p).push(stack, idx.reshape(len(xk), -1)[~chosen])
+            codecs.posterior_on_prior_bins(restricted(event, others), p).push(stack, idx.reshape(len(xk), -1)[~chosen])
         picked = iter([idx.reshape(len(xk), -1)[chosen].ravel() for _, idx in walk.posteriors])
         xt = torch.from_numpy(np.ascontiguousarray(x))
         selected = self.walk(xt, tuple(x.shape), lambda event: next(picked))
@@ -114,7 +114,7 @@ class ImportanceWeighted:
             dims = event.shape[1:].numel()
             full = np.empty((n * k, dims), dtype=np.int64)
             full[chosen] = known(event).reshape(n, dims)
-            full[~chosen] = codecs.posterior_on_prior_bins(rows(event, others), p).pop(stack).reshape(-1, dims)
+            full[~chosen] = codecs.posterior_on_prior_bins(restricted(event, others), p).pop(stack).reshape(-1, dims)
             return full.ravel()
 
         walk = self.walk(xk, tuple(xk.shape), pop_others)

@@ -21,16 +21,16 @@ import torch
 
 from bbcodec import codecs
 from bbcodec.ans import Stack
-from bbcodec.container import LOSSY_STEP_UNIT, MAX_LOSSY_STEP_UNITS, MIN_LOSSY_STEP_UNITS
+from bbcodec.limits import LOSSY_STEP_UNIT, MAX_LOSSY_STEP_UNITS, MIN_LOSSY_STEP_UNITS
 from bbcodec.contract import GaussianLatent, InferredLatent, LatentEvent, LatentModel, ObservationModel
-from bbcodec.exact.distributions import LOG2_FRAC, frequency_log2, normal_cdf
-from bbcodec.exact.fixed import ONE, cdf_to_frequencies, round_div
+from bbcodec.exact.distributions import LOG2_FRAC, frequency_log2, gaussian_frequencies
+from bbcodec.exact.fixed import FRAC, ONE, round_div
+from bbcodec.walk import walk
 
 TAIL = 8.0  # prior standard deviations covered before clipping
 STEP_UNIT = LOSSY_STEP_UNIT  # headers store step / STEP_UNIT as an integer
 MIN_STEP, MAX_STEP = MIN_LOSSY_STEP_UNITS * STEP_UNIT, MAX_LOSSY_STEP_UNITS * STEP_UNIT
 UNITS_PER_ONE = round(1 / STEP_UNIT)  # 256: a step of ``u`` units is u / 256
-_NDTR_STEP = 12  # bbcodec.exact.tables.GRIDS["ndtr"].step
 
 
 def snap_step(step: float) -> float:
@@ -60,8 +60,7 @@ def _grid_edges(step: float) -> torch.Tensor:
 def quantiser_frequencies(step: float) -> torch.Tensor:
     """(1, 2m + 1) frequencies of ``q = −m … m``: a standard normal discretised on the
     grid ``step · q`` (tails in the end bins), from the stored normal CDF."""
-    cdf = normal_cdf(_grid_edges(step).view(1, -1) << _NDTR_STEP, torch.tensor([[ONE]]))
-    return cdf_to_frequencies(cdf)
+    return gaussian_frequencies(_grid_edges(step).view(1, -1) << FRAC, torch.tensor(0), torch.tensor(ONE))
 
 
 Sent = list[tuple[GaussianLatent, np.ndarray]]  # the integers of every prior event, in generative order
@@ -87,20 +86,8 @@ def quantised_walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int,
     ``step · q``; its prior event reuses that ``q`` (``choose`` is not asked again)
     and codes it under the prior discretised on the same grid.
     """
-    sent: Sent = []
-    inferred: dict[str, np.ndarray] = {}
-    steps = model.latent_steps(x, shape)
-    event = next(steps)
-    while True:
-        if isinstance(event, InferredLatent):
-            q = inferred[event.key] = choose(event)
-        else:
-            q = inferred[event.inferred] if event.inferred in inferred else choose(event)
-            sent.append((event, q))
-        try:
-            event = steps.send(_values(event, q, step))
-        except StopIteration as stop:
-            return stop.value, sent
+    out = walk(model, x, shape, choose, lambda event, q: _values(event, q, step))
+    return out.observation, out.priors
 
 
 def quantise_posterior(event: LatentEvent, step: float) -> np.ndarray:
@@ -118,10 +105,7 @@ def quantise_posterior(event: LatentEvent, step: float) -> np.ndarray:
 def grid_prior_frequencies(event: GaussianLatent, step: float) -> torch.Tensor:
     """(dims, 2m+1) frequencies of ``q = −m … m`` under an inferred latent's prior N(μ, σ)
     discretised on the absolute grid ``step · q`` (tails in the end bins)."""
-    mean = event.prior_mean.reshape(-1, 1)
-    std = event.prior_std.reshape(-1, 1).clamp(min=1)
-    cdf = normal_cdf((_grid_edges(step).view(1, -1) - mean) << _NDTR_STEP, std)
-    return cdf_to_frequencies(cdf)
+    return gaussian_frequencies(_grid_edges(step).view(1, -1) << FRAC, event.prior_mean, event.prior_std)
 
 
 def _runs(sent: Sent) -> list[tuple[GaussianLatent | None, np.ndarray]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -22,53 +23,67 @@ import torch
 from bbcodec import codecs
 from bbcodec.contract import GaussianLatent, InferredLatent, LatentEvent, LatentModel, ObservationModel
 
+Pick = TypeVar("Pick")  # what a walk chooses per event: bin indices, quantised integers, a float sample
 Choose = Callable[[LatentEvent], np.ndarray]
 
 
 @dataclass
-class LatentWalk:
-    """What a walk coded: bin indices per event, in the two orders bits-back needs."""
+class LatentWalk(Generic[Pick]):
+    """What a walk chose per event, in the two orders bits-back needs."""
 
-    posteriors: list[tuple[LatentEvent, np.ndarray]] = field(default_factory=list)  # pop order (encoder)
-    priors: list[tuple[GaussianLatent, np.ndarray]] = field(default_factory=list)  # generative order
+    posteriors: list[tuple[LatentEvent, Pick]] = field(default_factory=list)  # pop order (encoder)
+    priors: list[tuple[GaussianLatent, Pick]] = field(default_factory=list)  # generative order
     observation: ObservationModel | None = None  # None when the walk stopped early
 
 
-def walk_latents(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int], precision: int,
-                 choose: Choose, n_priors: int | None = None) -> LatentWalk:
-    """Walk ``model``; ``choose`` picks the bin indices of each event that needs them.
+def walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int],
+         choose: Callable[[LatentEvent], Pick], value_of: Callable[[LatentEvent, Pick], torch.Tensor],
+         n_priors: int | None = None) -> LatentWalk[Pick]:
+    """Walk ``model``'s events; ``choose`` picks each event's value, ``value_of`` turns a
+    pick into the latent value handed back to the model.
 
     ``choose`` is asked for every inferred latent and every top-down layer. The prior
-    event of a latent inferred earlier in the same walk reuses that latent's indices
+    event of a latent inferred earlier in the same walk reuses that latent's pick
     (its value is fixed); when nothing was inferred (decoding, ``x`` is None) it is
     asked like any layer. With ``n_priors`` the walk stops after that many prior
     events, skipping the rest of the network (a decoder's second pass needs only
-    the posteriors).
+    the posteriors). Coding, the bounds, lossy quantisation and the tests all walk here.
     """
-    walk = LatentWalk()
-    inferred: dict[str, np.ndarray] = {}
+    out: LatentWalk[Pick] = LatentWalk()
+    inferred: dict[str, Pick] = {}
     steps = model.latent_steps(x, shape)
     event = next(steps)
     while True:
         if isinstance(event, InferredLatent):
-            idx = inferred[event.key] = choose(event)
-            walk.posteriors.append((event, idx))
+            pick = inferred[event.key] = choose(event)
+            out.posteriors.append((event, pick))
         else:
             if event.inferred is not None and event.inferred in inferred:
-                idx = inferred[event.inferred]
+                pick = inferred[event.inferred]
             else:
-                idx = choose(event)
+                pick = choose(event)
                 if event.post_mean is not None:
-                    walk.posteriors.append((event, idx))
-            walk.priors.append((event, idx))
-            if n_priors is not None and len(walk.priors) == n_priors:
+                    out.posteriors.append((event, pick))
+            out.priors.append((event, pick))
+            if n_priors is not None and len(out.priors) == n_priors:
                 steps.close()
-                return walk
+                return out
         try:
-            event = steps.send(codecs.latent_values(event, idx, precision))
+            event = steps.send(value_of(event, pick))
         except StopIteration as stop:
-            walk.observation = stop.value
-            return walk
+            out.observation = stop.value
+            return out
+
+
+def walk_latents(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int], precision: int,
+                 choose: Choose, n_priors: int | None = None) -> LatentWalk[np.ndarray]:
+    """:func:`walk` with bin indices of the coder's latent bins (``precision`` bits)."""
+    return walk(model, x, shape, choose, lambda event, idx: codecs.latent_values(event, idx, precision), n_priors)
+
+
+def identity(event: LatentEvent, value: torch.Tensor) -> torch.Tensor:
+    """A ``value_of`` for walks that choose latent values themselves (bounds, tests)."""
+    return value
 
 
 def replay(priors: list[tuple[GaussianLatent, np.ndarray]]) -> Choose:

@@ -25,7 +25,6 @@ from bbcodec.exact.export import INTEGER_FILE, load_integer
 from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, load_weights, read_meta
 
-DEFAULT_MODEL = "mnist"  # grayscale of any size
 # Without --model, the first of these that codes the images wins (then any other).
 # The VLAEs code 28x28 only, but there they beat mnist on rate (models/*/scores.json).
 # vlae-mnist-large has the lowest rate and is the slowest VLAE, so it leads the
@@ -35,6 +34,8 @@ PREFERENCE = ("vlae-mnist-large", "vlae-mnist-wide", "mnist", "rgb")
 # Lossy coding ranks separately: a model's lossy quality (label agreement at a rate)
 # is measured on its own, and the best lossless model need not be the best lossy one.
 LOSSY_PREFERENCE = ("vlae-mnist-wide",)
+DEFAULT_MODEL = PREFERENCE[0]  # what compress() picks for 28x28 grayscale digits, and load_model() loads
+ANY_SIZE_GRAYSCALE = "mnist"  # the grayscale model that codes any image size
 
 
 def search_path() -> list[Path]:
@@ -102,7 +103,7 @@ def _info(name: str, folder: Path) -> ModelInfo:
 
 
 def _scores(folder: Path) -> dict:
-    """The model's measured test scores (``scores.json``, written by ``python -m models.export --measure``)."""
+    """The model's measured test scores (``scores.json``, written by ``python -m training.export --measure``)."""
     path = folder / "scores.json"
     return json.loads(path.read_text()) if path.exists() else {}
 

@@ -4,7 +4,7 @@
 
 Encodes in this process (timed), decodes in a fresh process (timed, compared pixel
 for pixel), and reads the integer and float −ELBO from ``models/NAME/scores.json``
-(``python -m models.export NAME --measure``). Writes
+(``python -m training.export NAME --measure``). Writes
 ``bench/results/full_test_NAME.json`` with its stamp.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 import bbcodec
 from bench.lossless import decode_in_fresh_process
 from bench.stamp import stamp
-from models.export import MODELS, test_images
+from training.export import MODELS, test_images
 
 ROOT = Path(__file__).resolve().parents[1]
 

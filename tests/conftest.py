@@ -102,21 +102,12 @@ def random_digits(n: int, seed: int = 0, size: int = 28) -> np.ndarray:
 def observation_at_means(model, x, shape=None, use_prior: bool = False):
     """Walk a model's layers feeding posterior (or prior) means; return p(x | z)."""
     from bbcodec.contract import InferredLatent
+    from bbcodec.walk import identity, walk
 
-    steps = model.latent_steps(x, shape or tuple(x.shape))
-    inferred = {}
-    layer = next(steps)
-    try:
-        while True:
-            if isinstance(layer, InferredLatent):
-                z = inferred[layer.key] = layer.post_mean
-            elif layer.inferred is not None and layer.inferred in inferred:
-                z = inferred[layer.inferred]
-            else:
-                z = layer.prior_mean if use_prior else layer.post_mean
-            layer = steps.send(z)
-    except StopIteration as stop:
-        return stop.value
+    def choose(event):
+        return event.prior_mean if use_prior and not isinstance(event, InferredLatent) else event.post_mean
+
+    return walk(model, x, shape or tuple(x.shape), choose, identity).observation
 
 
 def coder_round_trip(coder, x: np.ndarray):

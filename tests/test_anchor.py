@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bbcodec
+from bbcodec import bbans
 from bbcodec.ans import Stack
 from bbcodec.bitsback import ANCHOR_STEPS, BitsBackCoder, CoderSettings
 from tests.conftest import TINY_CONFIG, TINY_VLAE_CONFIG, coder_round_trip, make_tiny, make_tiny_exact, random_digits
@@ -52,7 +53,7 @@ def test_estimated_anchor_cost_tracks_the_coded_one(name):
     coded = {}
     for step in ANCHOR_STEPS:
         stack = Stack()
-        BitsBackCoder(model, CoderSettings(anchor_step=step)).encode_anchor(stack, x)
+        bbans.anchor(model, step).push(stack, x)
         coded[step] = stack.num_valid_bits()
         assert abs(coded[step] - coder.anchor_bits(x, step)) <= 64 + 0.05 * coded[step]
     assert coded[coder.cheapest_anchor_step(x)] <= min(coded.values()) + 64

@@ -125,3 +125,15 @@ def test_lossy_draws_are_recorded_and_shown(zoo_env, tmp_path):
     assert json.loads(run("info", out, "--json").output)["lossy_draws"] == 3
     assert run("decode", out, "-o", tmp_path / "back.png").exit_code == 0
     assert np.asarray(Image.open(tmp_path / "back.png")).shape == (12, 12)
+
+
+def test_every_error_has_its_own_exit_code_and_help_lists_them_all():
+    import bbcodec.errors as errors
+
+    public = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.BBCodecError)]
+    codes = [c.exit_code for c in public]
+    assert len(public) >= 7 and len(set(codes)) == len(codes)
+    assert {c.exit_code for c in errors.BBCodecError.__subclasses__()} <= set(errors.EXIT_CODES)
+    shown = run("--help").output
+    for code, meaning in errors.EXIT_CODES.items():
+        assert f"{code:<4} {meaning}" in shown

@@ -45,10 +45,10 @@ def test_categorical_round_trip_any_table(table):
     assert bool((freqs.sum(1) == PROB_TOTAL).all()) and int(freqs.min()) >= 1
     codec = codecs.categorical(freqs)
     stack = Stack()
-    stack.push(np.array([7]), codecs.models.Uniform(16))  # something below, must survive
+    stack.push(np.array([7]), codecs.entropy_models.Uniform(16))  # something below, must survive
     codec.push(stack, symbols)
     np.testing.assert_array_equal(codec.pop(stack), symbols)
-    assert stack.pop(codecs.models.Uniform(16), count=1)[0] == 7
+    assert stack.pop(codecs.entropy_models.Uniform(16), count=1)[0] == 7
 
 
 def test_categorical_codes_exactly_the_integer_frequencies():

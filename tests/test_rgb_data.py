@@ -1,4 +1,4 @@
-"""The RGB training sets' sampling rules (models/rgb/): a change here changes what the
+"""The RGB training sets' sampling rules (training/rgb/): a change here changes what the
 shipped `rgb` model was trained on, so the rules are pinned, not just exercised."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "models" / "rgb"))
+sys.path.insert(0, str(ROOT / "training" / "rgb"))
 
 import thumbnails  # noqa: E402
 
-from models.train import RGB_SETS, rgb_set_names  # noqa: E402
+from training.train import RGB_SETS, rgb_set_names  # noqa: E402
 
 
 def photo(h: int, w: int, seed: int = 0) -> np.ndarray:

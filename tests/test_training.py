@@ -1,4 +1,4 @@
-"""models/train.py's phase hand-over: a recipe's ``init_from`` starts a new run from
+"""training/train.py's phase hand-over: a recipe's ``init_from`` starts a new run from
 trained weights, and refuses weights of a different model."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.train import Trainer
+from training.train import Trainer
 from tests.conftest import TINY_VLAE_CONFIG, make_tiny, write_zoo_model
 
 

