@@ -24,7 +24,11 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import prepare_data as prep  # noqa: E402
+from photos.candidates import deb_candidates, foolbox_wheel, wheel_candidates  # noqa: E402
+from photos.config import DEB_SOURCES, MODEL_DIR  # noqa: E402
+from photos.debian import DebPackage, deb_field, extract_deb, fetch_deb  # noqa: E402
+from photos.files import cache_root, log, save_npy_atomic, sha256_bytes, sha256_file  # noqa: E402
+from photos.filtering import assess, downscale  # noqa: E402
 
 COARSE_SIDES = (32, 40, 48, 64, 80, 96, 128)  # short side after shrinking
 PATCHES_PER_AREA = 8.0  # random windows per 32x32 of shrunk area (overlap is fine: scales differ)
@@ -47,36 +51,36 @@ def photos_by_sha(sources: dict) -> dict[str, dict]:
 
 def candidates(cache: Path):
     """The same candidate files prepare_data.py examined (from its offline cache)."""
-    for src in prep.DEB_SOURCES:
-        got = prep.fetch_deb(src.package, cache / "debs")
+    for src in DEB_SOURCES:
+        got = fetch_deb(src.package, cache / "debs")
         if isinstance(got, str):
             continue
         deb, verified = got
-        sha = prep.sha256_file(deb)
-        root = prep.extract_deb(deb, sha, cache / "extract")
-        yield from prep.deb_candidates(src, prep.DebPackage(src.package, prep.deb_field(deb, "Version"), deb, sha,
+        sha = sha256_file(deb)
+        root = extract_deb(deb, sha, cache / "extract")
+        yield from deb_candidates(src, DebPackage(src.package, deb_field(deb, "Version"), deb, sha,
                                                             root, verified))
-    wheel = prep.foolbox_wheel(cache)
+    wheel = foolbox_wheel(cache)
     if not isinstance(wheel, str):
-        yield from prep.wheel_candidates(wheel)
+        yield from wheel_candidates(wheel)
 
 
 def listed_photos(cache: Path):
     """Yield (metadata, photo after prepare_data.py's 2-4x downscale) for every photo in
     sources.json, in a fixed order; fails if one is missing or would now be dropped, so
     every patch set derived from the photos uses exactly the listed ones."""
-    wanted = photos_by_sha(json.loads((prep.MODEL_DIR / "sources.json").read_text()))
+    wanted = photos_by_sha(json.loads((MODEL_DIR / "sources.json").read_text()))
     seen: set[str] = set()
     for cand in candidates(cache):
-        sha = prep.sha256_bytes(cand.data)
+        sha = sha256_bytes(cand.data)
         meta = wanted.get(sha)
         if meta is None or sha in seen:
             continue
-        photo = prep.assess(cand, sha)
+        photo = assess(cand, sha)
         if isinstance(photo, str):
             raise SystemExit(f"{cand.path}: listed in sources.json but now dropped ({photo})")
         seen.add(sha)
-        yield meta, prep.downscale(photo.rgb, meta["downscale"])
+        yield meta, downscale(photo.rgb, meta["downscale"])
     if len(seen) != len(wanted):
         raise SystemExit(f"found {len(seen)} of the {len(wanted)} photos listed in sources.json")
 
@@ -87,13 +91,13 @@ def save_shuffled(cache: Path, prefix: str, parts: dict[str, list[np.ndarray]], 
     for split, chunks in parts.items():
         arr = np.concatenate(chunks)
         arr = arr[rng.permutation(len(arr))]
-        digest = prep.save_npy_atomic(cache / f"{prefix}_{split}.npy", arr)
-        prep.log(f"wrote {prefix}_{split}.npy {arr.shape} sha256 {digest}")
+        digest = save_npy_atomic(cache / f"{prefix}_{split}.npy", arr)
+        log(f"wrote {prefix}_{split}.npy {arr.shape} sha256 {digest}")
 
 
 def main() -> int:
     t0 = time.time()
-    cache = prep.cache_root()
+    cache = cache_root()
     rng = np.random.default_rng(SEED)
     patches: dict[str, list[np.ndarray]] = {"train": [], "val": []}
     for meta, small in listed_photos(cache):
@@ -106,7 +110,7 @@ def main() -> int:
             ys, xs = rng.integers(0, h - 31, size=n), rng.integers(0, w - 31, size=n)
             patches[meta["split"]].append(np.stack([img[y : y + 32, x : x + 32] for y, x in zip(ys, xs)]))
     save_shuffled(cache, "patches_coarse", patches, rng)
-    prep.log(f"done in {time.time() - t0:.0f} s")
+    log(f"done in {time.time() - t0:.0f} s")
     return 0
 
 

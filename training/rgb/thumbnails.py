@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import coarse_patches  # noqa: E402
-import prepare_data as prep  # noqa: E402
+from photos.files import cache_root, log  # noqa: E402
 
 THUMBS_PER_PHOTO = 600
 WORKING_SHORT_SIDE = 384  # shrink (box) to this first: crops are then cheap to resize
@@ -59,14 +59,14 @@ def random_thumbnail(img: Image.Image, rng: np.random.Generator) -> np.ndarray:
 
 def main() -> int:
     t0 = time.time()
-    cache = prep.cache_root()
+    cache = cache_root()
     rng = np.random.default_rng(SEED)
     thumbs: dict[str, list[np.ndarray]] = {"train": [], "val": []}
     for meta, small in coarse_patches.listed_photos(cache):
         img = working_copy(small)
         thumbs[meta["split"]].append(np.stack([random_thumbnail(img, rng) for _ in range(THUMBS_PER_PHOTO)]))
     coarse_patches.save_shuffled(cache, "thumbs", thumbs, rng)
-    prep.log(f"done in {time.time() - t0:.0f} s")
+    log(f"done in {time.time() - t0:.0f} s")
     return 0
 
 
