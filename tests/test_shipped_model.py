@@ -90,3 +90,17 @@ def test_wrong_weights_are_refused(digits, tmp_path, monkeypatch):
         body = bytes(data[:-4])
         with pytest.raises(bbcodec.ModelMismatchError, match=error):
             bbcodec.decompress(body + zlib.crc32(body).to_bytes(4, "little"))
+
+
+def test_the_tree_tracks_no_checkpoint_of_a_shipped_model():
+    """Shipped weights never change, so their training checkpoints have no place in the repo."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "-C", str(root), "ls-files", "models"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    shipped = {m.name for m in bbcodec.list_models()}
+    stale = [p for p in tracked if p.split("/")[1] in shipped and "/ckpt/" in p]
+    assert not stale, stale
