@@ -169,18 +169,6 @@ class ExactPixelSteps(RasterSteps):
             return self._position.step_distribution(channel)
         return self._position
 
-    def write(self, t: int, values: torch.Tensor) -> None:
-        """Place the coded values of step ``t`` on the canvas."""
-        assert self._canvas is not None
-        _, channel, i, j = self._where(t)
-        n, c = self.shape[:2]
-        top, side = self.net.pad_top, self.net.pad_side
-        if self.sub_steps > 1:
-            self._position.write(channel, values)
-            self._canvas[:, channel, i + top, j + side] = self.to_unit(values.reshape(n))
-        else:
-            self._canvas[:, :c, i + top, j + side] = self.to_unit(values.reshape(n, c))
-
 
 def step_major(parts: list, x: torch.Tensor, coupled: bool) -> tuple[object, torch.Tensor]:
     """Join per-image-chunk distributions of (N, [C,] H, W) pixels into coding order:

@@ -105,6 +105,10 @@ class RasterSteps:
 
     shape: tuple[int, int, int, int]
     sub_steps: int
+    net: nn.Module  # with pad_top and pad_side
+    to_unit: Callable[[torch.Tensor], torch.Tensor]
+    _canvas: torch.Tensor | None
+    _position: object | None
 
     def _where(self, t: int) -> tuple[int, int, int, int]:
         position, channel = divmod(t, self.sub_steps)
@@ -115,6 +119,19 @@ class RasterSteps:
         _, channel, i, j = self._where(t)
         channels = slice(None) if self.sub_steps == 1 else slice(channel, channel + 1)
         return slice(None), channels, i, j
+
+    def write(self, t: int, values: torch.Tensor) -> None:
+        """Place the coded values of step ``t`` on the canvas (a coupled position also
+        records its channel, which the next channels' distributions depend on)."""
+        assert self._canvas is not None
+        _, channel, i, j = self._where(t)
+        n, c = self.shape[:2]
+        y, x = i + self.net.pad_top, j + self.net.pad_side
+        if self.sub_steps > 1:
+            self._position.write(channel, values)
+            self._canvas[:, channel, y, x] = self.to_unit(values.reshape(n))
+        else:
+            self._canvas[:, :c, y, x] = self.to_unit(values.reshape(n, c))
 
 
 class LocalPixelSteps(RasterSteps):
@@ -168,14 +185,3 @@ class LocalPixelSteps(RasterSteps):
         if isinstance(self._position, CoupledLogistics):
             return self._position.step_distribution(channel)
         return self._position
-
-    def write(self, t: int, values: torch.Tensor) -> None:
-        """Place the coded values of step ``t`` on the canvas."""
-        assert self._canvas is not None
-        _, channel, i, j = self._where(t)
-        n, c = self.shape[:2]
-        if isinstance(self._position, CoupledLogistics):
-            self._position.write(channel, values)
-            self._canvas[:, channel, i + self.net.pad_top, j + self.net.pad_side] = self.to_unit(values.reshape(n))
-        else:
-            self._canvas[:, :c, i + self.net.pad_top, j + self.net.pad_side] = self.to_unit(values.reshape(n, c))
