@@ -119,7 +119,9 @@ def render(folder: Path) -> str:
         + ("for the whole run" if recipe.get("free_bits_epochs", 0) >= recipe["epochs"]
            else f"for the first {recipe.get('free_bits_epochs')} epochs")
         + (f", KL weight {recipe['kl_weight']}" if recipe.get("kl_weight", 1.0) != 1.0 else "")
-        + ", gradient clipping and skipping, EMA, fp32), trained by "
+        + ", gradient clipping and skipping, EMA, "
+        + ("bf16 autocast with fp32 distribution parameters" if recipe.get("bf16") else "fp32")
+        + "), trained by "
         "`python training/train.py models/<name>/recipe.json` (resumable, runs unchanged under torchrun).",
         f"* Trained here on 2 CPU cores: {meta.get('epoch')} epochs, {meta.get('step')} steps"
         + (f" in phase {phases} (the recipe's `init_from` started it from phase {phases - 1}'s weights)"
