@@ -12,12 +12,11 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import saturate
 from bbcodec.exact.layers import IConv2d, ILinear, requantise_add, requantise_add_silu, requantise_silu, silu
-from bbcodec.nn.local_pixelcnn import RasterSteps
+from bbcodec.nn.local_pixelcnn import CausalWindow, RasterSteps
 
 
 class IPixelHead(nn.Module):
@@ -50,7 +49,7 @@ class IPixelHead(nn.Module):
         return self.out(act).view(*shape[:-1], -1)
 
 
-class ILocalPixelNet(nn.Module):
+class ILocalPixelNet(CausalWindow, nn.Module):
     """:class:`bbcodec.nn.local_pixelcnn.LocalPixelNet`: masked window conv + per-pixel head."""
 
     def __init__(self, channels: int, hidden: int, blocks: int, n_params: int, rows: int, cols: int) -> None:
@@ -66,18 +65,9 @@ class ILocalPixelNet(nn.Module):
         out.head = IPixelHead.of(net.head)
         return out
 
-    @property
-    def pad_top(self) -> int:
-        return self.rows - 1
-
-    @property
-    def pad_side(self) -> int:
-        return self.cols // 2
-
     def canvas(self, x_unit: torch.Tensor, one: float) -> torch.Tensor:
-        """Values plus the inside-image flag (``one`` on the grid), padded so every window fits."""
-        inside = torch.full_like(x_unit[:, :1], one)
-        return F.pad(torch.cat([x_unit, inside], dim=1), (self.pad_side, self.pad_side, self.pad_top, 0))
+        """The padded canvas with the inside-image flag ``one`` on the grid."""
+        return self.padded_canvas(x_unit, one)
 
     def params(self, x_unit: torch.Tensor, cond: torch.Tensor, one: float) -> torch.Tensor:
         """Parameters of every pixel at once (teacher forcing), (N, H, W, P) on the grid.
@@ -107,15 +97,9 @@ class ExactPixelSteps(RasterSteps):
     def __init__(self, net: ILocalPixelNet, cond: torch.Tensor | Callable[[], torch.Tensor],
                  shape: tuple[int, int, int, int], distribution: Callable[[torch.Tensor], object],
                  to_unit: Callable[[torch.Tensor], torch.Tensor], one: float, coupled: bool) -> None:
-        self.net, self.shape, self.one = net, shape, one
+        self._start(net, shape, distribution, to_unit, coupled)
+        self.one = one
         self._cond = cond  # or a function computing it when first needed (a lossy encoder never is)
-        self.distribution, self.to_unit = distribution, to_unit
-        _, c, h, w = shape
-        self.sub_steps = c if coupled else 1
-        self.num_steps = h * w * self.sub_steps
-        self._canvas: torch.Tensor | None = None
-        self._cond_steps: torch.Tensor | None = None
-        self._position: object | None = None
 
     @property
     def cond(self) -> torch.Tensor:

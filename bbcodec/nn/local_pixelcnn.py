@@ -65,7 +65,28 @@ class PixelHead(nn.Module):
             return self.out(F.silu(h.float()))
 
 
-class LocalPixelNet(nn.Module):
+class CausalWindow:
+    """The geometry of a ``rows × cols`` causal window (float and integer nets alike):
+    how much padding lets every pixel's window fit, and the padded canvas."""
+
+    rows: int
+    cols: int
+
+    @property
+    def pad_top(self) -> int:
+        return self.rows - 1
+
+    @property
+    def pad_side(self) -> int:
+        return self.cols // 2
+
+    def padded_canvas(self, x_unit: torch.Tensor, one: float) -> torch.Tensor:
+        """Values plus the inside-image flag ``one``, padded so every window fits."""
+        inside = torch.full_like(x_unit[:, :1], one)
+        return F.pad(torch.cat([x_unit, inside], dim=1), (self.pad_side, self.pad_side, self.pad_top, 0))
+
+
+class LocalPixelNet(CausalWindow, nn.Module):
     """The trainable part: masked window convolution and per-pixel head."""
 
     def __init__(self, channels: int, hidden: int, blocks: int, n_params: int, rows: int, cols: int) -> None:
@@ -77,21 +98,11 @@ class LocalPixelNet(nn.Module):
         self.register_buffer("window_mask", causal_mask(channels + 1, rows, cols))
         self.head = PixelHead(hidden, blocks, n_params)
 
-    @property
-    def pad_top(self) -> int:
-        return self.rows - 1
-
-    @property
-    def pad_side(self) -> int:
-        return self.cols // 2
-
     def masked_weight(self) -> torch.Tensor:
         return self.window.weight * self.window_mask
 
     def canvas(self, x_unit: torch.Tensor) -> torch.Tensor:
-        """Values plus the inside-image flag, padded so every window fits."""
-        inside = torch.ones_like(x_unit[:, :1])
-        return F.pad(torch.cat([x_unit, inside], dim=1), (self.pad_side, self.pad_side, self.pad_top, 0))
+        return self.padded_canvas(x_unit, 1.0)
 
     def params(self, x_unit: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Parameters of every pixel at once (teacher forcing), shape (N, H, W, P)."""
@@ -109,6 +120,18 @@ class RasterSteps:
     to_unit: Callable[[torch.Tensor], torch.Tensor]
     _canvas: torch.Tensor | None
     _position: object | None
+
+    def _start(self, net: nn.Module, shape: tuple[int, int, int, int], distribution: Callable,
+               to_unit: Callable[[torch.Tensor], torch.Tensor], coupled: bool) -> None:
+        """The step bookkeeping both decoders share (their canvases start empty)."""
+        self.net, self.shape = net, shape
+        self.distribution, self.to_unit = distribution, to_unit
+        _, c, h, w = shape
+        self.sub_steps = c if coupled else 1
+        self.num_steps = h * w * self.sub_steps
+        self._canvas = None
+        self._cond_steps: torch.Tensor | None = None
+        self._position = None
 
     def _where(self, t: int) -> tuple[int, int, int, int]:
         position, channel = divmod(t, self.sub_steps)
@@ -147,15 +170,9 @@ class LocalPixelSteps(RasterSteps):
     def __init__(self, net: LocalPixelNet, cond: torch.Tensor, shape: tuple[int, int, int, int],
                  distribution: Callable[[torch.Tensor], PositionDistribution],
                  to_unit: Callable[[torch.Tensor], torch.Tensor], coupled: bool) -> None:
-        self.net, self.cond, self.shape = net, cond, shape
-        self.distribution, self.to_unit = distribution, to_unit
-        _, c, h, w = shape
-        self.sub_steps = c if coupled else 1
-        self.num_steps = h * w * self.sub_steps
-        self._canvas: torch.Tensor | None = None
-        self._cond_steps: torch.Tensor | None = None
+        self._start(net, shape, distribution, to_unit, coupled)
+        self.cond = cond
         self._weight: torch.Tensor | None = None
-        self._position: PositionDistribution | None = None
 
     # training and bounds: all pixels in parallel
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
