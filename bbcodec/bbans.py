@@ -6,11 +6,13 @@ BBANS shape (Townsend et al. 2019)::
     bits_back            push: pop z ~ Q(z | x); push x ~ P(x | z); push z ~ P(z)
     anchor               push: push x ~ P(x | ẑ); push ẑ outright (quantised posterior means)
     importance_weighted  bits-back over K posterior samples (bbcodec.importance)
+    lossy_latents        a lossy file's group: the quantised latent code alone (bbcodec.lossy)
 
 ``push(stack, x)`` codes ``x`` (N, C, H, W) uint8 and returns the bits it borrowed
 from the stack (the chain scheduler budgets the next group with it);
-``pop(stack, shape)`` is its exact inverse. A lossy file's latent code is
-:mod:`bbcodec.lossy`.
+``pop(stack, shape)`` is its exact inverse. The lossy latent code pushes the
+quantised integers themselves and pops them back with p(x | ẑ), from which
+:mod:`bbcodec.lossy` draws the picture.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import torch
 
 from bbcodec import codecs
 from bbcodec.ans import Stack
-from bbcodec.contract import LatentModel
+from bbcodec.contract import LatentModel, ObservationModel
 from bbcodec.exact.bounds import observation_log2
 from bbcodec.exact.distributions import LOG2_FRAC
 from bbcodec.importance import ImportanceWeighted
-from bbcodec.quantised import pop_layer, push_symbols, quantised_walk, sent_bits, walk_posterior_means
+from bbcodec.quantised import Sent, pop_layer, push_symbols, quantised_walk, sent_bits, walk_posterior_means
 from bbcodec.walk import Choose, LatentWalk, replay, walk_latents
 
 Shape = tuple[int, int, int, int]
@@ -114,3 +116,25 @@ def importance_weighted(model: LatentModel, precision: int, samples: int) -> Gro
     """Bits-back with ``samples`` posterior samples per image (:mod:`bbcodec.importance`)."""
     weighted = ImportanceWeighted(model, _walker(model, precision), precision, samples)
     return GroupCodec(torch.no_grad()(weighted.encode), torch.no_grad()(weighted.decode))
+
+
+@dataclass(frozen=True)
+class LatentCodec:
+    """A push/pop pair for one group's quantised latent code (a lossy file sends no ``x``)."""
+
+    push: Callable[[Stack, Sent], None]
+    pop: Callable[[Stack, Shape], tuple[ObservationModel, Sent]]
+
+
+def lossy_latents(model: LatentModel, step: float) -> LatentCodec:
+    """The integers of every latent event under its prior discretised at ``step``
+    (:mod:`bbcodec.quantised`); pop returns them with p(x | ẑ)."""
+
+    def push(stack: Stack, sent: Sent) -> None:
+        push_symbols(stack, sent, step)
+
+    @torch.no_grad()
+    def pop(stack: Stack, shape: Shape) -> tuple[ObservationModel, Sent]:
+        return quantised_walk(model, None, shape, step, lambda layer: pop_layer(stack, layer, step))
+
+    return LatentCodec(push, pop)

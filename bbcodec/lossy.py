@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bbcodec import codecs
+from bbcodec import bbans, codecs
 from bbcodec.ans import Stack
 from bbcodec.contract import Autoregressive, LatentModel, ObservationModel
 from bbcodec.errors import DecodeMismatchError
 from bbcodec.exact.random import Stream, sample
-from bbcodec.quantised import Sent, pop_layer, push_symbols, quantised_walk, snap_step, walk_posterior_means
+from bbcodec.quantised import Sent, quantised_walk, snap_step, walk_posterior_means
 
 DEFAULT_STEP = 1.0
 # The mean of 16 draws is what a --lossy file shows unless told otherwise: one draw
@@ -109,7 +109,8 @@ def replicated_walk(model: LatentModel, sent: Sent, shape: tuple[int, int, int, 
 
 
 class LossyCoder:
-    """Quantise-and-code the latents of any contract model; decode by seeded draws."""
+    """Quantise-and-code the latents of any contract model (one :func:`bbcodec.bbans.lossy_latents`
+    code per group, on one stack); decode by seeded draws."""
 
     def __init__(self, model: LatentModel, step: float = DEFAULT_STEP, group: int = DEFAULT_GROUP,
                  draws: int = 1) -> None:
@@ -119,6 +120,7 @@ class LossyCoder:
         self.step = snap_step(step)
         self.draws = draws
         self.group = max(1, group // draws)  # the decoder's batch is group × draws images
+        self.code = bbans.lossy_latents(model, self.step)
 
     def _reconstruct(self, obs: ObservationModel, sent: Sent, shape: tuple[int, int, int, int],
                      group: int) -> np.ndarray:
@@ -135,15 +137,14 @@ class LossyCoder:
 
     @torch.no_grad()
     def decode_group(self, stack: Stack, shape: tuple[int, int, int, int], group: int = 0) -> tuple[Sent, np.ndarray]:
-        obs, sent = quantised_walk(self.model, None, shape, self.step,
-                                   lambda event: pop_layer(stack, event, self.step))
+        obs, sent = self.code.pop(stack, shape)
         return sent, self._reconstruct(obs, sent, shape, group)
 
     def encode(self, batches: list[np.ndarray], progress: Callable[[int], None] | None = None,
                render: bool = False) -> LossyResult:
         """Code every image's latents; ``render`` also draws the reconstructions (the
         decoder's work, which a file does not need)."""
-        groups, recons, all_sent = [], [], []
+        groups, recons, codes, crc = [], [], [], 0
         for images in batches:
             for start in range(0, len(images), self.group):
                 chunk = images[start : start + self.group]
@@ -151,12 +152,14 @@ class LossyCoder:
                 groups.append(len(chunk))
                 if render:
                     recons.append(recon)
-                all_sent.extend(sent)
+                codes.append(sent)
+                crc = latent_crc(sent, crc)
                 if progress:
                     progress(len(chunk))
         stack = Stack()
-        push_symbols(stack, all_sent, self.step)
-        return LossyResult(stack.words(), groups, latent_crc(all_sent), stack.num_bits(), recons)
+        for sent in reversed(codes):  # the decoder pops group 0 first
+            self.code.push(stack, sent)
+        return LossyResult(stack.words(), groups, crc, stack.num_bits(), recons)
 
     def decode(self, words: np.ndarray, groups: list[int], shapes: list[tuple[int, int, int]], expected_crc: int,
                progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
