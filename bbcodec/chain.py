@@ -89,7 +89,8 @@ class _Budget:
 
     def next_group(self, surplus_bits: int, groups_so_far: int) -> tuple[int, bool]:
         """(images, importance-weighted?) of the next group."""
-        if self.plain_groups is None and self.per_image_pop > 0 and surplus_bits >= LEND_MARGIN * self.k * self.per_image_pop:
+        can_lend = surplus_bits >= LEND_MARGIN * self.k * self.per_image_pop
+        if self.plain_groups is None and self.per_image_pop > 0 and can_lend:
             self.plain_groups = groups_so_far  # the stack can lend what K samples borrow: switch for good
             self.per_image_pop *= self.k  # the borrowing a K-sample image is budgeted at from now on
         weighted = self.k > 1 and self.plain_groups is not None

@@ -59,7 +59,8 @@ EXIT_CODES: dict[int, str] = {
     FormatError.exit_code: "not a valid .bbc file (format-1 files name bbcodec 0.1, which reads them)",
     ModelMismatchError.exit_code: "the file's model is missing or different",
     DecodeMismatchError.exit_code: "decoded data fail the file's checksum",
-    UnsupportedImageError.exit_code: "the image cannot be coded (alpha, palette, 16-bit, ... are refused, never converted)",
+    UnsupportedImageError.exit_code: "the image cannot be coded (alpha, palette, 16-bit, ... are refused, "
+                                     "never converted)",
     DataError.exit_code: "a dataset is missing or fails its checksum",
     OutputError.exit_code: "an output cannot be written",
     EXIT_INTERRUPTED: "interrupted (nothing written)",

@@ -169,7 +169,8 @@ def test_a_lossy_header_keeps_its_draws_and_latent_crc_apart_from_samples_and_pi
     words = np.array([7, 9], dtype=np.uint32)
     header = _header(n=2)
     header.initial_words = header.untouched_initial_words = 0
-    header.pixel_crc, header.lossy, header.lossy_step, header.lossy_draws, header.latent_crc = 0, True, 1.0, 16, 0xC0FFEE
+    header.pixel_crc, header.lossy, header.lossy_step = 0, True, 1.0
+    header.lossy_draws, header.latent_crc = 16, 0xC0FFEE
     back, _ = container.unpack(container.pack(header, words))
     assert (back.lossy_draws, back.latent_crc, back.samples, back.pixel_crc) == (16, 0xC0FFEE, 1, 0)
     header.samples = 4

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
-from bbcodec.exact.fixed import saturate
 from bbcodec.exact.layers import IConv2d, ILinear, requantise_add, requantise_add_silu, requantise_silu, silu
 from bbcodec.nn.local_pixelcnn import CausalWindow, RasterSteps
 

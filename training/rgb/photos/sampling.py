@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
