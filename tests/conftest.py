@@ -49,14 +49,20 @@ def make_tiny_exact(config: HVAEConfig | VLAEConfig, seed: int):
     return integer_form(make_tiny(config, seed))
 
 
-def write_zoo_model(root: Path, name: str, model: HVAE | VLAE) -> Path:
+def write_zoo_model(root: Path, name: str, model: HVAE | VLAE, calibration: np.ndarray | None = None) -> Path:
+    """A zoo folder for ``model``; with ``calibration`` images its pixel net takes the int8 form."""
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     arch = "vlae" if isinstance(model, VLAE) else "hvae"
     save_weights(model, folder / "weights.safetensors", {"arch": arch, "config": model.cfg.to_dict(), "test_bpd": None})
-    save_integer(integer_form(model), folder / INTEGER_FILE,
+    save_integer(integer_form(model, calibration), folder / INTEGER_FILE,
                  {"float_sha256": file_sha256(folder / "weights.safetensors")})
     return folder
+
+
+def tiny_calibration(size: int = 12) -> np.ndarray:
+    """Calibration images (N, 1, size, size) for the tiny models' int8 pixel nets."""
+    return random_digits(16, seed=99, size=size)[:, None]
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +77,7 @@ def tiny_zoo(tmp_path_factory) -> Path:
     write_zoo_model(root, "tiny-local", make_tiny(local, 4))
     binary = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "likelihood": "bernoulli"})
     write_zoo_model(root, "tiny-vlae-binary", make_tiny(binary, 3))
+    write_zoo_model(root, "tiny-vlae-int8", make_tiny(TINY_VLAE_CONFIG, 2), tiny_calibration())
     return root
 
 

@@ -48,7 +48,19 @@ def main(argv: list[str]) -> None:
             decodes = False
         report[case] = {"same_bytes": data == golden, "decodes": decodes}
     print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-                      "cases": report}))
+                      "cases": report, "int8_products_exact": int8_products_exact(torch)}))
+
+
+def int8_products_exact(torch) -> bool:
+    """``torch._int_mm`` at the narrow form's bounds (inputs at ±128, weight digits at ±63)
+    under this process's kernel settings, against int64 arithmetic."""
+    gen = torch.Generator().manual_seed(0)
+    ok = True
+    for rows, k, cols in ((1, 24, 8), (77, 182, 192), (512, 384, 30)):
+        a = torch.where(torch.rand(rows, k, generator=gen) < 0.5, -128, 127).to(torch.int8)
+        b = torch.where(torch.rand(k, cols, generator=gen) < 0.5, -63, 63).to(torch.int8)
+        ok &= bool(torch.equal(torch._int_mm(a, b).to(torch.int64), a.to(torch.int64) @ b.to(torch.int64)))
+    return ok
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from bbcodec.exact.random import uniform24
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
 MATRIX_CASES = ["tiny_importance.bbc", "default_one_digit.bbc", "wide_lossy.bbc", "binary_digits.bbc",
-                "rgb_tiled.bbc"]
+                "rgb_tiled.bbc", "tiny_int8.bbc"]
 
 
 def _settings() -> dict[str, tuple[dict[str, str], list[str]]]:
@@ -59,14 +59,16 @@ def test_every_kernel_setting_writes_the_golden_bytes_and_decodes_them(setting):
     report = json.loads(run.stdout.strip().splitlines()[-1])
     bad = {case: r for case, r in report["cases"].items() if not (r["same_bytes"] and r["decodes"])}
     assert not bad, (setting, report["capability"], bad)
+    assert report["int8_products_exact"], (setting, "torch._int_mm gave other sums at the weight-digit bounds")
 
 
 def _coding_modes(zoo: Path) -> None:
     """Every coding path once: plain, anchored, importance weighted, lossy, tiled, coupled, binary."""
     inputs = np.load(GOLDEN / "v2" / "inputs.npz")
     digits = list(inputs["tiny_digits"])
-    for kwargs in ({}, {"samples": 3}, {"model": "tiny-vlae"}, {"model": "tiny-vlae", "lossy_step": 1.0}):
-        images = [d[:12, :12] for d in digits] if kwargs.get("model") == "tiny-vlae" else digits
+    for kwargs in ({}, {"samples": 3}, {"model": "tiny-vlae"}, {"model": "tiny-vlae", "lossy_step": 1.0},
+                   {"model": "tiny-vlae-int8"}, {"model": "tiny-vlae-int8", "lossy_step": 1.0}):
+        images = [d[:12, :12] for d in digits] if kwargs.get("model", "").startswith("tiny-vlae") else digits
         data = bbcodec.compress(images * 4, **{"model": "tiny", **kwargs})
         bbcodec.decompress(data)
     binary = [(d[:12, :12] > 127).astype(np.uint8) for d in digits]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -19,6 +20,7 @@ from bbcodec.errors import ModelMismatchError
 from bbcodec.exact import tables
 from bbcodec.exact.hvae import ExactHVAE
 from bbcodec.exact.layers import check_layers
+from bbcodec.exact.narrow_export import narrow_integer_form
 from bbcodec.exact.vlae import ExactVLAE
 from bbcodec.nn import build_config
 from bbcodec.nn.hvae import HVAE
@@ -27,12 +29,22 @@ from bbcodec.weights import read_meta, save_tensors
 
 INTEGER_FILE = "integer.safetensors"
 EXACT_FORMAT = 1  # the integer forms' own layout; a change is a new format revision
+NARROW_FORMAT = 2  # format 1 plus a local pixel net of int8 products (``local_form`` "int8")
 EXACT_ARCHITECTURES: dict[str, type[nn.Module]] = {"vlae": ExactVLAE, "hvae": ExactHVAE}
 
 
-def integer_form(model: nn.Module) -> nn.Module:
-    """The integer coding form of a float model of a shipped architecture (bounds checked)."""
-    if isinstance(model, VLAE):
+def integer_form(model: nn.Module, calibration: np.ndarray | None = None, weight_limbs: int = 2) -> nn.Module:
+    """The integer coding form of a float model of a shipped architecture (bounds checked).
+
+    With ``calibration`` images (N, 1, H, W) uint8 — never test images — a VLAE's
+    local pixel net takes the narrow int8 form (:mod:`bbcodec.exact.narrow`), its
+    grids chosen from the float net's values on those images; ``weight_limbs`` 2
+    gives 13-bit weights (two int8 products per layer), 1 gives 7-bit (one)."""
+    if calibration is not None:
+        if not isinstance(model, VLAE):
+            raise TypeError("the int8 pixel net is built for the VLAE's one-channel local decoder")
+        out = ExactVLAE.of(model, narrow_integer_form(model, calibration, weight_limbs))
+    elif isinstance(model, VLAE):
         out = ExactVLAE.of(model)
     elif isinstance(model, HVAE):
         out = ExactHVAE.of(model)
@@ -43,27 +55,33 @@ def integer_form(model: nn.Module) -> nn.Module:
 
 
 def _narrow(t: torch.Tensor) -> torch.Tensor:
-    """Whole numbers as the narrowest of int32 / int64 that holds them."""
+    """Whole numbers as the narrowest of int32 / int64 that holds them (int8 / int16 stay)."""
+    if t.dtype in (torch.int8, torch.int16):
+        return t.contiguous()
     return t.to(torch.int32 if t.numel() == 0 or float(t.abs().max()) < 2**31 else torch.int64).contiguous()
 
 
 def save_integer(model: nn.Module, path: Path, meta: dict) -> None:
     """Write the integer form atomically; ``meta`` adds to the required fields."""
-    full = {"arch": model.arch, "config": model.cfg.to_dict(), "exact_format": EXACT_FORMAT,
+    local_form = getattr(model, "local_form", "wide")
+    full = {"arch": model.arch, "config": model.cfg.to_dict(),
+            "exact_format": EXACT_FORMAT if local_form == "wide" else NARROW_FORMAT,
             "tables_sha256": tables.SHA256, **meta}
+    if local_form != "wide":
+        full["local_form"] = local_form
     save_tensors({k: _narrow(v) for k, v in model.state_dict().items()}, path, full)
 
 
 def load_integer(path: Path) -> tuple[nn.Module, dict]:
     """Build the integer model named inside ``path``, load it and prove its bounds."""
     meta = read_meta(path)
-    if meta.get("exact_format") != EXACT_FORMAT or meta.get("tables_sha256") != tables.SHA256:
+    if meta.get("exact_format") not in (EXACT_FORMAT, NARROW_FORMAT) or meta.get("tables_sha256") != tables.SHA256:
         raise ModelMismatchError(f"{path} is an integer form of another format revision; reinstall its bbcodec")
     arch = meta["arch"]
     if arch not in EXACT_ARCHITECTURES:
         raise ModelMismatchError(f"{path}: unknown architecture {arch!r}")
-    model = EXACT_ARCHITECTURES[arch](build_config(arch, meta["config"]))
-    state = {k: v.to(torch.float64) for k, v in load_file(str(path)).items()}
-    model.load_state_dict(state)
+    options = {"local_form": meta["local_form"]} if meta["exact_format"] == NARROW_FORMAT else {}
+    model = EXACT_ARCHITECTURES[arch](build_config(arch, meta["config"]), **options)
+    model.load_state_dict(load_file(str(path)))  # copied into each buffer's own dtype: whole numbers, exact
     check_layers(model)
     return model.eval().requires_grad_(False), meta

@@ -210,7 +210,7 @@ class ExactHVAE(nn.Module):
     def _observation(self, out: torch.Tensor, shape: tuple[int, int, int, int]) -> object:
         if self.cfg.autoregressive:
             return ExactPixelSteps(self.local, out, shape, lambda p: self._distribution(p.permute(0, 3, 1, 2)),
-                                   lambda x: tables.load().float["pixel_unit"][x.to(torch.int64)], float(ONE),
+                                   lambda x: tables.load().float["pixel_unit"][x.to(torch.int64)],
                                    coupled=self.cfg.channel_coupling)
         return self._distribution(out)
 

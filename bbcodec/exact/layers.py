@@ -222,5 +222,8 @@ class IResBlock(nn.Module):
 
 
 def check_layers(model: nn.Module) -> dict[str, int]:
-    """Prove every quantised layer of ``model`` exact; the worst accumulator per layer."""
-    return {name: m.check(name) for name, m in model.named_modules() if isinstance(m, _Quantised)}
+    """Prove every quantised layer of ``model`` exact (the float64 ones and the int8 ones of
+    :mod:`bbcodec.exact.narrow`); the worst accumulator per layer."""
+    from bbcodec.exact.narrow import NarrowLinear
+
+    return {name: m.check(name) for name, m in model.named_modules() if isinstance(m, (_Quantised, NarrowLinear))}

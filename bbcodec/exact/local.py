@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
+from bbcodec.exact.fixed import ONE
 from bbcodec.exact.layers import IConv2d, ILinear, requantise_add, requantise_add_silu, requantise_silu, silu
 from bbcodec.nn.local_pixelcnn import CausalWindow, RasterSteps
 
@@ -51,6 +52,8 @@ class IPixelHead(nn.Module):
 class ILocalPixelNet(CausalWindow, nn.Module):
     """:class:`bbcodec.nn.local_pixelcnn.LocalPixelNet`: masked window conv + per-pixel head."""
 
+    one = float(ONE)  # the inside-image flag on the activation grid
+
     def __init__(self, channels: int, hidden: int, blocks: int, n_params: int, rows: int, cols: int) -> None:
         super().__init__()
         self.channels, self.hidden, self.rows, self.cols = channels, hidden, rows, cols
@@ -64,16 +67,32 @@ class ILocalPixelNet(CausalWindow, nn.Module):
         out.head = IPixelHead.of(net.head)
         return out
 
-    def canvas(self, x_unit: torch.Tensor, one: float) -> torch.Tensor:
-        """The padded canvas with the inside-image flag ``one`` on the grid."""
-        return self.padded_canvas(x_unit, one)
+    def canvas(self, x_unit: torch.Tensor) -> torch.Tensor:
+        """The padded canvas with the inside-image flag on the grid."""
+        return self.padded_canvas(x_unit, self.one)
 
-    def params(self, x_unit: torch.Tensor, cond: torch.Tensor, one: float) -> torch.Tensor:
+    def empty_canvas(self, n: int, h: int, w: int) -> torch.Tensor:
+        canvas = torch.zeros(n, self.channels + 1, h + self.pad_top, w + 2 * self.pad_side, dtype=torch.float64)
+        canvas[:, self.channels, self.pad_top :, self.pad_side : self.pad_side + w] = self.one
+        return canvas
+
+    def cond_rows(self, cond: torch.Tensor) -> torch.Tensor:
+        """Conditioning (N, hidden, H, W) as one row block per position: (H·W, N, hidden)."""
+        n, c, h, w = cond.shape
+        return cond.permute(2, 3, 0, 1).reshape(h * w, n, c).contiguous()
+
+    def step_params(self, canvas: torch.Tensor, i: int, j: int, cond_row: torch.Tensor) -> torch.Tensor:
+        """Parameters (N, P) of position (i, j) of every image, from the canvas coded so far."""
+        window = canvas[:, :, i : i + self.rows, j : j + self.cols].reshape(len(canvas), -1)
+        acc = self.window.accumulate(window)
+        return self.head(requantise_add(acc, self.window.scale(2), cond_row))
+
+    def params(self, x_unit: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Parameters of every pixel at once (teacher forcing), (N, H, W, P) on the grid.
 
         The window convolution runs as one matrix product over every window (the
         same sums as each coding step's product; float64's convolution is slower)."""
-        canvas = self.canvas(x_unit, one)
+        canvas = self.canvas(x_unit)
         n, c, hp, wp = canvas.shape
         h, w = hp - self.pad_top, wp - 2 * self.pad_side
         s = canvas.stride()
@@ -85,19 +104,19 @@ class ILocalPixelNet(CausalWindow, nn.Module):
 
 
 class ExactPixelSteps(RasterSteps):
-    """p(x | z) of an :class:`ILocalPixelNet` as a :class:`~bbcodec.contract.Autoregressive`
+    """p(x | z) of an integer local pixel net (:class:`ILocalPixelNet` or
+    :class:`~bbcodec.exact.narrow.NarrowPixelNet`) as a :class:`~bbcodec.contract.Autoregressive`
     model whose step distributions carry integer frequency tables.
 
     ``distribution`` maps grid parameters (..., P) to a distribution of
     :mod:`bbcodec.exact.distributions` (or a coupled one with its own steps);
-    ``to_unit`` maps uint8 pixels to grid network inputs.
+    ``to_unit`` maps uint8 pixels to the net's canvas values.
     """
 
-    def __init__(self, net: ILocalPixelNet, cond: torch.Tensor | Callable[[], torch.Tensor],
+    def __init__(self, net: nn.Module, cond: torch.Tensor | Callable[[], torch.Tensor],
                  shape: tuple[int, int, int, int], distribution: Callable[[torch.Tensor], object],
-                 to_unit: Callable[[torch.Tensor], torch.Tensor], one: float, coupled: bool) -> None:
+                 to_unit: Callable[[torch.Tensor], torch.Tensor], coupled: bool) -> None:
         self._start(net, shape, distribution, to_unit, coupled)
-        self.one = one
         self._cond = cond  # or a function computing it when first needed (a lossy encoder never is)
 
     @property
@@ -109,7 +128,7 @@ class ExactPixelSteps(RasterSteps):
 
     def parallel_distribution(self, x: torch.Tensor) -> object:
         """The distribution of every pixel given the true pixels before it (teacher forcing)."""
-        params = self.net.params(self.to_unit(x), self.cond, self.one)  # (N, H, W, P)
+        params = self.net.params(self.to_unit(x), self.cond)  # (N, H, W, P)
         return self.distribution(params)
 
     def teacher_forced(self, x: torch.Tensor, images_at_once: int = 32) -> tuple[object, torch.Tensor]:
@@ -124,28 +143,23 @@ class ExactPixelSteps(RasterSteps):
         for lo in range(0, x.shape[0], images_at_once):
             hi = min(lo + images_at_once, x.shape[0])
             sub = ExactPixelSteps(self.net, self.cond[lo:hi], (hi - lo, *self.shape[1:]), self.distribution,
-                                  self.to_unit, self.one, self.sub_steps > 1)
+                                  self.to_unit, self.sub_steps > 1)
             dist = sub.parallel_distribution(x[lo:hi])
             parts.append(dist.parallel(x[lo:hi]) if self.sub_steps > 1 else dist)
         return step_major(parts, x, self.sub_steps > 1)
 
     def reset(self) -> None:
-        n, c, h, w = self.shape
-        net = self.net
-        self._canvas = torch.zeros(n, c + 1, h + net.pad_top, w + 2 * net.pad_side, dtype=torch.float64)
-        self._canvas[:, c, net.pad_top :, net.pad_side : net.pad_side + w] = self.one
-        self._cond_steps = self.cond.permute(2, 3, 0, 1).reshape(h * w, n, -1).contiguous()
+        n, _, h, w = self.shape
+        self._canvas = self.net.empty_canvas(n, h, w)
+        self._cond_steps = self.net.cond_rows(self.cond)
         self._position = None
 
     def step_distribution(self, t: int) -> object:
         assert self._canvas is not None and self._cond_steps is not None
         position, channel, i, j = self._where(t)
         if channel == 0:
-            n = self.shape[0]
-            window = self._canvas[:, :, i : i + self.net.rows, j : j + self.net.cols].reshape(n, -1)
-            acc = self.net.window.accumulate(window)
-            h = requantise_add(acc, self.net.window.scale(2), self._cond_steps[position])
-            self._position = self.distribution(self.net.head(h).view(n, 1, 1, -1))
+            params = self.net.step_params(self._canvas, i, j, self._cond_steps[position])
+            self._position = self.distribution(params.view(self.shape[0], 1, 1, -1))
             if self.sub_steps > 1:
                 self._position.reset()
         if self.sub_steps > 1:

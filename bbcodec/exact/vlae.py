@@ -18,6 +18,7 @@ from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import ONE
 from bbcodec.exact.layers import upsample2, IConv2d, ILinear, IResBlock, bounded_softplus, grid_constant, silu
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
+from bbcodec.exact.narrow import WEIGHT_DIGITS, NarrowPixelNet
 from bbcodec.nn.vlae import VLAE, VLAEConfig
 
 SOFTPLUS_OFFSET = 0.5413248546129181  # bbcodec.nn.layers.bounded_softplus: raw = 0 maps to 1 + floor
@@ -51,9 +52,9 @@ class ExactVLAE(nn.Module):
 
     arch = "vlae"
 
-    def __init__(self, cfg: VLAEConfig) -> None:
+    def __init__(self, cfg: VLAEConfig, local_form: str = "wide") -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.local_form = cfg, local_form
         w, side = cfg.width, cfg.image_size // 4
         self.encoder_in = IConv2d(1, w, (3, 3), stride=2, padding=(1, 1))
         self.encoder_res1 = IResBlock(w)
@@ -66,15 +67,23 @@ class ExactVLAE(nn.Module):
         self.cond_mid_conv = IConv2d(w, w, (3, 3), padding=(1, 1))
         self.cond_mid_res = IResBlock(w)
         self.cond_high = IConv2d(w, cfg.hidden, (1, 1))
-        self.local = ILocalPixelNet(1, cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel,
-                                    cfg.window_rows, cfg.window_cols)
+        self.local: ILocalPixelNet | NarrowPixelNet
+        if local_form in WEIGHT_DIGITS:
+            self.local = NarrowPixelNet(cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel, cfg.window_rows,
+                                        cfg.window_cols, cfg.likelihood == "bernoulli", WEIGHT_DIGITS[local_form])
+        elif local_form == "wide":
+            self.local = ILocalPixelNet(1, cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel,
+                                        cfg.window_rows, cfg.window_cols)
+        else:
+            raise ValueError(f"unknown local pixel net form {local_form!r}")
         self.register_buffer("post_offset", grid_constant(SOFTPLUS_OFFSET))
         self.register_buffer("post_floor", grid_constant(cfg.posterior_std_floor))
 
     @classmethod
-    def of(cls, model: VLAE) -> ExactVLAE:
-        """The integer form of a trained float VLAE."""
-        out = cls(model.cfg)
+    def of(cls, model: VLAE, narrow_local: NarrowPixelNet | None = None) -> ExactVLAE:
+        """The integer form of a trained float VLAE (``narrow_local``: its pixel net's int8
+        form, from :func:`bbcodec.exact.narrow_export.narrow_of`)."""
+        out = cls(model.cfg, "wide" if narrow_local is None else narrow_local.form)
         enc = model.encoder
         out.encoder_in, out.encoder_res1 = IConv2d.of(enc[0]), IResBlock.of(enc[1])
         out.encoder_down, out.encoder_res2 = IConv2d.of(enc[3]), IResBlock.of(enc[4])
@@ -84,7 +93,7 @@ class ExactVLAE(nn.Module):
         out.cond_low = IResBlock.of(model.cond_low)
         out.cond_mid_conv, out.cond_mid_res = IConv2d.of(model.cond_mid[0]), IResBlock.of(model.cond_mid[1])
         out.cond_high = IConv2d.of(model.cond_high)
-        out.local = ILocalPixelNet.of(model.local)
+        out.local = ILocalPixelNet.of(model.local) if narrow_local is None else narrow_local
         return out
 
     # --- pieces ---------------------------------------------------------------------
@@ -134,5 +143,6 @@ class ExactVLAE(nn.Module):
             value = yield layer
             z = z.clone()
             z[:, i] = value.reshape(n).to(torch.float64)
-        return ExactPixelSteps(self.local, lambda: self.conditioning(z), shape, self.distribution, self.to_unit,
-                               float(ONE), coupled=False)
+        canvas_values = self.local.pixel_codes if isinstance(self.local, NarrowPixelNet) else self.to_unit
+        return ExactPixelSteps(self.local, lambda: self.conditioning(z), shape, self.distribution, canvas_values,
+                               coupled=False)

@@ -37,14 +37,27 @@ CASES = {
     "biva_digits.bbc": ("biva-mnist", "mnist_4", {}),
     "rgb_cifar.bbc": ("rgb", "cifar_2", {}),
     "rgb_tiled.bbc": ("rgb", "cifar_wide", {}),
+    "tiny_int8.bbc": ("tiny-vlae-int8", "tiny_12", {}),
 }
+
+
+def zoo_models() -> None:
+    """The test-only models of ``zoo/`` (written once, like the golden files)."""
+    from tests.conftest import TINY_VLAE_CONFIG, make_tiny, tiny_calibration, write_zoo_model
+
+    if not (HERE / "zoo" / "tiny-vlae-int8").exists():
+        write_zoo_model(HERE / "zoo", "tiny-vlae-int8", make_tiny(TINY_VLAE_CONFIG, 2), tiny_calibration())
 
 
 def inputs() -> dict[str, np.ndarray | list[np.ndarray]]:
     """The images each case codes, stored once in v2/inputs.npz (so tests need no data download)."""
     path = V2 / "inputs.npz"
     if path.exists():
-        return dict(np.load(path))
+        arrays = dict(np.load(path))
+        if "tiny_12" not in arrays:  # added with the int8 pixel net's golden file
+            arrays["tiny_12"] = arrays["tiny_digits"][:, :12, :12]
+            np.savez_compressed(path, **arrays)
+        return arrays
     from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_cifar10_samples, load_mnist
     from tests.conftest import random_digits
 
@@ -57,6 +70,7 @@ def inputs() -> dict[str, np.ndarray | list[np.ndarray]]:
         "mnist_8": mnist[:8], "mnist_1": mnist[:1], "mnist_12": mnist[:12], "mnist_4": mnist[:4],
         "binary_4": binarize(mnist[:4], seed=BINARIZED_TEST_SEED), "cifar_2": cifar,
         "cifar_wide": np.concatenate([cifar[0], cifar[1]], axis=1)[None],  # 32 x 64: tiled in 32 x 32
+        "tiny_12": tiny[:, :12, :12],
     }
     np.savez_compressed(path, **arrays)
     return arrays
@@ -82,6 +96,7 @@ def main() -> None:
 
     os.environ["BBCODEC_MODELS_DIR"] = str(HERE / "zoo")  # the tiny model; shipped models come after it
     V2.mkdir(exist_ok=True)
+    zoo_models()
     arrays = inputs()
     manifest_path = V2 / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}

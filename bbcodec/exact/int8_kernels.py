@@ -1,0 +1,117 @@
+"""Compiled integer kernels of the narrow pixel network (:mod:`bbcodec.exact.narrow`).
+
+Each kernel finishes one int8 matrix product: it adds the bias to the int32
+accumulator, requantises by an integer multiplier and a rounding right shift
+(``(v · m + 2^(s−1)) >> s``, gemmlowp's scheme, exact in int64), saturates to the
+int16 residual grid and reads the next layer's int8 input codes from a stored
+65,536-entry table (the SiLU). Integer arithmetic only, one thread, the same result
+on every CPU; :func:`requantise_reference` is the definition in torch ops.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+H_MIN, H_MAX = -(1 << 15), (1 << 15) - 1  # the int16 grid of the residual stream
+
+
+@numba.njit(cache=True, inline="always")
+def _rq(acc: int, bias: int, mult: int, shift: int) -> int:  # pragma: no cover - compiled
+    return ((np.int64(acc) + bias) * mult + (np.int64(1) << (shift - 1))) >> shift
+
+
+@numba.njit(cache=True, inline="always")
+def _h16(v: int) -> int:  # pragma: no cover - compiled
+    return min(max(v, H_MIN), H_MAX)
+
+
+@numba.njit(cache=True, inline="always")
+def _acc(acc: np.ndarray, r: int, c: int, rows: int, limbs: int, cols: int,
+         weight_limbs: int) -> int:  # pragma: no cover - compiled
+    """Element (r, c) of a product whose inputs were split into ``limbs`` int8 digits
+    (base 256, stacked by rows, high first: 1 or 2) and whose weights into
+    ``weight_limbs`` digits (base 64, side by side in columns, high first: 1 or 2)."""
+    if limbs == 1:
+        v = np.int64(acc[r, c])
+        if weight_limbs == 2:
+            v = (v << 6) + acc[r, cols + c]
+        return v
+    v = (np.int64(acc[r, c]) << 8) + acc[rows + r, c]
+    if weight_limbs == 2:
+        v = (v << 6) + (np.int64(acc[r, cols + c]) << 8) + acc[rows + r, cols + c]
+    return v
+
+
+@numba.njit(cache=True, inline="always")
+def _split(out: np.ndarray, r: int, c: int, rows: int, code: int) -> None:  # pragma: no cover - compiled
+    """Write int16 ``code`` as two int8 digits (high, low) into rows ``r`` and ``rows + r``."""
+    high = (code + 128) >> 8
+    out[r, c] = high
+    out[rows + r, c] = code - (high << 8)
+
+
+@numba.njit(cache=True, nogil=True)
+def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, cond: np.ndarray,
+                 table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """``h = sat(rq(acc) + cond)`` (the window product plus its conditioning) and the
+    digits of ``table[h]``."""
+    rows, cols = acc.shape[0], bias.shape[0]
+    wl = acc.shape[1] // cols
+    h = np.empty((rows, cols), dtype=np.int16)
+    digits = np.empty((2 * rows, cols), dtype=np.int8)
+    for r in range(rows):
+        for c in range(cols):
+            v = _h16(_rq(_acc(acc, r, c, rows, 1, cols, wl), bias[c], mult[c], shift[c]) + cond[r, c])
+            h[r, c] = v
+            _split(digits, r, c, rows, table[v - H_MIN])
+    return h, digits
+
+
+@numba.njit(cache=True, nogil=True)
+def inner_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Digits of ``table[sat(rq(acc))]``: a residual branch's inner activation."""
+    rows, cols = acc.shape[0] // 2, bias.shape[0]
+    wl = acc.shape[1] // cols
+    digits = np.empty((2 * rows, cols), dtype=np.int8)
+    for r in range(rows):
+        for c in range(cols):
+            v = _h16(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]))
+            _split(digits, r, c, rows, table[v - H_MIN])
+    return digits
+
+
+@numba.njit(cache=True, nogil=True)
+def residual_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, h: np.ndarray,
+                   table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``h ← sat(h + rq(acc))`` in place (a residual branch's end) and the digits of ``table[h]``."""
+    rows, cols = acc.shape[0] // 2, bias.shape[0]
+    wl = acc.shape[1] // cols
+    digits = np.empty((2 * rows, cols), dtype=np.int8)
+    for r in range(rows):
+        for c in range(cols):
+            v = _h16(h[r, c] + _rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]))
+            h[r, c] = v
+            _split(digits, r, c, rows, table[v - H_MIN])
+    return digits
+
+
+@numba.njit(cache=True, nogil=True)
+def output_values(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                  limit: int) -> np.ndarray:  # pragma: no cover - compiled
+    """``clamp(rq(acc), ±limit)``: distribution parameters on the activation grid (float64 whole numbers)."""
+    rows, cols = acc.shape[0] // 2, bias.shape[0]
+    wl = acc.shape[1] // cols
+    out = np.empty((rows, cols), dtype=np.float64)
+    for r in range(rows):
+        for c in range(cols):
+            out[r, c] = min(max(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]), -limit), limit)
+    return out
+
+
+def requantise_reference(acc: torch.Tensor, bias: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The definition of the kernels' ``rq`` in torch ops (int64)."""
+    v = (acc.to(torch.int64) + bias.to(torch.int64)) * mult.to(torch.int64)
+    return (v + (torch.ones_like(shift, dtype=torch.int64) << (shift.to(torch.int64) - 1))) >> shift.to(torch.int64)

@@ -1,0 +1,98 @@
+"""The int8 form of the local pixel net (bbcodec.exact.narrow): its kernels equal their
+definition, its int8 products stay exact at the bounds, files code losslessly, it saves
+and loads, and a layer that could saturate is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bbcodec
+from bbcodec.bitsback import BitsBackCoder, CoderSettings
+from bbcodec.exact.export import load_integer, save_integer
+from bbcodec.exact.export import integer_form
+from bbcodec.exact.fixed import BoundError
+from bbcodec.exact.layers import check_layers
+from bbcodec.exact.narrow import NarrowPixelNet
+from bbcodec.nn.vlae import VLAEConfig
+from bbcodec.weights import read_meta
+from tests.conftest import TINY_VLAE_CONFIG, make_tiny, random_digits, tiny_calibration
+
+BINARY = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "likelihood": "bernoulli"})
+WIDER = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "hidden": 40, "pixel_blocks": 2, "window_rows": 3,
+                      "window_cols": 5})
+
+
+def _narrow(config: VLAEConfig, seed: int, digits: int):
+    return integer_form(make_tiny(config, seed), tiny_calibration(), weight_limbs=digits)
+
+
+@pytest.mark.parametrize("digits", [1, 2])
+@pytest.mark.parametrize("config", [TINY_VLAE_CONFIG, WIDER], ids=["tiny", "wider"])
+def test_kernels_equal_their_torch_definition(config, digits):
+    net = _narrow(config, 5, digits).local
+    assert isinstance(net, NarrowPixelNet)
+    gen = torch.Generator().manual_seed(digits)
+    rows = 300
+    windows = torch.randint(-128, 128, (rows, 2 * net.rows * net.cols), dtype=torch.int8, generator=gen)
+    cond = torch.randint(-3000, 3000, (rows, net.hidden), dtype=torch.int32, generator=gen)
+    assert torch.equal(net.rows_params(windows, cond), net.rows_params_reference(windows, cond))
+
+
+def test_int8_products_are_exact_at_the_bounds():
+    """Full-range int8 inputs by weight digits at ±63: the int32 sums equal int64 arithmetic."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.where(torch.rand(257, 384, generator=gen) < 0.5, -128, 127).to(torch.int8)
+    b = torch.where(torch.rand(384, 96, generator=gen) < 0.5, -63, 63).to(torch.int8)
+    assert torch.equal(torch._int_mm(a, b).to(torch.int64), a.to(torch.int64) @ b.to(torch.int64))
+
+
+@pytest.mark.parametrize("config,digits", [(TINY_VLAE_CONFIG, 2), (TINY_VLAE_CONFIG, 1), (BINARY, 2)],
+                         ids=["w13", "w7", "binary"])
+def test_int8_pixel_net_codes_losslessly(config, digits):
+    model = _narrow(config, 3, digits)
+    x = random_digits(9, seed=4, size=12)[:, None]
+    if config.likelihood == "bernoulli":
+        x = (x > 127).astype(np.uint8)
+    coder = BitsBackCoder(model, CoderSettings(max_group=4))
+    result = coder.encode([x])
+    out = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
+                       [(1, 12, 12)] * len(result.groups))
+    np.testing.assert_array_equal(np.concatenate(out), x)
+
+
+def test_the_int8_form_rates_close_to_the_wide_form():
+    """Same float model, both integer forms: the int8 pixel net pays within 1% of the wide one."""
+    float_model = make_tiny(WIDER, 6)
+    x = random_digits(16, seed=8, size=12)[:, None]
+    wide = bbcodec.exact.negative_elbo_bits(integer_form(float_model), x, 8).mean()
+    narrow = bbcodec.exact.negative_elbo_bits(integer_form(float_model, tiny_calibration()), x, 8).mean()
+    assert abs(narrow / wide - 1) < 0.01
+
+
+def test_saves_and_loads_as_its_own_format_revision(tmp_path):
+    model = _narrow(TINY_VLAE_CONFIG, 7, 2)
+    path = tmp_path / "integer.safetensors"
+    save_integer(model, path, {})
+    meta = read_meta(path)
+    assert meta["exact_format"] == 2 and meta["local_form"] == "int8-w13"
+    loaded, _ = load_integer(path)
+    x = random_digits(4, seed=1, size=12)[:, None]
+    assert np.array_equal(bbcodec.exact.negative_elbo_bits(model, x, 8), bbcodec.exact.negative_elbo_bits(loaded, x, 8))
+    assert {k: v.dtype for k, v in loaded.local.state_dict().items()} == \
+        {k: v.dtype for k, v in model.local.state_dict().items()}
+
+
+def test_a_weight_digit_that_could_saturate_is_refused():
+    model = _narrow(TINY_VLAE_CONFIG, 7, 1)
+    model.local.first[0].weight[0, 0] = 64
+    with pytest.raises(BoundError, match="saturate"):
+        check_layers(model)
+
+
+def test_zoo_model_with_int8_pixel_net_round_trips(zoo_env):
+    images = list(random_digits(5, seed=2, size=12))
+    data = bbcodec.compress(images, model="tiny-vlae-int8")
+    for got, want in zip(bbcodec.decompress(data), images, strict=True):
+        np.testing.assert_array_equal(got, want)
