@@ -96,3 +96,19 @@ def test_zoo_model_with_int8_pixel_net_round_trips(zoo_env):
     data = bbcodec.compress(images, model="tiny-vlae-int8")
     for got, want in zip(bbcodec.decompress(data), images, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("stride,k", [(1, 3), (2, 3), (1, 1)])
+def test_convolution_kernels_equal_their_torch_definition(stride, k):
+    from bbcodec.exact.narrow import Codes
+    from bbcodec.exact.narrow_conv import NarrowConv2d
+
+    torch.manual_seed(stride * 10 + k)
+    conv = torch.nn.Conv2d(6, 5, k, stride=stride, padding=k // 2)
+    narrow = NarrowConv2d.of(conv, Codes(0.01, -300), 2.0**-9, weight_limbs=2)
+    codes = torch.randint(-32768, 32640, (3, 7, 9, 6), dtype=torch.int16)  # two int8 digits each
+    table = torch.randint(-32768, 32768, (1 << 16,), dtype=torch.int16)
+    want = narrow.values_reference(codes, table=table)
+    assert torch.equal(narrow.values(codes, table=table), want)
+    residual = torch.randint(-32768, 32768, want.shape, dtype=torch.int16)
+    assert torch.equal(narrow.values(codes, residual=residual), narrow.values_reference(codes, residual=residual))

@@ -29,7 +29,7 @@ from bbcodec.weights import read_meta, save_tensors
 
 INTEGER_FILE = "integer.safetensors"
 EXACT_FORMAT = 1  # the integer forms' own layout; a change is a new format revision
-NARROW_FORMAT = 2  # format 1 plus a local pixel net of int8 products (``local_form`` "int8")
+NARROW_FORMAT = 2  # format 1 plus a VLAE decoder on int8 products (``local_form`` "int8-w7" or "int8-w13")
 EXACT_ARCHITECTURES: dict[str, type[nn.Module]] = {"vlae": ExactVLAE, "hvae": ExactHVAE}
 
 
@@ -37,12 +37,12 @@ def integer_form(model: nn.Module, calibration: np.ndarray | None = None, weight
     """The integer coding form of a float model of a shipped architecture (bounds checked).
 
     With ``calibration`` images (N, 1, H, W) uint8 — never test images — a VLAE's
-    local pixel net takes the narrow int8 form (:mod:`bbcodec.exact.narrow`), its
-    grids chosen from the float net's values on those images; ``weight_limbs`` 2
-    gives 13-bit weights (two int8 products per layer), 1 gives 7-bit (one)."""
+    decoder (conditioning network and local pixel net) takes the narrow int8 form
+    (:mod:`bbcodec.exact.narrow`), its grids chosen from the float net's values on
+    those images; ``weight_limbs`` 2 gives 13-bit weights (two int8 digits), 1 gives 7-bit."""
     if calibration is not None:
         if not isinstance(model, VLAE):
-            raise TypeError("the int8 pixel net is built for the VLAE's one-channel local decoder")
+            raise TypeError("the int8 decoder is built for the VLAE's one-channel local decoder")
         out = ExactVLAE.of(model, narrow_integer_form(model, calibration, weight_limbs))
     elif isinstance(model, VLAE):
         out = ExactVLAE.of(model)

@@ -4,8 +4,11 @@ Each kernel finishes one int8 matrix product: it adds the bias to the int32
 accumulator, requantises by an integer multiplier and a rounding right shift
 (``(v · m + 2^(s−1)) >> s``, gemmlowp's scheme, exact in int64), saturates to the
 int16 residual grid and reads the next layer's int8 input codes from a stored
-65,536-entry table (the SiLU). Integer arithmetic only, one thread, the same result
-on every CPU; :func:`requantise_reference` is the definition in torch ops.
+65,536-entry table (the SiLU). Integer arithmetic only, the same result
+on every CPU; :func:`requantise_reference` is the definition in torch ops. Rows are
+split across threads (each output element is computed by one thread, so the thread
+count changes nothing); each kernel exists in this one threaded build only, so
+numba's on-disk cache holds one entry per function.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import numba
 import numpy as np
 import torch
 
-H_MIN, H_MAX = -(1 << 15), (1 << 15) - 1  # the int16 grid of the residual stream
+# The 16-bit grid of values and codes: int16, up to 127·256 + 127 so that every value
+# splits into two signed int8 digits (high = (q + 128) >> 8, low = q − 256·high).
+H_MIN, H_MAX = -(1 << 15), 127 * 256 + 127
 
 
 @numba.njit(cache=True, inline="always")
@@ -52,7 +57,7 @@ def _split(out: np.ndarray, r: int, c: int, rows: int, code: int) -> None:  # pr
     out[rows + r, c] = code - (high << 8)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, cond: np.ndarray,
                  table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """``h = sat(rq(acc) + cond)`` (the window product plus its conditioning) and the
@@ -61,7 +66,7 @@ def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.
     wl = acc.shape[1] // cols
     h = np.empty((rows, cols), dtype=np.int16)
     digits = np.empty((2 * rows, cols), dtype=np.int8)
-    for r in range(rows):
+    for r in numba.prange(rows):
         for c in range(cols):
             v = _h16(_rq(_acc(acc, r, c, rows, 1, cols, wl), bias[c], mult[c], shift[c]) + cond[r, c])
             h[r, c] = v
@@ -69,28 +74,28 @@ def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.
     return h, digits
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def inner_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
                 table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """Digits of ``table[sat(rq(acc))]``: a residual branch's inner activation."""
     rows, cols = acc.shape[0] // 2, bias.shape[0]
     wl = acc.shape[1] // cols
     digits = np.empty((2 * rows, cols), dtype=np.int8)
-    for r in range(rows):
+    for r in numba.prange(rows):
         for c in range(cols):
             v = _h16(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]))
             _split(digits, r, c, rows, table[v - H_MIN])
     return digits
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def residual_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, h: np.ndarray,
                    table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """``h ← sat(h + rq(acc))`` in place (a residual branch's end) and the digits of ``table[h]``."""
     rows, cols = acc.shape[0] // 2, bias.shape[0]
     wl = acc.shape[1] // cols
     digits = np.empty((2 * rows, cols), dtype=np.int8)
-    for r in range(rows):
+    for r in numba.prange(rows):
         for c in range(cols):
             v = _h16(h[r, c] + _rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]))
             h[r, c] = v
@@ -98,14 +103,14 @@ def residual_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: n
     return digits
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def output_values(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
                   limit: int) -> np.ndarray:  # pragma: no cover - compiled
     """``clamp(rq(acc), ±limit)``: distribution parameters on the activation grid (float64 whole numbers)."""
     rows, cols = acc.shape[0] // 2, bias.shape[0]
     wl = acc.shape[1] // cols
     out = np.empty((rows, cols), dtype=np.float64)
-    for r in range(rows):
+    for r in numba.prange(rows):
         for c in range(cols):
             out[r, c] = min(max(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]), -limit), limit)
     return out
@@ -115,3 +120,67 @@ def requantise_reference(acc: torch.Tensor, bias: torch.Tensor, mult: torch.Tens
     """The definition of the kernels' ``rq`` in torch ops (int64)."""
     v = (acc.to(torch.int64) + bias.to(torch.int64)) * mult.to(torch.int64)
     return (v + (torch.ones_like(shift, dtype=torch.int64) << (shift.to(torch.int64) - 1))) >> shift.to(torch.int64)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def im2col_digits(padded: np.ndarray, k: int, stride: int, h_out: int,
+                  w_out: int) -> np.ndarray:  # pragma: no cover - compiled
+    """The ``k × k`` windows of channels-last int16 codes (N, Hp, Wp, C) as int8 digit
+    rows for one product: (2·M, k·k·C), high digits of the M windows first, then low."""
+    n, _, _, c = padded.shape
+    m = n * h_out * w_out
+    out = np.empty((2 * m, k * k * c), dtype=np.int8)
+    for row in numba.prange(m):
+        img = row // (h_out * w_out)
+        rest = row - img * (h_out * w_out)
+        i = rest // w_out
+        j = rest - i * w_out
+        for di in range(k):
+            for dj in range(k):
+                base = (di * k + dj) * c
+                for ch in range(c):
+                    _split(out, row, base + ch, m, np.int64(padded[img, i * stride + di, j * stride + dj, ch]))
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def requant_values(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                   residual: np.ndarray, table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """int16 ``table[sat(residual + rq(acc))]`` of a product over digit rows (acc (2·M, ·)).
+    ``residual`` (M, C) or (0, 0) for none; ``table`` (65,536,) or (0,) for the identity."""
+    rows, cols = acc.shape[0] // 2, bias.shape[0]
+    wl = acc.shape[1] // cols
+    add = residual.shape[0] > 0
+    look = table.shape[0] > 0
+    out = np.empty((rows, cols), dtype=np.int16)
+    for r in numba.prange(rows):
+        for c in range(cols):
+            v = _rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c])
+            if add:
+                v += residual[r, c]
+            v = _h16(v)
+            out[r, c] = table[v - H_MIN] if look else v
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def requant_wide(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                 limit: int) -> np.ndarray:  # pragma: no cover - compiled
+    """int32 ``clamp(rq(acc), ±limit)`` of a product over digit rows (no int16 saturation)."""
+    rows, cols = acc.shape[0] // 2, bias.shape[0]
+    wl = acc.shape[1] // cols
+    out = np.empty((rows, cols), dtype=np.int32)
+    for r in numba.prange(rows):
+        for c in range(cols):
+            out[r, c] = min(max(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]), -limit), limit)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def lookup16(values: np.ndarray, table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """int16 ``table[values]`` elementwise (a SiLU on codes)."""
+    flat = values.ravel()
+    out = np.empty_like(flat)
+    for i in numba.prange(flat.shape[0]):
+        out[i] = table[flat[i] - H_MIN]
+    return out.reshape(values.shape)

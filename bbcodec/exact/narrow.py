@@ -120,7 +120,7 @@ class NarrowLinear(nn.Module):
 
 def silu_table(h_step: float, codes: Codes) -> torch.Tensor:
     """int16 code of ``silu(q · h_step)`` for every int16 ``q`` (computed at export, stored)."""
-    v = torch.arange(k8.H_MIN, k8.H_MAX + 1, dtype=torch.float64) * h_step
+    v = torch.arange(k8.H_MIN, k8.H_MIN + TABLE_SIZE, dtype=torch.float64) * h_step  # every int16 index
     return (torch.round(F.silu(v) / codes.scale) + codes.zero).clamp(k8.H_MIN, k8.H_MAX).to(torch.int16)
 
 
@@ -156,10 +156,14 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         return canvas
 
     def cond_rows(self, cond: torch.Tensor) -> torch.Tensor:
-        """Conditioning (N, hidden, H, W) on the activation grid -> int32 (H·W, N, hidden) on ``h``'s grid."""
-        down = math.ldexp(1.0, int(self.h_frac) - FRAC)  # a power of two: exact
-        rows = torch.round(cond * down).permute(2, 3, 0, 1)
-        return rows.reshape(-1, cond.shape[0], cond.shape[1]).to(torch.int32).contiguous()
+        """Conditioning (N, hidden, H, W) -> int32 (H·W, N, hidden) on ``h``'s grid: int32 input
+        is already there (:class:`~bbcodec.exact.narrow_conv.NarrowConditioning`), float64
+        input is on the activation grid and is rounded onto it."""
+        if cond.dtype != torch.int32:
+            down = math.ldexp(1.0, int(self.h_frac) - FRAC)  # a power of two: exact
+            cond = torch.round(cond * down).to(torch.int32)
+        rows = cond.permute(2, 3, 0, 1)
+        return rows.reshape(-1, cond.shape[0], cond.shape[1]).contiguous()
 
     # --- the network ----------------------------------------------------------------------
     def rows_params(self, windows: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Float local pixel network -> :class:`~bbcodec.exact.narrow.NarrowPixelNet`, by calibration.
+"""Float VLAE decoder -> its int8 forms (:mod:`bbcodec.exact.narrow`, :mod:`bbcodec.exact.narrow_conv`),
+by calibration.
 
 The int16 grids and the SiLU codes' ranges are chosen from the float network's own
 values on calibration images (never the test set): each leaves a factor
@@ -21,6 +22,7 @@ from bbcodec.exact import int8_kernels as k8
 from bbcodec.exact.fixed import FRAC
 from bbcodec.exact.layers import check_layers
 from bbcodec.exact.narrow import FLAG_CODE, Codes, NarrowLinear, NarrowPixelNet, silu_table
+from bbcodec.exact.narrow_conv import NarrowConditioning, NarrowConv2d, NarrowResBlock
 from bbcodec.nn.local_pixelcnn import LocalPixelNet
 
 HEADROOM = 2.0
@@ -96,11 +98,67 @@ def narrow_of(net: LocalPixelNet, x_unit: torch.Tensor, cond: torch.Tensor, bina
     return out
 
 
+def _conditioning_values(model: nn.Module, z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The float conditioning network's values at every site (float64)."""
+    side = model.cfg.image_size // 4
+    v: dict[str, torch.Tensor] = {"v0": model.from_latent(z).view(len(z), model.cfg.width, side, side)}
+    low, mid_conv, mid_res = model.cond_low, model.cond_mid[0], model.cond_mid[1]
+    v["s1"] = F.silu(v["v0"])
+    v["i1"] = low.conv1(v["s1"])
+    v["s2"] = F.silu(v["i1"])
+    v["v1"] = v["v0"] + low.conv2(v["s2"])
+    v["v2"] = mid_conv(F.interpolate(v["v1"], scale_factor=2.0, mode="nearest"))
+    v["s3"] = F.silu(v["v2"])
+    v["i3"] = mid_res.conv1(v["s3"])
+    v["s4"] = F.silu(v["i3"])
+    v["v3"] = v["v2"] + mid_res.conv2(v["s4"])
+    v["s5"] = F.silu(v["v3"])
+    return v
+
+
+def _resblock(block: nn.Module, v: dict[str, torch.Tensor], s_in: str, inner: str, s_mid: str,
+              step: float, weight_limbs: int) -> NarrowResBlock:
+    out = NarrowResBlock(block.conv1.in_channels, weight_limbs)
+    inner_step = math.ldexp(1.0, -_grid_frac([v[inner]]))
+    codes_in, codes_mid = _silu_codes(v[s_in]), _silu_codes(v[s_mid])
+    out.conv1 = NarrowConv2d.of(block.conv1, codes_in, inner_step, weight_limbs)
+    out.conv2 = NarrowConv2d.of(block.conv2, codes_mid, step, weight_limbs)
+    out.tables[0].copy_(silu_table(step, codes_in))
+    out.tables[1].copy_(silu_table(inner_step, codes_mid))
+    return out
+
+
 @torch.no_grad()
-def narrow_integer_form(model: nn.Module, calibration: np.ndarray, weight_limbs: int = 2) -> NarrowPixelNet:
-    """The int8 form of a float VLAE's local pixel net, calibrated on ``calibration``
-    images (N, 1, H, W) uint8 at their posterior means."""
+def narrow_conditioning_of(model: nn.Module, z: torch.Tensor, out_step: float,
+                           weight_limbs: int = 2) -> NarrowConditioning:
+    """The int8 form of a float VLAE's conditioning network, calibrated at latents ``z``,
+    writing onto the pixel net's residual grid ``out_step``."""
+    model = model.double()
+    v = _conditioning_values(model, z.double())
+    out = NarrowConditioning(model.cfg.width, model.cfg.hidden, weight_limbs)
+    f_low, f_mid = _grid_frac([v["v0"], v["v1"]]), _grid_frac([v["v2"], v["v3"]])
+    out.in_frac.fill_(f_low)
+    out.low = _resblock(model.cond_low, v, "s1", "i1", "s2", math.ldexp(1.0, -f_low), weight_limbs)
+    out.mid_conv = NarrowConv2d.of(model.cond_mid[0], Codes(math.ldexp(1.0, -f_low)), math.ldexp(1.0, -f_mid),
+                                   weight_limbs)
+    out.mid_res = _resblock(model.cond_mid[1], v, "s3", "i3", "s4", math.ldexp(1.0, -f_mid), weight_limbs)
+    codes_high = _silu_codes(v["s5"])
+    out.high_table.copy_(silu_table(math.ldexp(1.0, -f_mid), codes_high))
+    out.high = NarrowConv2d.of(model.cond_high, codes_high, out_step, weight_limbs)
+    model.float()
+    check_layers(out)
+    return out
+
+
+@torch.no_grad()
+def narrow_integer_form(model: nn.Module, calibration: np.ndarray,
+                        weight_limbs: int = 2) -> tuple[NarrowPixelNet, NarrowConditioning]:
+    """The int8 forms of a float VLAE's local pixel net and conditioning network,
+    calibrated on ``calibration`` images (N, 1, H, W) uint8 at their posterior means."""
     x = torch.from_numpy(np.ascontiguousarray(calibration))
     x_unit = model.to_unit(x)
-    cond = model.conditioning(model.posterior(x_unit)[0])
-    return narrow_of(model.local, x_unit, cond, model.cfg.likelihood == "bernoulli", weight_limbs=weight_limbs)
+    z = model.posterior(x_unit)[0]
+    local = narrow_of(model.local, x_unit, model.conditioning(z), model.cfg.likelihood == "bernoulli",
+                      weight_limbs=weight_limbs)
+    cond = narrow_conditioning_of(model, z, math.ldexp(1.0, -int(local.h_frac)), weight_limbs)
+    return local, cond

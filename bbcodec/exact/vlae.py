@@ -19,6 +19,7 @@ from bbcodec.exact.fixed import ONE
 from bbcodec.exact.layers import upsample2, IConv2d, ILinear, IResBlock, bounded_softplus, grid_constant, silu
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
 from bbcodec.exact.narrow import WEIGHT_DIGITS, NarrowPixelNet
+from bbcodec.exact.narrow_conv import NarrowConditioning
 from bbcodec.nn.vlae import VLAE, VLAEConfig
 
 SOFTPLUS_OFFSET = 0.5413248546129181  # bbcodec.nn.layers.bounded_softplus: raw = 0 maps to 1 + floor
@@ -63,37 +64,42 @@ class ExactVLAE(nn.Module):
         self.to_posterior = ILinear(w * side * side, 2 * cfg.latent_dims)
         self.prior = IMADEPrior(cfg.latent_dims, cfg.made_hidden, cfg.prior_std_floor)
         self.from_latent = ILinear(cfg.latent_dims, w * side * side)
-        self.cond_low = IResBlock(w)
-        self.cond_mid_conv = IConv2d(w, w, (3, 3), padding=(1, 1))
-        self.cond_mid_res = IResBlock(w)
-        self.cond_high = IConv2d(w, cfg.hidden, (1, 1))
         self.local: ILocalPixelNet | NarrowPixelNet
-        if local_form in WEIGHT_DIGITS:
+        if local_form in WEIGHT_DIGITS:  # the decoder's networks on int8 products
+            digits = WEIGHT_DIGITS[local_form]
+            self.cond_net = NarrowConditioning(w, cfg.hidden, digits)
             self.local = NarrowPixelNet(cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel, cfg.window_rows,
-                                        cfg.window_cols, cfg.likelihood == "bernoulli", WEIGHT_DIGITS[local_form])
+                                        cfg.window_cols, cfg.likelihood == "bernoulli", digits)
         elif local_form == "wide":
+            self.cond_low = IResBlock(w)
+            self.cond_mid_conv = IConv2d(w, w, (3, 3), padding=(1, 1))
+            self.cond_mid_res = IResBlock(w)
+            self.cond_high = IConv2d(w, cfg.hidden, (1, 1))
             self.local = ILocalPixelNet(1, cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel,
                                         cfg.window_rows, cfg.window_cols)
         else:
-            raise ValueError(f"unknown local pixel net form {local_form!r}")
+            raise ValueError(f"unknown decoder form {local_form!r}")
         self.register_buffer("post_offset", grid_constant(SOFTPLUS_OFFSET))
         self.register_buffer("post_floor", grid_constant(cfg.posterior_std_floor))
 
     @classmethod
-    def of(cls, model: VLAE, narrow_local: NarrowPixelNet | None = None) -> ExactVLAE:
-        """The integer form of a trained float VLAE (``narrow_local``: its pixel net's int8
-        form, from :func:`bbcodec.exact.narrow_export.narrow_of`)."""
-        out = cls(model.cfg, "wide" if narrow_local is None else narrow_local.form)
+    def of(cls, model: VLAE, narrow: tuple[NarrowPixelNet, NarrowConditioning] | None = None) -> ExactVLAE:
+        """The integer form of a trained float VLAE (``narrow``: its decoder's int8 forms,
+        from :func:`bbcodec.exact.narrow_export.narrow_integer_form`)."""
+        out = cls(model.cfg, "wide" if narrow is None else narrow[0].form)
         enc = model.encoder
         out.encoder_in, out.encoder_res1 = IConv2d.of(enc[0]), IResBlock.of(enc[1])
         out.encoder_down, out.encoder_res2 = IConv2d.of(enc[3]), IResBlock.of(enc[4])
         out.to_posterior = ILinear.of(model.to_posterior)
         out.prior = IMADEPrior.of(model.prior)
         out.from_latent = ILinear.of(model.from_latent)
+        if narrow is not None:
+            out.local, out.cond_net = narrow
+            return out
         out.cond_low = IResBlock.of(model.cond_low)
         out.cond_mid_conv, out.cond_mid_res = IConv2d.of(model.cond_mid[0]), IResBlock.of(model.cond_mid[1])
         out.cond_high = IConv2d.of(model.cond_high)
-        out.local = ILocalPixelNet.of(model.local) if narrow_local is None else narrow_local
+        out.local = ILocalPixelNet.of(model.local)
         return out
 
     # --- pieces ---------------------------------------------------------------------
@@ -112,6 +118,8 @@ class ExactVLAE(nn.Module):
 
     def conditioning(self, z: torch.Tensor) -> torch.Tensor:
         side = self.cfg.image_size // 4
+        if self.local_form != "wide":
+            return self.cond_net(self.from_latent(z).view(len(z), self.cfg.width, side, side))
         h = self.cond_low(self.from_latent(z).view(len(z), self.cfg.width, side, side))
         h = self.cond_mid_res(self.cond_mid_conv(upsample2(h)))
         return self.cond_high(silu(upsample2(h)))

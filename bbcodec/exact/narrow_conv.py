@@ -1,0 +1,130 @@
+"""int8-digit convolutions and the VLAE's conditioning network on them.
+
+The conditioning network turns a group's latents into the feature map every pixel
+step reads; in float64 its full-resolution convolutions cost about a third of
+decoding. Here it runs on the narrow form of :mod:`bbcodec.exact.narrow`: values are
+int16 on power-of-two grids (channels last), every convolution reads int16 codes as
+two int8 digits (im2col by a compiled kernel) in one ``torch._int_mm``, and its
+output lands directly on the pixel net's residual grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from bbcodec.exact import int8_kernels as k8
+from bbcodec.exact.fixed import FRAC
+from bbcodec.exact.narrow import TABLE_SIZE, NarrowLinear
+
+NO_TABLE = np.zeros(0, dtype=np.int16)
+NO_RESIDUAL = np.zeros((0, 0), dtype=np.int16)
+COND_LIMIT = 1 << 20  # |conditioning| on the pixel net's grid (it is added to an int16 sum and saturated)
+
+
+class NarrowConv2d(nn.Module):
+    """A ``k × k`` convolution (padding ``k // 2``) over channels-last int16 codes."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, weight_limbs: int = 2) -> None:
+        super().__init__()
+        self.k, self.stride = k, stride
+        self.linear = NarrowLinear(c_in * k * k, c_out, weight_limbs)
+        self.register_buffer("pad_code", torch.zeros((), dtype=torch.int64))  # the code of value 0
+
+    @classmethod
+    def of(cls, conv: nn.Conv2d, codes, out_step: float, weight_limbs: int) -> NarrowConv2d:
+        out = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], weight_limbs)
+        weight = conv.weight.detach().permute(0, 2, 3, 1).reshape(conv.out_channels, -1)  # (out, k·k·in)
+        out.linear = NarrowLinear.quantise(weight, conv.bias, codes, out_step, weight_limbs)
+        out.pad_code.fill_(codes.zero)
+        return out
+
+    def accumulate(self, codes: torch.Tensor) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """int32 sums over digit rows of int16 ``codes`` (N, H, W, C), and the output's (N, H', W')."""
+        n, h, w, c = codes.shape
+        p = self.k // 2
+        padded = torch.full((n, h + 2 * p, w + 2 * p, c), int(self.pad_code), dtype=torch.int16)
+        padded[:, p : p + h, p : p + w] = codes
+        h_out, w_out = (h + 2 * p - self.k) // self.stride + 1, (w + 2 * p - self.k) // self.stride + 1
+        digits = k8.im2col_digits(padded.numpy(), self.k, self.stride, h_out, w_out)
+        return self.linear.accumulate(torch.from_numpy(digits)).numpy(), (n, h_out, w_out)
+
+    def values(self, codes: torch.Tensor, residual: torch.Tensor | None = None,
+               table: torch.Tensor | None = None) -> torch.Tensor:
+        """int16 ``table[sat(residual + conv(codes))]`` (N, H', W', C_out); no table: the values."""
+        acc, (n, h, w) = self.accumulate(codes)
+        res = NO_RESIDUAL if residual is None else residual.reshape(n * h * w, -1).numpy()
+        out = k8.requant_values(acc, *self.linear.kernel_args(), res, NO_TABLE if table is None else table.numpy())
+        return torch.from_numpy(out).view(n, h, w, -1)
+
+
+    def values_reference(self, codes: torch.Tensor, residual: torch.Tensor | None = None,
+                         table: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`values` in int64 torch ops (no digits, no compiled kernel): its definition."""
+        n, h, w, c = codes.shape
+        p = self.k // 2
+        padded = torch.full((n, h + 2 * p, w + 2 * p, c), int(self.pad_code), dtype=torch.int64)
+        padded[:, p : p + h, p : p + w] = codes
+        windows = padded.unfold(1, self.k, self.stride).unfold(2, self.k, self.stride)  # n, h', w', c, k, k
+        h_out, w_out = windows.shape[1:3]
+        rows = windows.permute(0, 1, 2, 4, 5, 3).reshape(n * h_out * w_out, -1)
+        layer = self.linear
+        digits = layer.weight.to(torch.int64).view(layer.weight.shape[0], -1, len(layer.bias))
+        weight = digits[:, 0] if digits.shape[1] == 1 else digits[:, 0] * 64 + digits[:, 1]
+        v = k8.requantise_reference(rows @ weight, layer.bias, layer.mult, layer.shift)
+        if residual is not None:
+            v = v + residual.reshape(len(v), -1).to(torch.int64)
+        v = v.clamp(k8.H_MIN, k8.H_MAX)
+        if table is not None:
+            v = table.to(torch.int64)[v - k8.H_MIN]
+        return v.to(torch.int16).view(n, h_out, w_out, -1)
+
+
+class NarrowResBlock(nn.Module):
+    """``x + conv2(silu(conv1(silu(x))))`` with int16 values and SiLU tables."""
+
+    def __init__(self, width: int, weight_limbs: int = 2) -> None:
+        super().__init__()
+        self.conv1 = NarrowConv2d(width, width, 3, 1, weight_limbs)
+        self.conv2 = NarrowConv2d(width, width, 3, 1, weight_limbs)
+        self.register_buffer("tables", torch.zeros(2, TABLE_SIZE, dtype=torch.int16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inner = self.conv1.values(torch.from_numpy(k8.lookup16(x.numpy(), self.tables[0].numpy())),
+                                  table=self.tables[1])
+        return self.conv2.values(inner, residual=x)
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour ×2 of channels-last (N, H, W, C)."""
+    n, h, w, c = x.shape
+    return x[:, :, None, :, None, :].expand(n, h, 2, w, 2, c).reshape(n, 2 * h, 2 * w, c)
+
+
+class NarrowConditioning(nn.Module):
+    """The VLAE's ``cond_low → ×2 → cond_mid → ×2 → silu → cond_high`` on int8 digits.
+
+    Input: ``from_latent(z)`` (N, width, side, side) on the activation grid (the wide
+    linear layer before it is tiny); output: int32 (N, hidden, H, W) on the pixel
+    net's residual grid, what :meth:`NarrowPixelNet.cond_rows` reads as is."""
+
+    def __init__(self, width: int, hidden: int, weight_limbs: int = 2) -> None:
+        super().__init__()
+        self.low = NarrowResBlock(width, weight_limbs)
+        self.mid_conv = NarrowConv2d(width, width, 3, 1, weight_limbs)
+        self.mid_res = NarrowResBlock(width, weight_limbs)
+        self.high = NarrowConv2d(width, hidden, 1, 1, weight_limbs)
+        self.register_buffer("in_frac", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("high_table", torch.zeros(TABLE_SIZE, dtype=torch.int16))
+
+    def forward(self, h0: torch.Tensor) -> torch.Tensor:
+        x = torch.round(h0 * math.ldexp(1.0, int(self.in_frac) - FRAC)).clamp(k8.H_MIN, k8.H_MAX)
+        x = self.low(x.to(torch.int16).permute(0, 2, 3, 1).contiguous())
+        x = self.mid_res(self.mid_conv.values(upsample2(x)))
+        codes = torch.from_numpy(k8.lookup16(upsample2(x).contiguous().numpy(), self.high_table.numpy()))
+        acc, (n, h, w) = self.high.accumulate(codes)
+        cond = k8.requant_wide(acc, *self.high.linear.kernel_args(), COND_LIMIT)
+        return torch.from_numpy(cond).view(n, h, w, -1).permute(0, 3, 1, 2)
