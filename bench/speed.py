@@ -31,7 +31,7 @@ from bbcodec.lossy import DEFAULT_DRAWS
 from bench.stamp import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_MODELS = ("vlae-mnist-large", "vlae-mnist-wide", "mnist", "biva-mnist")
+MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide", "mnist", "biva-mnist")
 LOSSY_MODEL = "vlae-mnist-wide"
 
 

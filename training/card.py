@@ -77,13 +77,23 @@ def data_line(recipe: dict) -> str:
             "test images. sha256: " + ", ".join(f"{k} `{v[:16]}…`" for k, v in MNIST_SHA256.items()))
 
 
+FORM_TEXT = {
+    None: "12-bit weights, 2^-14 activation grid",
+    "int8-w13": "encoder and latent prior as in the wide form (12-bit weights, 2^-14 activation grid); the "
+                "decoder (conditioning network and local pixel net) on int8 products: 13-bit weights as two int8 "
+                "digits, 16-bit activations, grids calibrated on the last 256 MNIST training digits",
+    "int8-w7": "as int8-w13 with 7-bit weights (one int8 digit)",
+}
+
+
 def integer_lines(folder: Path) -> list[str]:
     """The integer coding form (what files pay) and its measured test −ELBO (scores.json)."""
     integer = folder / "integer.safetensors"
     if not integer.exists():
         return []
+    form = read_meta(integer).get("local_form")
     lines = ["## Integer coding form (what .bbc files use)", "",
-             f"* `integer.safetensors`, sha256 `{file_sha256(integer)}`: 12-bit weights, 2^-14 activation grid, "
+             f"* `integer.safetensors`, sha256 `{file_sha256(integer)}`: {FORM_TEXT[form]}, "
              "exported by `python -m training.export` (docs/EXACTNESS.md)."]
     scores_path = folder / "scores.json"
     if scores_path.exists():
@@ -95,8 +105,28 @@ def integer_lines(folder: Path) -> list[str]:
     return lines + [""]
 
 
+def render_derived(folder: Path, recipe: dict) -> str:
+    """The card of another integer form of a shipped model's float weights."""
+    source = folder.parent / recipe["derived_from"]
+    lines = [
+        f"# Model card: `{folder.name}`",
+        "",
+        f"* The float model `{recipe['derived_from']}` (its card: `../{recipe['derived_from']}/CARD.md`; weights "
+        f"sha256 `{file_sha256(source / 'weights.safetensors')}`) in another integer coding form: "
+        f"`{recipe['decoder_form']}`. Same training, same float scores; a name of its own because a file is "
+        "bound to its integer form.",
+        data_line(recipe),
+        "",
+        *integer_lines(folder),
+        "Codec rates and speeds achieved with this model: see the README's results tables.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def render(folder: Path) -> str:
     recipe = json.loads((folder / "recipe.json").read_text())
+    if "derived_from" in recipe:
+        return render_derived(folder, recipe)
     records = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
     meta = read_meta(folder / "weights.safetensors")
     phased = with_phases(records)

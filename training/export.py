@@ -3,6 +3,10 @@
     python -m training.export NAME                # write models/NAME/integer.safetensors (once)
     python -m training.export NAME --measure      # its test-set -ELBO, integer and float: models/NAME/scores.json
 
+A model whose recipe names ``derived_from`` and ``decoder_form`` is another integer
+form of a shipped model's float weights (its decoder on int8 products, calibrated on
+the last 256 MNIST training digits), so it gets a name of its own.
+
 The integer form is what .bbc files are bound to, so it is written once and never
 changes (``--force`` is for a model that has not shipped). Scores live in their own
 file, stamped with command, commit and CPU, so measuring again never touches the
@@ -23,6 +27,7 @@ from tqdm import tqdm
 from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_cifar10_samples, load_mnist
 from bbcodec.exact.bounds import negative_elbo_bits
 from bbcodec.exact.export import INTEGER_FILE, integer_form, load_integer, save_integer
+from bbcodec.exact.narrow import WEIGHT_DIGITS
 from bbcodec.nn.objective import elbo_terms
 from bbcodec.weights import file_sha256, load_weights
 from bench.stamp import stamp
@@ -44,13 +49,30 @@ def test_images(dataset: str) -> tuple[np.ndarray, str]:
     raise ValueError(f"no test set for dataset {dataset!r}")
 
 
+CALIBRATION_DIGITS = slice(59_744, 60_000)  # the last 256 MNIST training digits: int8 forms' calibration
+
+
+def float_weights(folder: Path) -> Path:
+    """The float weights a model's integer form comes from: its own, or, for a model
+    that is another integer form of a shipped model (``derived_from``), that model's."""
+    recipe = json.loads((folder / "recipe.json").read_text())
+    source = MODELS / recipe["derived_from"] if "derived_from" in recipe else folder
+    return source / "weights.safetensors"
+
+
 def export(name: str, force: bool = False) -> Path:
     folder = MODELS / name
     target = folder / INTEGER_FILE
     if target.exists() and not force:
         raise SystemExit(f"{target} exists: a shipped integer form never changes (a new one needs a new name)")
-    model, _ = load_weights(folder / "weights.safetensors")
-    save_integer(integer_form(model), target, {"float_sha256": file_sha256(folder / "weights.safetensors")})
+    weights = float_weights(folder)
+    model, _ = load_weights(weights)
+    form = json.loads((folder / "recipe.json").read_text()).get("decoder_form")
+    if form is None:
+        integer = integer_form(model)
+    else:  # the decoder on int8 products, its grids calibrated on training digits
+        integer = integer_form(model, load_mnist("train")[0][CALIBRATION_DIGITS][:, None], WEIGHT_DIGITS[form])
+    save_integer(integer, target, {"float_sha256": file_sha256(weights)})
     return target
 
 
@@ -62,7 +84,7 @@ def measure(name: str, limit: int | None = None) -> dict:
     images, label = test_images(recipe["dataset"])
     images = np.ascontiguousarray(images[:limit])
     integer, _ = load_integer(folder / INTEGER_FILE)
-    model, _ = load_weights(folder / "weights.safetensors")
+    model, _ = load_weights(float_weights(folder))
     torch.manual_seed(0)
     int_bits, float_nats = [], []
     for lo in tqdm(range(0, len(images), BATCH), desc=name, unit="batch"):

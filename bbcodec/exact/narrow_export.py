@@ -155,7 +155,7 @@ def narrow_integer_form(model: nn.Module, calibration: np.ndarray,
                         weight_limbs: int = 2) -> tuple[NarrowPixelNet, NarrowConditioning]:
     """The int8 forms of a float VLAE's local pixel net and conditioning network,
     calibrated on ``calibration`` images (N, 1, H, W) uint8 at their posterior means."""
-    x = torch.from_numpy(np.ascontiguousarray(calibration))
+    x = torch.from_numpy(np.array(calibration))  # a writable copy
     x_unit = model.to_unit(x)
     z = model.posterior(x_unit)[0]
     local = narrow_of(model.local, x_unit, model.conditioning(z), model.cfg.likelihood == "bernoulli",

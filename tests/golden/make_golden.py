@@ -28,8 +28,10 @@ CASES = {
     "tiny_digits_anchored.bbc": ("tiny", "tiny_digits", {"names": ["a.png", "b.png", "c.png"]}),
     "tiny_one_digit.bbc": ("tiny", "tiny_digit", {}),
     "tiny_importance.bbc": ("tiny", "tiny_digits_x10", {"samples": 4}),
-    "default_digits.bbc": (None, "mnist_8", {}),
-    "default_one_digit.bbc": (None, "mnist_1", {}),
+    "default_digits.bbc": ("vlae-mnist-large", "mnist_8", {}),  # written when it was the default
+    "default_one_digit.bbc": ("vlae-mnist-large", "mnist_1", {}),
+    "default_int8_digits.bbc": (None, "mnist_8", {}),
+    "default_int8_one_digit.bbc": (None, "mnist_1", {}),
     "wide_importance.bbc": ("vlae-mnist-wide", "mnist_12", {"samples": 4}),
     "wide_lossy.bbc": ("vlae-mnist-wide", "mnist_4", {"lossy_step": 1.0}),
     "binary_digits.bbc": ("vlae-mnist-binary", "binary_4", {}),
