@@ -104,12 +104,12 @@ def residual_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: n
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def output_values(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
-                  limit: int) -> np.ndarray:  # pragma: no cover - compiled
-    """``clamp(rq(acc), ±limit)``: distribution parameters on the activation grid (float64 whole numbers)."""
+def requant_clamped(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int,
+                    out: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """``out = clamp(rq(acc), ±limit)`` of a product over digit rows, no int16 saturation:
+    distribution parameters (float64 ``out``) or conditioning (int32 ``out``)."""
     rows, cols = acc.shape[0] // 2, bias.shape[0]
     wl = acc.shape[1] // cols
-    out = np.empty((rows, cols), dtype=np.float64)
     for r in numba.prange(rows):
         for c in range(cols):
             out[r, c] = min(max(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]), -limit), limit)
@@ -160,19 +160,6 @@ def requant_values(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: n
                 v += residual[r, c]
             v = _h16(v)
             out[r, c] = table[v - H_MIN] if look else v
-    return out
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def requant_wide(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
-                 limit: int) -> np.ndarray:  # pragma: no cover - compiled
-    """int32 ``clamp(rq(acc), ±limit)`` of a product over digit rows (no int16 saturation)."""
-    rows, cols = acc.shape[0] // 2, bias.shape[0]
-    wl = acc.shape[1] // cols
-    out = np.empty((rows, cols), dtype=np.int32)
-    for r in numba.prange(rows):
-        for c in range(cols):
-            out[r, c] = min(max(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]), -limit), limit)
     return out
 
 

@@ -180,7 +180,8 @@ class NarrowPixelNet(CausalWindow, nn.Module):
             digits = k8.residual_codes(second.accumulate(torch.from_numpy(inner)).numpy(), *second.kernel_args(),
                                        h, tables[2 * b + 2])
         acc = self.out.accumulate(torch.from_numpy(digits)).numpy()
-        return torch.from_numpy(k8.output_values(acc, *self.out.kernel_args(), ACT_LIMIT))
+        out = np.empty((len(windows), len(self.out.bias)), dtype=np.float64)
+        return torch.from_numpy(k8.requant_clamped(acc, *self.out.kernel_args(), ACT_LIMIT, out))
 
     def step_params(self, canvas: torch.Tensor, i: int, j: int, cond_row: torch.Tensor) -> torch.Tensor:
         """Parameters (N, P) of pixel (i, j) of every image, from the canvas coded so far."""

@@ -126,5 +126,6 @@ class NarrowConditioning(nn.Module):
         x = self.mid_res(self.mid_conv.values(upsample2(x)))
         codes = torch.from_numpy(k8.lookup16(upsample2(x).contiguous().numpy(), self.high_table.numpy()))
         acc, (n, h, w) = self.high.accumulate(codes)
-        cond = k8.requant_wide(acc, *self.high.linear.kernel_args(), COND_LIMIT)
+        cond = k8.requant_clamped(acc, *self.high.linear.kernel_args(), COND_LIMIT,
+                                  np.empty((n * h * w, len(self.high.linear.bias)), dtype=np.int32))
         return torch.from_numpy(cond).view(n, h, w, -1).permute(0, 3, 1, 2)
