@@ -39,7 +39,10 @@ t = time.perf_counter(); out = bbcodec.decompress(data); dec = time.perf_counter
 ok = all(np.array_equal(a, b) for a, b in zip(out, images))
 print(json.dumps({"encode_s": enc, "decode_s": dec, "bytes": len(data), "exact": ok}))
 """
-MNIST_MODELS = ("vlae-mnist-large", "vlae-mnist-wide", "mnist", "biva-mnist", "vlae-mnist-binary")
+MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide", "mnist", "biva-mnist",
+                "vlae-mnist-binary")
+# A model that is another integer form of a float model is compared with that float model.
+FLOAT_MODEL_OF = {"vlae-mnist-large-int8": "vlae-mnist-large"}
 
 
 def _images(model: str, n: int) -> np.ndarray:
@@ -75,9 +78,9 @@ def main() -> None:
             np.save(npy, images)
             runs: dict[str, list[dict]] = {"float": [], "integer": []}
             for _ in range(args.rounds):
-                runs["float"].append(_run(args.baseline, npy, model))
+                runs["float"].append(_run(args.baseline, npy, FLOAT_MODEL_OF.get(model, model)))
                 runs["integer"].append(_run(ROOT, npy, model))
-            row = {"model": model, "images": len(images)}
+            row = {"model": model, "float_model": FLOAT_MODEL_OF.get(model, model), "images": len(images)}
             for coder, results in runs.items():
                 row[coder] = {
                     "encode_img_per_s": len(images) / min(r["encode_s"] for r in results),

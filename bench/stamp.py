@@ -35,6 +35,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def short_commit(commit: str) -> str:
+    """A stamp's commit for a report: 12 hex digits, and whether the tree had changes."""
+    return commit[:12] + ("+changes" if commit.endswith("+changes") else "")
+
+
 def stamp(command: str | None = None) -> dict:
     """The provenance of a run started now."""
     from importlib.metadata import version

