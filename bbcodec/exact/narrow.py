@@ -22,8 +22,8 @@ The form (one per model, chosen at export from calibration images):
   ``m < 2^16`` and shifts right with rounding.
 
 Measured on MNIST training digits (not the test set), against the wide form:
-``vlae-mnist-large`` +0.03% rate with 13-bit weights, +2.4% with 7-bit;
-``vlae-mnist-wide`` −0.04% and +0.32%.
+``vlae-mnist-large`` +0.03% rate with 13-bit weights, +2.24% with 7-bit;
+``vlae-mnist-wide`` −0.03% and +0.32% (conditioning network and pixel net both int8).
 
 The window convolution reads the canvas as codes too: pixel ``x`` is ``x − 128``
 (binary: ``127 · x``) and the inside-image flag is 127, with the affine map from codes
