@@ -20,6 +20,7 @@ import torch
 # The 16-bit grid of values and codes: int16, up to 127·256 + 127 so that every value
 # splits into two signed int8 digits (high = (q + 128) >> 8, low = q − 256·high).
 H_MIN, H_MAX = -(1 << 15), 127 * 256 + 127
+NO_RESIDUAL = np.zeros((0, 0), dtype=np.int16)  # "no residual" for the kernels that take one
 
 
 @numba.njit(cache=True, inline="always")
@@ -75,30 +76,22 @@ def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def inner_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
-                table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """Digits of ``table[sat(rq(acc))]``: a residual branch's inner activation."""
+def branch_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, h: np.ndarray,
+                 table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Digits of ``table[v]`` for a residual branch: its inner activation ``v = sat(rq(acc))``
+    (``h`` of shape (0, 0)), or its end ``v = sat(h + rq(acc))``, written back into ``h``."""
     rows, cols = acc.shape[0] // 2, bias.shape[0]
     wl = acc.shape[1] // cols
+    end = h.shape[0] > 0
     digits = np.empty((2 * rows, cols), dtype=np.int8)
     for r in numba.prange(rows):
         for c in range(cols):
-            v = _h16(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]))
-            _split(digits, r, c, rows, table[v - H_MIN])
-    return digits
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def residual_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, h: np.ndarray,
-                   table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """``h ← sat(h + rq(acc))`` in place (a residual branch's end) and the digits of ``table[h]``."""
-    rows, cols = acc.shape[0] // 2, bias.shape[0]
-    wl = acc.shape[1] // cols
-    digits = np.empty((2 * rows, cols), dtype=np.int8)
-    for r in numba.prange(rows):
-        for c in range(cols):
-            v = _h16(h[r, c] + _rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]))
-            h[r, c] = v
+            v = _rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c])
+            if end:
+                v = _h16(h[r, c] + v)
+                h[r, c] = v
+            else:
+                v = _h16(v)
             _split(digits, r, c, rows, table[v - H_MIN])
     return digits
 

@@ -175,10 +175,10 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         h, digits = k8.window_codes(self.window.accumulate(windows).numpy(), *self.window.kernel_args(),
                                     cond.numpy(), tables[0])
         for b, (first, second) in enumerate(zip(self.first, self.second)):
-            inner = k8.inner_codes(first.accumulate(torch.from_numpy(digits)).numpy(), *first.kernel_args(),
-                                   tables[2 * b + 1])
-            digits = k8.residual_codes(second.accumulate(torch.from_numpy(inner)).numpy(), *second.kernel_args(),
-                                       h, tables[2 * b + 2])
+            inner = k8.branch_codes(first.accumulate(torch.from_numpy(digits)).numpy(), *first.kernel_args(),
+                                    k8.NO_RESIDUAL, tables[2 * b + 1])
+            digits = k8.branch_codes(second.accumulate(torch.from_numpy(inner)).numpy(), *second.kernel_args(),
+                                     h, tables[2 * b + 2])
         acc = self.out.accumulate(torch.from_numpy(digits)).numpy()
         out = np.empty((len(windows), len(self.out.bias)), dtype=np.float64)
         return torch.from_numpy(k8.requant_clamped(acc, *self.out.kernel_args(), ACT_LIMIT, out))

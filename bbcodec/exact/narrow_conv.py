@@ -21,7 +21,6 @@ from bbcodec.exact.fixed import FRAC
 from bbcodec.exact.narrow import TABLE_SIZE, NarrowLinear
 
 NO_TABLE = np.zeros(0, dtype=np.int16)
-NO_RESIDUAL = np.zeros((0, 0), dtype=np.int16)
 COND_LIMIT = 1 << 20  # |conditioning| on the pixel net's grid (it is added to an int16 sum and saturated)
 
 
@@ -56,7 +55,7 @@ class NarrowConv2d(nn.Module):
                table: torch.Tensor | None = None) -> torch.Tensor:
         """int16 ``table[sat(residual + conv(codes))]`` (N, H', W', C_out); no table: the values."""
         acc, (n, h, w) = self.accumulate(codes)
-        res = NO_RESIDUAL if residual is None else residual.reshape(n * h * w, -1).numpy()
+        res = k8.NO_RESIDUAL if residual is None else residual.reshape(n * h * w, -1).numpy()
         out = k8.requant_values(acc, *self.linear.kernel_args(), res, NO_TABLE if table is None else table.numpy())
         return torch.from_numpy(out).view(n, h, w, -1)
 
