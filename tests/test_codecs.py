@@ -127,6 +127,34 @@ def test_compiled_pixel_tables_equal_the_torch_definition():
     assert torch.equal(d.frequencies(), d.frequencies_reference())
 
 
+def test_compiled_pixel_tables_equal_the_torch_definition_at_the_extremes():
+    """Components far sharper and far broader than the bins, zero weights and clamped
+    means: every clamp of the compiled tables' look-up ranges is crossed."""
+    gen = torch.Generator().manual_seed(4)
+    m, k = 400, 5
+    weights = torch.randint(0, 2**15 // k, (m, k), generator=gen)
+    weights[torch.rand(m, k, generator=gen) < 0.3] = 0
+    means = torch.randint(-5 * ONE, 5 * ONE, (m, k), generator=gen).clamp(-4 * ONE, 4 * ONE)
+    inv_scales = torch.exp2(torch.randint(0, 40, (m, k), generator=gen).double()).long()
+    d = Logistics(weights, means, inv_scales)
+    assert torch.equal(d.frequencies(), d.frequencies_reference())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.floats(0, 40), st.floats(0, 8), st.integers(0, 2**32 - 1))
+def test_packed_parameters_equal_the_torch_definition(k, logit_spread, log_scale_spread, seed):
+    gen = torch.Generator().manual_seed(seed)
+    rows = 37
+    logits = torch.round(torch.randn(rows, k, generator=gen) * logit_spread * ONE)
+    means = torch.round(torch.randn(rows, k, generator=gen) * 3 * ONE)
+    log_scales = torch.round((torch.randn(rows, k, generator=gen) * log_scale_spread - 3) * ONE)
+    packed = torch.cat([logits, means, log_scales], dim=1).view(rows, 1, 1, 3 * k)
+    got = Logistics.from_packed(packed, k)
+    want = Logistics.from_params(logits, means, log_scales)
+    for a, b in zip((got.weights, got.means, got.inv_scales), (want.weights, want.means, want.inv_scales)):
+        assert torch.equal(a.view(rows, k), b)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(2, 12), st.floats(-3, 3), st.floats(-6, 1), st.floats(-8, 8), st.floats(-8, 2),
        st.integers(0, 2**32 - 1))

@@ -73,6 +73,21 @@ class Logistics:
         return cls(softmax_weights(logits, -1), means.to(torch.int64).clamp(-MEAN_LIMIT, MEAN_LIMIT),
                    inverse_scales(log_scales))
 
+    @classmethod
+    def from_packed(cls, params: torch.Tensor, k: int) -> Logistics:
+        """:meth:`from_params` of grid parameters packed (..., 3K) as logits, means and
+        log-scales (a pixel head's layout), in one compiled pass (the same integers)."""
+        t = tables.load().int
+        packed = params.to(torch.int64).reshape(-1, 3 * k).contiguous()
+        exp_grid = tables.GRIDS["exp"]
+        if tables.GRIDS["exp_neg"].lo != 0:
+            raise AssertionError("the exp_neg table starts at 0")
+        w, m, inv = kernels.logistic_parameters(
+            packed.numpy(), k, t["exp_neg"].numpy(), FRAC - tables.GRIDS["exp_neg"].step, t["exp"].numpy(),
+            FRAC - exp_grid.step, -(exp_grid.lo << exp_grid.step), MEAN_LIMIT, LOG_SCALE_FLOOR)
+        shape = (*params.shape[:-1], k)
+        return cls(*(torch.from_numpy(v).view(shape) for v in (w, m, inv)))
+
     def flat(self) -> Logistics:
         k = self.weights.shape[-1]
         return Logistics(self.weights.reshape(-1, k), self.means.reshape(-1, k), self.inv_scales.reshape(-1, k))

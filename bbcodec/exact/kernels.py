@@ -19,21 +19,60 @@ from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL, WEIGHT_TOTAL_BITS
 
 
 @numba.njit(cache=True, inline="always")
+def _sigmoid_index(edge: int, mean: int, inv: int, shift: int, offset: int, last: int) -> int:  # pragma: no cover
+    return min(max((((edge - mean) * inv) >> shift) + offset, 0), last)
+
+
+@numba.njit(cache=True, inline="always")
+def _first_edge_at_least(target: int, edges: np.ndarray, mean: int, inv: int, shift: int, offset: int,
+                         last: int) -> int:  # pragma: no cover - compiled
+    """The first edge whose sigmoid index reaches ``target`` (the index is monotone in the edge)."""
+    lo, hi = 0, edges.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _sigmoid_index(edges[mid], mean, inv, shift, offset, last) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True, inline="always")
 def _logistic_row(out: np.ndarray, r: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
                   edges: np.ndarray, sigmoid: np.ndarray, shift: int, offset: int) -> None:  # pragma: no cover
-    """Row ``r`` of :func:`logistic_frequencies`, written into ``out``."""
+    """Row ``r`` of :func:`logistic_frequencies`, written into ``out``.
+
+    A component's sigmoid index is monotone in the edge and clamped at both ends, so
+    only the edges between its two clamps need a look-up; the clamped runs add a
+    constant each, accumulated as differences. The sums are the same integers as
+    adding every component at every edge (integer addition in any order)."""
     k = weights.shape[1]
     n_edges = edges.shape[0]
     last = sigmoid.shape[0] - 1
     free = PROB_TOTAL - n_edges - 1
-    previous = 0
+    steps = np.zeros(n_edges + 1, dtype=np.int64)  # differences of the clamped runs' constants
     for j in range(n_edges):
-        total = 0
-        for c in range(k):
-            idx = (((edges[j] - means[r, c]) * inv_scales[r, c]) >> shift) + offset
-            idx = min(max(idx, 0), last)
-            total += weights[r, c] * sigmoid[idx]
-        scaled = ((total >> WEIGHT_TOTAL_BITS) * free) >> PROB_BITS
+        out[r, j] = 0
+    for c in range(k):
+        w, mean, inv = weights[r, c], means[r, c], inv_scales[r, c]
+        if w == 0:
+            continue
+        if inv < 0:  # not monotone: every edge
+            for j in range(n_edges):
+                out[r, j] += w * sigmoid[_sigmoid_index(edges[j], mean, inv, shift, offset, last)]
+            continue
+        lo = _first_edge_at_least(1, edges, mean, inv, shift, offset, last)
+        hi = _first_edge_at_least(last, edges, mean, inv, shift, offset, last)
+        steps[0] += w * sigmoid[0]
+        steps[lo] -= w * sigmoid[0]
+        for j in range(lo, hi):
+            out[r, j] += w * sigmoid[_sigmoid_index(edges[j], mean, inv, shift, offset, last)]
+        steps[hi] += w * sigmoid[last]
+    previous = 0
+    constant = 0
+    for j in range(n_edges):
+        constant += steps[j]
+        scaled = (((out[r, j] + constant) >> WEIGHT_TOTAL_BITS) * free) >> PROB_BITS
         out[r, j] = scaled - previous + 1
         previous = scaled
     out[r, n_edges] = free - previous + 1
@@ -67,6 +106,34 @@ def logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.
     """(rows, 256) integer frequency tables of discretised logistic mixtures (rows, K)."""
     kernel = _logistic_parallel if len(weights) >= 256 else _logistic_serial
     return kernel(weights, means, inv_scales, edges, sigmoid, shift, offset)
+
+
+@numba.njit(cache=True, nogil=True)
+def logistic_parameters(params: np.ndarray, k: int, exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray,
+                        exp_shift: int, exp_offset: int, mean_limit: int,
+                        log_scale_floor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover
+    """Mixture weights, clamped means and inverse scales (rows, K) from packed grid parameters
+    (rows, 3K: logits, means, log-scales): the integers of
+    :meth:`bbcodec.exact.distributions.Logistics.from_params`, in one pass per row."""
+    rows = params.shape[0]
+    weights = np.empty((rows, k), dtype=np.int64)
+    means = np.empty((rows, k), dtype=np.int64)
+    inv = np.empty((rows, k), dtype=np.int64)
+    last_neg, last_exp = exp_neg.shape[0] - 1, exp_table.shape[0] - 1
+    for r in range(rows):
+        top = params[r, 0]
+        for c in range(1, k):
+            top = max(top, params[r, c])
+        total = 0
+        for c in range(k):
+            weights[r, c] = exp_neg[min(max((top - params[r, c]) >> exp_neg_shift, 0), last_neg)]
+            total += weights[r, c]
+        for c in range(k):
+            weights[r, c] = (weights[r, c] << WEIGHT_TOTAL_BITS) // total
+            means[r, c] = min(max(params[r, k + c], -mean_limit), mean_limit)
+            ls = max(params[r, 2 * k + c], log_scale_floor)
+            inv[r, c] = exp_table[min(max(((-ls) >> exp_shift) + exp_offset, 0), last_exp)]
+    return weights, means, inv
 
 
 @numba.njit(cache=True, inline="always")

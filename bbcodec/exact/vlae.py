@@ -128,8 +128,7 @@ class ExactVLAE(nn.Module):
         """Grid parameters (N, H, W, P) -> integer pixel distribution of (N, 1, H, W) pixels."""
         if self.cfg.likelihood == "bernoulli":
             return BernoulliPixels.from_logits(params[..., 0])
-        p = params.unflatten(-1, (3, self.cfg.mixture_components))
-        return Logistics.from_params(p[..., 0, :], p[..., 1, :], p[..., 2, :])
+        return Logistics.from_packed(params, self.cfg.mixture_components)
 
     # --- the contract ----------------------------------------------------------------
     def latent_steps(self, x: torch.Tensor | None, shape: tuple[int, int, int, int]) -> LatentSteps:
