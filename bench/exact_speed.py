@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.speed import BINARY_MODELS
 from bench.stamp import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +40,11 @@ t = time.perf_counter(); out = bbcodec.decompress(data); dec = time.perf_counter
 ok = all(np.array_equal(a, b) for a, b in zip(out, images))
 print(json.dumps({"encode_s": enc, "decode_s": dec, "bytes": len(data), "exact": ok}))
 """
-MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide", "mnist", "biva-mnist",
-                "vlae-mnist-binary")
+MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide-int8", "vlae-mnist-wide", "mnist",
+                "biva-mnist", "vlae-mnist-binary-int8", "vlae-mnist-binary")
 # A model that is another integer form of a float model is compared with that float model.
-FLOAT_MODEL_OF = {"vlae-mnist-large-int8": "vlae-mnist-large"}
+FLOAT_MODEL_OF = {"vlae-mnist-large-int8": "vlae-mnist-large", "vlae-mnist-wide-int8": "vlae-mnist-wide",
+                  "vlae-mnist-binary-int8": "vlae-mnist-binary"}
 
 
 def _images(model: str, n: int) -> np.ndarray:
@@ -51,7 +53,7 @@ def _images(model: str, n: int) -> np.ndarray:
     if model == "rgb":
         return np.stack(load_cifar10_samples()[0])
     digits = load_mnist("test")[0][:n]
-    return binarize(digits, seed=BINARIZED_TEST_SEED) if model == "vlae-mnist-binary" else digits
+    return binarize(digits, seed=BINARIZED_TEST_SEED) if model in BINARY_MODELS else digits
 
 
 def _run(tree: Path, npy: Path, model: str) -> dict:

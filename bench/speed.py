@@ -31,7 +31,9 @@ from bbcodec.lossy import DEFAULT_DRAWS
 from bench.stamp import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide", "mnist", "biva-mnist")
+MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide-int8", "vlae-mnist-wide", "mnist",
+                "biva-mnist")
+BINARY_MODELS = ("vlae-mnist-binary-int8", "vlae-mnist-binary")
 LOSSY_MODEL = "vlae-mnist-wide"
 
 
@@ -121,9 +123,10 @@ def datasets(n: int, models: list[str]) -> list[tuple[str, list[np.ndarray], lis
     mnist_models = [m for m in models if m in MNIST_MODELS]
     if mnist_models:
         out.append((f"MNIST test, first {len(digits)}", list(digits), mnist_models))
-    if "vlae-mnist-binary" in models:
+    binary_models = [m for m in models if m in BINARY_MODELS]
+    if binary_models:
         out.append((f"binarised MNIST test, first {len(digits)}",
-                    list(binarize(digits, seed=BINARIZED_TEST_SEED)), ["vlae-mnist-binary"]))
+                    list(binarize(digits, seed=BINARIZED_TEST_SEED)), binary_models))
     if "rgb" in models:
         out.append(("CIFAR-10 test, first 20", list(load_cifar10_samples()[0]), ["rgb"]))
     return out
@@ -152,7 +155,7 @@ def table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2000, help="MNIST test digits (rgb: the 20 CIFAR-10 images)")
-    parser.add_argument("--models", nargs="+", default=[*MNIST_MODELS, "vlae-mnist-binary", "rgb"])
+    parser.add_argument("--models", nargs="+", default=[*MNIST_MODELS, *BINARY_MODELS, "rgb"])
     parser.add_argument("--lossy-decoded", type=int, default=100,
                         help="digits the lossy row decodes (each costs the default draws' work)")
     parser.add_argument("--no-lossy", action="store_true", help="skip the --lossy row")

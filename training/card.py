@@ -82,7 +82,7 @@ FORM_TEXT = {
     None: "12-bit weights, 2^-14 activation grid",
     "int8-w13": "encoder and latent prior as in the wide form (12-bit weights, 2^-14 activation grid); the "
                 "decoder (conditioning network and local pixel net) on int8 products: 13-bit weights as two int8 "
-                "digits, 16-bit activations, grids calibrated on the last 256 MNIST training digits",
+                "digits, 16-bit activations on grids calibrated at export",
     "int8-w7": "as int8-w13 with 7-bit weights (one int8 digit)",
 }
 
@@ -106,6 +106,16 @@ def integer_lines(folder: Path) -> list[str]:
     return lines + [""]
 
 
+def calibration_line(recipe: dict) -> str:
+    """Which images set an int8 form's grids (training.export.calibration_images)."""
+    from training.export import CALIBRATION_BINARIZE_SEED, CALIBRATION_DIGITS
+
+    digits = f"MNIST training digits {CALIBRATION_DIGITS.start:,}–{CALIBRATION_DIGITS.stop - 1:,}"
+    if recipe["dataset"] == "mnist-binary":
+        digits += f", binarised with seed {CALIBRATION_BINARIZE_SEED}"
+    return f"* Grids calibrated on {digits} (value ranges only; no test image)."
+
+
 def render_derived(folder: Path, recipe: dict) -> str:
     """The card of another integer form of a shipped model's float weights."""
     source = folder.parent / recipe["derived_from"]
@@ -117,6 +127,7 @@ def render_derived(folder: Path, recipe: dict) -> str:
         f"`{recipe['decoder_form']}`. Same training, same float scores; a name of its own because a file is "
         "bound to its integer form.",
         data_line(recipe),
+        calibration_line(recipe),
         "",
         *integer_lines(folder),
         "Codec rates and speeds achieved with this model: see the README's results tables.",

@@ -50,6 +50,19 @@ def test_images(dataset: str) -> tuple[np.ndarray, str]:
 
 
 CALIBRATION_DIGITS = slice(59_744, 60_000)  # the last 256 MNIST training digits: int8 forms' calibration
+CALIBRATION_BINARIZE_SEED = 1  # binarised models calibrate on those digits binarised with this seed
+
+
+def calibration_images(dataset: str) -> np.ndarray:
+    """The images an int8 form's grids are calibrated on (N, 1, 28, 28): the last 256
+    training digits (calibration measures value ranges; no test image takes part),
+    binarised for a binarised model."""
+    digits = load_mnist("train")[0][CALIBRATION_DIGITS]
+    if dataset == "mnist-binary":
+        digits = binarize(digits, seed=CALIBRATION_BINARIZE_SEED)
+    elif dataset != "mnist":
+        raise ValueError(f"int8 forms are calibrated on MNIST digits, not {dataset!r}")
+    return digits[:, None]
 
 
 def float_weights(folder: Path) -> Path:
@@ -67,11 +80,12 @@ def export(name: str, force: bool = False) -> Path:
         raise SystemExit(f"{target} exists: a shipped integer form never changes (a new one needs a new name)")
     weights = float_weights(folder)
     model, _ = load_weights(weights)
-    form = json.loads((folder / "recipe.json").read_text()).get("decoder_form")
+    recipe = json.loads((folder / "recipe.json").read_text())
+    form = recipe.get("decoder_form")
     if form is None:
         integer = integer_form(model)
     else:  # the decoder on int8 products, its grids calibrated on training digits
-        integer = integer_form(model, load_mnist("train")[0][CALIBRATION_DIGITS][:, None], WEIGHT_DIGITS[form])
+        integer = integer_form(model, calibration_images(recipe["dataset"]), WEIGHT_DIGITS[form])
     save_integer(integer, target, {"float_sha256": file_sha256(weights)})
     return target
 

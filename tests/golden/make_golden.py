@@ -40,6 +40,9 @@ CASES = {
     "rgb_cifar.bbc": ("rgb", "cifar_2", {}),
     "rgb_tiled.bbc": ("rgb", "cifar_wide", {}),
     "tiny_int8.bbc": ("tiny-vlae-int8", "tiny_12", {}),
+    "wide_int8_importance.bbc": ("vlae-mnist-wide-int8", "mnist_12", {"samples": 4}),
+    "wide_int8_lossy.bbc": ("vlae-mnist-wide-int8", "mnist_4", {"lossy_step": 1.0}),
+    "binary_int8_digits.bbc": ("vlae-mnist-binary-int8", "binary_4", {}),
 }
 
 
