@@ -274,10 +274,12 @@ def info(source: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(as_json: bool) -> None:
     """List the shipped models with their test -ELBO: the integer coding form's (what files
-    pay), and the float model's beside it (models/NAME/scores.json)."""
+    pay), and the float model's beside it (models/NAME/scores.json); and their measured
+    coding speed, images/s each way in one process (models/NAME/speed.json, from
+    `python -m bench.speed`; the CPU and core count it ran on are in --json)."""
     rows = [
         {"name": m.name, "arch": m.arch, "channels": m.image_channels, "test_bpd": m.test_bpd,
-         "float_test_bpd": m.float_test_bpd, "sha256": m.sha256[:16], "path": str(m.path)}
+         "float_test_bpd": m.float_test_bpd, "speed": m.speed, "sha256": m.sha256[:16], "path": str(m.path)}
         for m in bbcodec.list_models()
     ]
     if as_json:
@@ -291,7 +293,10 @@ def models(as_json: bool) -> None:
         if r["test_bpd"] is not None:
             rate = f"{r['test_bpd']:.4f} bits/dim test -ELBO (float model {r['float_test_bpd']:.4f})"
         kind = "grayscale" if r["channels"] == 1 else "RGB"
-        click.echo(f"{r['name']:<{width}}  {r['arch']:<6} {kind:<9} {rate}")
+        speed = r["speed"]
+        pace = ("" if speed is None else
+                f"; {speed['encode_img_per_s']:.0f} / {speed['decode_img_per_s']:.0f} img/s encode / decode")
+        click.echo(f"{r['name']:<{width}}  {r['arch']:<6} {kind:<9} {rate}{pace}")
 
 
 if __name__ == "__main__":

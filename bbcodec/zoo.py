@@ -65,6 +65,7 @@ class ModelInfo:
     autoregressive: bool = False  # decodes pixel by pixel: wants large lockstep groups
     pixel_levels: int = 256  # 2 for a binarised-image model: pixels must be 0 or 1
     float_test_bpd: float | None = None  # the float model's -ELBO, for comparison
+    speed: dict | None = None  # measured images/s each way and where (speed.json, python -m bench.speed)
 
     @property
     def coding_group(self) -> int:
@@ -100,6 +101,7 @@ def _info(name: str, folder: Path) -> ModelInfo:
         image_size=getattr(config, "image_size", None),
         autoregressive=getattr(config, "autoregressive", False),
         pixel_levels=2 if getattr(config, "likelihood", "logistic") == "bernoulli" else 256,
+        speed=_speed(folder),
     )
 
 
@@ -115,6 +117,18 @@ def _scores(folder: Path) -> dict:
     """The model's measured test scores (``scores.json``, written by ``python -m training.export --measure``)."""
     path = folder / "scores.json"
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _speed(folder: Path) -> dict | None:
+    """The model's measured coding speed (``speed.json``, written by ``python -m bench.speed``):
+    images/s each way, on which images, on which CPU."""
+    path = folder / "speed.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return {"encode_img_per_s": record["encode_img_per_s"], "decode_img_per_s": record["decode_img_per_s"],
+            "images": record["images"], "dataset": record["dataset"], "cpu": record["stamp"]["cpu"],
+            "cores": record["stamp"]["cores"], "commit": record["stamp"]["commit"]}
 
 
 def list_models() -> list[ModelInfo]:

@@ -132,6 +132,23 @@ def datasets(n: int, models: list[str]) -> list[tuple[str, list[np.ndarray], lis
     return out
 
 
+def write_model_speeds(result: dict, models_dir: Path = ROOT / "models") -> list[Path]:
+    """Each measured model's row as ``models/NAME/speed.json`` (with the run's stamp):
+    what ``bbcodec models`` shows, so the package states only speeds this run measured."""
+    written = []
+    for block in result["datasets"]:
+        for row in block["rows"]:
+            name = row["codec"].removeprefix("bbcodec ")
+            folder = models_dir / name
+            if row["codec"].startswith("bbcodec ") and (folder / "integer.safetensors").exists():
+                record = {"images": row["images"], "dataset": block["title"], "bits_per_dim": row["bits_per_dim"],
+                          "encode_img_per_s": row["encode_img_per_s"], "decode_img_per_s": row["decode_img_per_s"],
+                          "exact": row["exact"], "stamp": result["stamp"]}
+                (folder / "speed.json").write_text(json.dumps(record, indent=2) + "\n")
+                written.append(folder / "speed.json")
+    return written
+
+
 def table(result: dict) -> str:
     """Markdown: each dataset's rows with speeds and their ratio to JPEG-XL effort 7."""
     lines = []
@@ -176,6 +193,7 @@ def main() -> None:
         result["datasets"].append({"title": title, "rows": rows})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_model_speeds(result)
     (args.out.with_suffix(".md")).write_text(table(result))
     print(table(result))
 

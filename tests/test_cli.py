@@ -88,6 +88,23 @@ def test_models_lists_shipped(zoo_env):
     assert "tiny" in names and "tiny-rgb" in names
 
 
+def test_models_show_the_speed_a_bench_run_measured(tiny_zoo, tmp_path, monkeypatch):
+    import shutil
+
+    from bench.speed import bbcodec_row, write_model_speeds
+
+    zoo = tmp_path / "zoo"
+    shutil.copytree(tiny_zoo / "tiny", zoo / "tiny")
+    monkeypatch.setenv("BBCODEC_MODELS_DIR", str(zoo))
+    row = bbcodec_row("tiny", list(random_digits(6, 9)))
+    result = {"stamp": {"cpu": "test CPU", "cores": 2, "commit": "0" * 40}, "datasets": [{"title": "six", "rows": [row]}]}
+    assert write_model_speeds(result, zoo) == [zoo / "tiny" / "speed.json"]
+    listed = {m["name"]: m for m in json.loads(run("models", "--json").output)}
+    assert listed["tiny"]["speed"]["decode_img_per_s"] == row["decode_img_per_s"] > 0
+    assert listed["tiny"]["speed"]["cpu"] == "test CPU" and listed["tiny"]["speed"]["images"] == 6
+    assert f"{row['encode_img_per_s']:.0f} / {row['decode_img_per_s']:.0f} img/s" in run("models").output
+
+
 def test_help_teaches():
     r = run("--help")
     assert "bits/dim" in r.output and "encode" in r.output
