@@ -14,8 +14,9 @@ from hypothesis.extra.numpy import arrays
 from bbcodec import codecs
 from bbcodec.ans import Stack, StackUnderflowError
 from bbcodec.contract import GaussianLatent
+from bbcodec.exact import tables
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
-from bbcodec.exact.fixed import ONE, PROB_TOTAL, weights_to_frequencies
+from bbcodec.exact.fixed import FRAC, ONE, PROB_TOTAL, weights_to_frequencies
 
 
 @st.composite
@@ -138,6 +139,27 @@ def test_compiled_pixel_tables_equal_the_torch_definition_at_the_extremes():
     inv_scales = torch.exp2(torch.randint(0, 40, (m, k), generator=gen).double()).long()
     d = Logistics(weights, means, inv_scales)
     assert torch.equal(d.frequencies(), d.frequencies_reference())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(2, 10), st.floats(-6, 6), st.floats(-12, 4), st.booleans(), st.integers(0, 2**32 - 1))
+def test_compiled_gaussian_tables_equal_the_torch_definition(precision, shift, log_ratio, own_bins, seed):
+    """Posteriors far inside, across and outside the prior's bins, on shared edges (N(0, 1)
+    bins) and on each row's own: every clamp of the compiled look-up range is crossed."""
+    from bbcodec.exact.distributions import gaussian_frequencies, gaussian_frequencies_reference
+
+    gen = torch.Generator().manual_seed(seed)
+    rows = 23
+    q = tables.load().normal_edges(precision)
+    if own_bins:
+        bin_mean = torch.round(torch.randn(rows, 1, generator=gen) * ONE).long()
+        bin_std = torch.round(torch.rand(rows, 1, generator=gen) * 2 * ONE).long() + 1
+        edges = (bin_mean << FRAC) + bin_std * q
+    else:
+        edges = (q << FRAC).view(1, -1)
+    mean = torch.round((torch.randn(rows, generator=gen) + shift) * ONE).long()
+    std = torch.round(torch.exp(torch.randn(rows, generator=gen) + log_ratio) * ONE).long()
+    assert torch.equal(gaussian_frequencies(edges, mean, std), gaussian_frequencies_reference(edges, mean, std))
 
 
 @settings(max_examples=40, deadline=None)

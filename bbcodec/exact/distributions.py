@@ -190,6 +190,16 @@ def gaussian_frequencies(edges: torch.Tensor, mean: torch.Tensor, std: torch.Ten
     mean, std = mean.reshape(-1, 1).to(torch.int64), std.reshape(-1, 1).to(torch.int64).clamp(min=1)
     # u = (edge − mean) / std on the ndtr grid of 2^-12: edges carry 2^FRAC more, so
     # divide by std · 2^(FRAC − 12).
+    grid = tables.GRIDS["ndtr"]
+    edges = edges.to(torch.int64).reshape(-1, edges.shape[-1]).contiguous()
+    return torch.from_numpy(kernels.gaussian_frequencies(
+        edges.numpy(), (mean << FRAC).view(-1).contiguous().numpy(), (std << (FRAC - _NDTR_STEP)).view(-1).numpy(),
+        tables.load().int["ndtr"].numpy(), -(grid.lo << grid.step)))
+
+
+def gaussian_frequencies_reference(edges: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """:func:`gaussian_frequencies` in torch ops: the definition the compiled kernel matches."""
+    mean, std = mean.reshape(-1, 1).to(torch.int64), std.reshape(-1, 1).to(torch.int64).clamp(min=1)
     cdf = normal_cdf(edges - (mean << FRAC), std << (FRAC - _NDTR_STEP))
     return cdf_to_frequencies(cdf)
 

@@ -220,5 +220,8 @@ class ExactHVAE(nn.Module):
         if self.cfg.channel_coupling:
             p = params.unflatten(1, (k, 10))  # (N, K, 10, H, W)
             return CoupledLogistics(p[:, :, 0], p[:, :, 1:4], p[:, :, 4:7], tanh(p[:, :, 7:10]))
+        if c == 1:  # (N, 3K, H, W): packed per pixel as logits, means, log-scales (one compiled pass)
+            d = Logistics.from_packed(params.permute(0, 2, 3, 1), k)
+            return Logistics(*(t.unsqueeze(1) for t in (d.weights, d.means, d.inv_scales)))
         p = params.unflatten(1, (3, k, c)).permute(1, 0, 3, 4, 5, 2)  # (3, N, C, H, W, K)
         return Logistics.from_params(p[0], p[1], p[2])

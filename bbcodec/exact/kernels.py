@@ -108,6 +108,55 @@ def logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.
     return kernel(weights, means, inv_scales, edges, sigmoid, shift, offset)
 
 
+@numba.njit(cache=True, inline="always")
+def _ndtr_index(edge: int, mean_shifted: int, den: int, offset: int, last: int) -> int:  # pragma: no cover
+    return min(max((edge - mean_shifted) // den + offset, 0), last)  # // floors, as floor_div
+
+
+@numba.njit(cache=True, inline="always")
+def _first_ndtr_edge_at_least(target: int, edges: np.ndarray, e_row: int, mean_shifted: int, den: int,
+                              offset: int, last: int) -> int:  # pragma: no cover - compiled
+    lo, hi = 0, edges.shape[1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _ndtr_index(edges[e_row, mid], mean_shifted, den, offset, last) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def gaussian_frequencies(edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
+                         offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """(rows, E + 1) frequencies of Gaussians at ``edges`` (rows or 1, E): the integers of
+    :func:`bbcodec.exact.distributions.gaussian_frequencies_reference`. The table index
+    is monotone in the edge and clamped at both ends, so the exact divisions run only
+    between the clamps."""
+    rows, n_edges = mean_shifted.shape[0], edges.shape[1]
+    last = ndtr.shape[0] - 1
+    free = PROB_TOTAL - n_edges - 1
+    out = np.empty((rows, n_edges + 1), dtype=np.int64)
+    low, high = (ndtr[0] * free) >> PROB_BITS, (ndtr[last] * free) >> PROB_BITS
+    for r in range(rows):
+        e_row = 0 if edges.shape[0] == 1 else r
+        m, d = mean_shifted[r], den[r]
+        lo = _first_ndtr_edge_at_least(1, edges, e_row, m, d, offset, last)
+        hi = _first_ndtr_edge_at_least(last, edges, e_row, m, d, offset, last)
+        previous = 0
+        for j in range(n_edges):
+            if j < lo:
+                scaled = low
+            elif j >= hi:
+                scaled = high
+            else:
+                scaled = (ndtr[_ndtr_index(edges[e_row, j], m, d, offset, last)] * free) >> PROB_BITS
+            out[r, j] = scaled - previous + 1
+            previous = scaled
+        out[r, n_edges] = free - previous + 1
+    return out
+
+
 @numba.njit(cache=True, nogil=True)
 def logistic_parameters(params: np.ndarray, k: int, exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray,
                         exp_shift: int, exp_offset: int, mean_limit: int,
