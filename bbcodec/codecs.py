@@ -91,6 +91,9 @@ def chunked(n: int, rows: int, make: Callable[[int, int], Codec]) -> Codec:
     return Codec(push, pop)
 
 
+_CATEGORICAL = entropy_models.Categorical(perfect=False)  # a model family holds no state: one serves all
+
+
 def categorical(freqs: torch.Tensor) -> Codec:
     """One categorical per row of integer ``freqs`` (N, K): total 2^24, every entry ≥ 1.
 
@@ -102,10 +105,11 @@ def categorical(freqs: torch.Tensor) -> Codec:
     if freqs.ndim != 2:
         raise ValueError(f"frequencies must be (N, K), got shape {tuple(freqs.shape)}")
     n, k = freqs.shape
-    if n and (bool((freqs.sum(dim=1) != PROB_TOTAL).any()) or int(freqs.min()) < 1):
+    table = freqs.numpy()  # checked in numpy: a decoding step's table is small, and torch's per-op cost is not
+    if n and ((table.sum(axis=1) != PROB_TOTAL).any() or table.min() < 1):
         raise ValueError(f"frequency tables must total 2^{PROB_BITS} with every entry at least 1")
-    params = (freqs - 1).numpy().astype(np.float32)  # whole numbers below 2^24: exact in float32
-    family = entropy_models.Categorical(perfect=False)
+    params = (table - 1).astype(np.float32)  # whole numbers below 2^24: exact in float32
+    family = _CATEGORICAL
 
     def push(stack: Stack, symbols: np.ndarray) -> None:
         symbols = np.asarray(symbols).ravel()

@@ -20,6 +20,7 @@ coded Gaussian with exact integer division; the CDF is the stored ``ndtr`` table
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -58,6 +59,17 @@ def inverse_scales(log_scales: torch.Tensor) -> torch.Tensor:
     return tables.lookup(tables.load().int["exp"], (-ls) >> (FRAC - tables.GRIDS["exp"].step), "exp")
 
 
+@lru_cache(maxsize=1)
+def _parameter_tables() -> tuple:
+    """The stored tables and grid constants :func:`kernels.logistic_parameters` reads
+    (made once: a decoding step calls it for a handful of pixels)."""
+    t, exp_grid = tables.load().int, tables.GRIDS["exp"]
+    if tables.GRIDS["exp_neg"].lo != 0:
+        raise AssertionError("the exp_neg table starts at 0")
+    return (t["exp_neg"].numpy(), FRAC - tables.GRIDS["exp_neg"].step, t["exp"].numpy(), FRAC - exp_grid.step,
+            -(exp_grid.lo << exp_grid.step), MEAN_LIMIT, LOG_SCALE_FLOOR)
+
+
 @dataclass(frozen=True)
 class Logistics:
     """A discretised logistic mixture with integer parameters, all (..., K) with the
@@ -77,14 +89,8 @@ class Logistics:
     def from_packed(cls, params: torch.Tensor, k: int) -> Logistics:
         """:meth:`from_params` of grid parameters packed (..., 3K) as logits, means and
         log-scales (a pixel head's layout), in one compiled pass (the same integers)."""
-        t = tables.load().int
         packed = params.to(torch.int64).reshape(-1, 3 * k).contiguous()
-        exp_grid = tables.GRIDS["exp"]
-        if tables.GRIDS["exp_neg"].lo != 0:
-            raise AssertionError("the exp_neg table starts at 0")
-        w, m, inv = kernels.logistic_parameters(
-            packed.numpy(), k, t["exp_neg"].numpy(), FRAC - tables.GRIDS["exp_neg"].step, t["exp"].numpy(),
-            FRAC - exp_grid.step, -(exp_grid.lo << exp_grid.step), MEAN_LIMIT, LOG_SCALE_FLOOR)
+        w, m, inv = kernels.logistic_parameters(packed.numpy(), k, *_parameter_tables())
         shape = (*params.shape[:-1], k)
         return cls(*(torch.from_numpy(v).view(shape) for v in (w, m, inv)))
 

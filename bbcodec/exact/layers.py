@@ -35,7 +35,7 @@ from bbcodec.exact.fixed import (
 )
 
 _TO_TABLE = 2.0 ** (tables.GRIDS["silu_residual"].step - FRAC)  # activation grid -> table grid (a power of two)
-_OFFSET = -(tables.GRIDS["silu_residual"].lo << tables.GRIDS["silu_residual"].step)
+SILU_OFFSET = -(tables.GRIDS["silu_residual"].lo << tables.GRIDS["silu_residual"].step)
 assert _TO_TABLE == 0.25, "kernels.silu assumes the residual tables sample every 4th activation step"
 
 
@@ -149,30 +149,16 @@ def silu(x: torch.Tensor) -> torch.Tensor:
     """SiLU on the activation grid: ``relu(x) + r(x)`` with ``r`` from the stored table
     (compiled kernel; :func:`silu_reference` is the same in torch ops)."""
     table = tables.load().float["silu_residual"].numpy()
-    return torch.from_numpy(kernels.silu(x.contiguous().numpy(), table, _OFFSET))
+    return torch.from_numpy(kernels.silu(x.contiguous().numpy(), table, SILU_OFFSET))
 
 
 def silu_reference(x: torch.Tensor) -> torch.Tensor:
     return _relu_plus(x, "silu_residual")
 
 
-def requantise_silu(acc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``silu(requantise(acc, scale))`` for a (rows, channels) accumulator, fused."""
-    table = tables.load().float["silu_residual"].numpy()
-    return torch.from_numpy(kernels.requant_silu(acc.numpy(), scale.numpy(), table, _OFFSET, float(ACT_LIMIT)))
-
-
 def requantise_add(acc: torch.Tensor, scale: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """``saturate(h + requantise(acc, scale))`` for (rows, channels), fused."""
     return torch.from_numpy(kernels.requant_add(acc.numpy(), scale.numpy(), h.contiguous().numpy(), float(ACT_LIMIT)))
-
-
-def requantise_add_silu(acc: torch.Tensor, scale: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``y = saturate(h + requantise(acc, scale))`` and ``silu(y)``, fused (a residual branch's end)."""
-    table = tables.load().float["silu_residual"].numpy()
-    y, act = kernels.requant_add_silu(acc.numpy(), scale.numpy(), h.contiguous().numpy(), table, _OFFSET,
-                                      float(ACT_LIMIT))
-    return torch.from_numpy(y), torch.from_numpy(act)
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from bbcodec.exact import kernels, tables
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
-from bbcodec.exact.fixed import ONE
-from bbcodec.exact.layers import IConv2d, ILinear, requantise_add, requantise_add_silu, requantise_silu, silu
+from bbcodec.exact.fixed import ACT_LIMIT, ONE
+from bbcodec.exact.layers import SILU_OFFSET, IConv2d, ILinear, requantise_add, silu
 from bbcodec.nn.local_pixelcnn import CausalWindow, RasterSteps
 
 
@@ -43,10 +44,28 @@ class IPixelHead(nn.Module):
         shape = h.shape
         h = h.reshape(-1, shape[-1]).contiguous()
         act = silu(h)
-        for first, second in self.blocks:
-            inner = requantise_silu(first.accumulate(act), first.scale(2))
-            h, act = requantise_add_silu(second.accumulate(inner), second.scale(2), h)
+        table = tables.load().float["silu_residual"].numpy()
+        for first, second in self._kernel_plan():
+            inner = kernels.requant_silu(torch.addmm(first[0], act, first[1]).numpy(), first[2], table, SILU_OFFSET,
+                                         float(ACT_LIMIT))
+            y, act = kernels.requant_add_silu(torch.addmm(second[0], torch.from_numpy(inner), second[1]).numpy(),
+                                              second[2], h.numpy(), table, SILU_OFFSET, float(ACT_LIMIT))
+            h, act = torch.from_numpy(y), torch.from_numpy(act)
         return self.out(act).view(*shape[:-1], -1)
+
+    def _kernel_plan(self) -> list[tuple[tuple, tuple]]:
+        """Each block's (bias, weightᵀ, scale) pairs as the kernels take them, made once: a
+        decoding step of a small group costs little more than fetching them."""
+        if getattr(self, "_plan", None) is None:
+            def args(layer: ILinear) -> tuple:
+                return layer.bias, layer.weight.t(), layer.scale(2).numpy()
+
+            self._plan = [(args(first), args(second)) for first, second in self.blocks]
+        return self._plan
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        self._plan = None  # new weights: the plan is made again from them
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 class ILocalPixelNet(CausalWindow, nn.Module):
