@@ -276,10 +276,12 @@ def models(as_json: bool) -> None:
     """List the shipped models with their test -ELBO: the integer coding form's (what files
     pay), and the float model's beside it (models/NAME/scores.json); and their measured
     coding speed, images/s each way in one process (models/NAME/speed.json, from
-    `python -m bench.speed`; the CPU and core count it ran on are in --json)."""
+    `python -m bench.speed`; the CPU and core count it ran on are in --json). A model
+    superseded by a faster integer form of the same float model still decodes its files."""
     rows = [
         {"name": m.name, "arch": m.arch, "channels": m.image_channels, "test_bpd": m.test_bpd,
-         "float_test_bpd": m.float_test_bpd, "speed": m.speed, "sha256": m.sha256[:16], "path": str(m.path)}
+         "float_test_bpd": m.float_test_bpd, "speed": m.speed, "superseded_by": m.superseded_by,
+         "sha256": m.sha256[:16], "path": str(m.path)}
         for m in bbcodec.list_models()
     ]
     if as_json:
@@ -296,7 +298,8 @@ def models(as_json: bool) -> None:
         speed = r["speed"]
         pace = ("" if speed is None else
                 f"; {speed['encode_img_per_s']:.0f} / {speed['decode_img_per_s']:.0f} img/s encode / decode")
-        click.echo(f"{r['name']:<{width}}  {r['arch']:<6} {kind:<9} {rate}{pace}")
+        later = "" if r["superseded_by"] is None else f" [superseded by {r['superseded_by']}: decodes its files]"
+        click.echo(f"{r['name']:<{width}}  {r['arch']:<6} {kind:<9} {rate}{pace}{later}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ decoding with other weights is refused instead of producing garbage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class ModelInfo:
     pixel_levels: int = 256  # 2 for a binarised-image model: pixels must be 0 or 1
     float_test_bpd: float | None = None  # the float model's -ELBO, for comparison
     speed: dict | None = None  # measured images/s each way and where (speed.json, python -m bench.speed)
+    superseded_by: str | None = None  # another integer form of the same float model that codes faster
 
     @property
     def coding_group(self) -> int:
@@ -108,8 +110,7 @@ def _info(name: str, folder: Path) -> ModelInfo:
 def _float_weights(folder: Path) -> Path:
     """The float weights behind a model's integer form (another model's, for one that is
     another integer form of it: ``derived_from`` in its recipe)."""
-    recipe = folder / "recipe.json"
-    source = json.loads(recipe.read_text()).get("derived_from") if recipe.exists() else None
+    source = _derived_from(folder)
     return (folder.parent / source if source else folder) / "weights.safetensors"
 
 
@@ -139,7 +140,15 @@ def list_models() -> list[ModelInfo]:
             name = integer.parent.name
             if name not in seen:
                 seen[name] = _info(name, integer.parent)
-    return list(seen.values())
+    successors = {source: name for name, info in seen.items() if (source := _derived_from(info.path.parent))}
+    return [dataclasses.replace(info, superseded_by=successors.get(name)) for name, info in seen.items()]
+
+
+def _derived_from(folder: Path) -> str | None:
+    """The model whose float weights this one is another integer form of (its recipe's
+    ``derived_from``): that model still decodes its files, but this one codes faster."""
+    recipe = folder / "recipe.json"
+    return json.loads(recipe.read_text()).get("derived_from") if recipe.exists() else None
 
 
 def find_model(name: str) -> ModelInfo:

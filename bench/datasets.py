@@ -42,6 +42,17 @@ def mnist(n: int) -> BenchSet:
     return BenchSet("mnist-8bit", f"MNIST test ({min(n, len(images))})", list(images[:n]), labels=labels[:n])
 
 
+VALIDATION_DIGITS = slice(59_000, 59_500)  # MNIST training digits that decisions are made on (never test digits)
+
+
+def mnist_validation(n: int) -> BenchSet:
+    """The validation digits: what choices between models and settings are measured on."""
+    images, labels = load_mnist("train")
+    images, labels = images[VALIDATION_DIGITS][:n], labels[VALIDATION_DIGITS][:n]
+    return BenchSet("mnist-8bit-validation", f"MNIST training digits {VALIDATION_DIGITS.start:,}+ ({len(images)}, "
+                    "validation)", list(images), labels=labels)
+
+
 def mnist_binary(n: int) -> BenchSet:
     images, labels = load_mnist("test")
     binary = binarize(images, seed=BINARIZED_TEST_SEED)

@@ -1,7 +1,7 @@
 """Lossy rows: bits per image against fidelity, for the latent-only mode and for
 JPEG / WebP at their lowest settings, judged by the same classifier.
 
-    python -m bench.lossy_eval [--model vlae-mnist-wide] [--steps 1] [--draws 1 16] [--images 10000]
+    python -m bench.lossy_eval [--model vlae-mnist-wide] [--steps 1] [--draws 1 16] [--images 10000] [--validation]
 
 writes ``bench/results/lossy_<model>.json`` (rows + meta, mergeable into the full run) and an image grid (originals on top).
 """
@@ -100,13 +100,19 @@ def main() -> None:
     parser.add_argument("--steps", type=float, nargs="+", default=[1.0], help="latent quantisation steps")
     parser.add_argument("--draws", type=int, nargs="+", default=[1, 16], help="draws averaged per pixel")
     parser.add_argument("--images", type=int, default=10_000, help="first N MNIST test digits")
+    parser.add_argument("--validation", action="store_true",
+                        help="the validation digits (MNIST training digits 59,000+) instead of test digits: "
+                             "for choosing a model or setting")
     parser.add_argument("--out", type=Path, default=root / "bench" / "results")
     args = parser.parse_args()
-    rows, grid = lossy_rows(args.model, datasets.mnist(args.images), args.steps, args.draws)
+    data = datasets.mnist_validation(args.images) if args.validation else datasets.mnist(args.images)
+    rows, grid = lossy_rows(args.model, data, args.steps, args.draws)
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"meta": run_meta(), "rows": rows, "reported": []}  # mergeable: python -m bench --render-only --merge
-    (args.out / f"lossy_{args.model}.json").write_text(json.dumps(doc, indent=1))
-    image_grid(grid, args.out / f"lossy_{args.model}_grid.png")
+    stem = f"lossy_{args.model}" + ("_validation" if args.validation else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=1))
+    if not args.validation:
+        image_grid(grid, args.out / f"{stem}_grid.png")
     for r in rows:
         print(f"{r['codec']:50s} {r['bits_per_image']:8.1f} bits  agreement {r['label_agreement']:.4f}  "
               f"PSNR {r['psnr_db']:.2f} dB")

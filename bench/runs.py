@@ -9,20 +9,19 @@ which rows came from which run, so the README's stamp never claims one run made 
 
 from __future__ import annotations
 
-import platform
-import time
 from typing import Any
 
-import torch
 
 Row = dict[str, Any]
 
 
 def run_meta(quick: bool = False) -> dict:
-    """Machine, torch and the time of a run: stored beside its rows."""
-    return {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "quick": quick}
+    """Where a run's rows come from (command, commit, CPU model, versions, date; bench.stamp)
+    and when: stored beside its rows."""
+    from bench.stamp import stamp
+
+    record = stamp()
+    return {**record, "machine": record["cpu"], "time": record["date"], "quick": quick}
 
 
 IDENTITY = ("dataset_key", "kind", "model", "codec", "samples", "step", "draws")

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 import bbcodec
+from bbcodec import zoo
 from bbcodec.lossy import DEFAULT_DRAWS
 from bench.stamp import stamp
 
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide-int8", "vlae-mnist-wide", "mnist",
                 "biva-mnist")
 BINARY_MODELS = ("vlae-mnist-binary-int8", "vlae-mnist-binary")
-LOSSY_MODEL = "vlae-mnist-wide"
+LOSSY_MODEL = zoo.LOSSY_PREFERENCE[0]  # what --lossy codes with by default
 
 
 Decoder = Callable[[bytes, str], np.ndarray]  # (file, PIL mode of the original) -> pixels

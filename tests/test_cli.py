@@ -105,6 +105,19 @@ def test_models_show_the_speed_a_bench_run_measured(tiny_zoo, tmp_path, monkeypa
     assert f"{row['encode_img_per_s']:.0f} / {row['decode_img_per_s']:.0f} img/s" in run("models").output
 
 
+def test_models_name_the_faster_form_that_supersedes_one(tiny_zoo, tmp_path, monkeypatch):
+    import shutil
+
+    zoo = tmp_path / "zoo"
+    for name in ("tiny-vlae", "tiny-vlae-int8"):
+        shutil.copytree(tiny_zoo / name, zoo / name)
+    (zoo / "tiny-vlae-int8" / "recipe.json").write_text(json.dumps({"derived_from": "tiny-vlae"}))
+    monkeypatch.setenv("BBCODEC_MODELS_DIR", str(zoo))
+    listed = {m["name"]: m for m in json.loads(run("models", "--json").output)}
+    assert listed["tiny-vlae"]["superseded_by"] == "tiny-vlae-int8" and listed["tiny-vlae-int8"]["superseded_by"] is None
+    assert "superseded by tiny-vlae-int8" in run("models").output
+
+
 def test_help_teaches():
     r = run("--help")
     assert "bits/dim" in r.output and "encode" in r.output

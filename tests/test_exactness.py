@@ -118,6 +118,22 @@ def test_compiled_silu_equals_its_torch_definition():
     assert torch.equal(silu(x), silu_reference(x))
 
 
+@pytest.mark.parametrize("c_in, c_out, k, stride, size", [(1, 8, 3, 2, 28), (8, 8, 3, 1, 14), (8, 5, 3, 2, 13),
+                                                         (3, 4, 5, 1, 9)])
+def test_convolutions_by_rows_equal_float64_conv2d(c_in, c_out, k, stride, size):
+    """The im2col products give conv2d's integers, at the bound's edge (largest activations)."""
+    from bbcodec.exact.fixed import ACT_LIMIT
+    from bbcodec.exact.layers import CONV_ROWS_PER_BLOCK, IConv2d
+
+    gen = torch.Generator().manual_seed(k * size)
+    conv = torch.nn.Conv2d(c_in, c_out, k, stride, padding=k // 2)
+    layer = IConv2d.of(conv)
+    n = 2 * CONV_ROWS_PER_BLOCK // (size * size) + 3  # more than one block of rows
+    x = torch.randint(-ACT_LIMIT, ACT_LIMIT + 1, (n, c_in, size, size), generator=gen).double()
+    x[0] = ACT_LIMIT
+    assert torch.equal(layer(x), layer.reference(x))
+
+
 def test_the_format_random_stream_is_pinned():
     """Lossy reconstructions depend on these numbers: they never change."""
     assert uniform24(1, 0, 5).tolist() == [4589884, 15204225, 10087859, 1962462, 8804377]

@@ -38,3 +38,16 @@ def test_init_from_refuses_a_different_model(tmp_path):
     other = {**TINY_VLAE_CONFIG.to_dict(), "hidden": 24}
     with pytest.raises(SystemExit, match="different model"):
         Trainer(write_recipe(tmp_path / "phase2", other, weights))
+
+
+def test_the_log_records_the_precision_a_run_used_and_the_card_states_it(tmp_path):
+    from training.card import precision_text
+    from training.train import PRECISION_FP32
+
+    weights = write_zoo_model(tmp_path / "zoo", "phase1", make_tiny(TINY_VLAE_CONFIG, seed=7)) / "weights.safetensors"
+    Trainer(write_recipe(tmp_path / "phase2", TINY_VLAE_CONFIG.to_dict(), weights))
+    log = [json.loads(line) for line in (tmp_path / "phase2" / "train_log.jsonl").read_text().splitlines()]
+    started = [r for r in log if r.get("event") == "started"]
+    assert [r["precision"] for r in started] == [PRECISION_FP32]  # the recipe sets no bf16: fp32
+    assert precision_text(log) == PRECISION_FP32
+    assert precision_text([r for r in log if r.get("event") != "started"]) == "not recorded in the training log"

@@ -39,6 +39,10 @@ from bbcodec.nn.objective import LN2, ElboTerms, elbo_terms
 from bbcodec.weights import file_sha256, load_weights, save_weights
 
 
+PRECISION_BF16 = "bf16 autocast with fp32 distribution parameters"
+PRECISION_FP32 = "fp32"
+
+
 def load_recipe(path: Path) -> dict:
     recipe = json.loads(path.read_text())
     recipe.setdefault("batch_size", 64)
@@ -162,6 +166,8 @@ class Trainer:
         self.opt = torch.optim.Adamax(self.model.parameters(), lr=self.recipe["lr"])
         self.step, self.epoch, self.best_bpd = 0, 0, math.inf
         self.grad_norms: deque[float] = deque(maxlen=200)
+        self.log({"event": "started", "precision": PRECISION_BF16 if self.recipe["bf16"] else PRECISION_FP32,
+                  "processes": self.world})
         self.resume()
         if self.step == 0 and self.recipe.get("init_from"):
             self.initialise(Path(self.recipe["init_from"]))

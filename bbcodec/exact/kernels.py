@@ -265,6 +265,27 @@ def requant_rows(acc: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray
     return out
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def im2col(padded: np.ndarray, kh: int, kw: int, stride: int, h_out: int,
+           w_out: int) -> np.ndarray:  # pragma: no cover - compiled
+    """The ``kh × kw`` windows of channels-last values (N, Hp, Wp, C) as rows (N·H'·W', kh·kw·C):
+    a convolution as one matrix product (a copy: the values are not changed)."""
+    n, _, _, c = padded.shape
+    m = n * h_out * w_out
+    out = np.empty((m, kh * kw * c), dtype=padded.dtype)
+    for row in numba.prange(m):
+        img = row // (h_out * w_out)
+        rest = row - img * (h_out * w_out)
+        i = rest // w_out
+        j = rest - i * w_out
+        for di in range(kh):
+            for dj in range(kw):
+                base = (di * kw + dj) * c
+                for ch in range(c):
+                    out[row, base + ch] = padded[img, i * stride + di, j * stride + dj, ch]
+    return out
+
+
 @numba.njit(cache=True, inline="always")
 def _log2_fixed(v: int, mantissa_table: np.ndarray) -> int:  # pragma: no cover - compiled
     """``distributions.log2_fixed`` for one positive integer: exponent by bit length, mantissa

@@ -35,6 +35,7 @@ from bbcodec.exact.fixed import (
 )
 
 _TO_TABLE = 2.0 ** (tables.GRIDS["silu_residual"].step - FRAC)  # activation grid -> table grid (a power of two)
+CONV_ROWS_PER_BLOCK = 1024  # im2col rows per product in IConv2d: float64 products run fastest at this size
 SILU_OFFSET = -(tables.GRIDS["silu_residual"].lo << tables.GRIDS["silu_residual"].step)
 assert _TO_TABLE == 0.25, "kernels.silu assumes the residual tables sample every 4th activation step"
 
@@ -132,6 +133,29 @@ class IConv2d(_Quantised):
             rows = self.accumulate(x.permute(0, 2, 3, 1).reshape(n * h * w, c))
             out = torch.from_numpy(kernels.requant_rows(rows.numpy(), self.scale(2).numpy(), float(ACT_LIMIT)))
             return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+        return self._by_rows(x)
+
+    def _by_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution as matrix products over im2col rows, a block of images at a time:
+        float64 ``conv2d`` runs torch's slow generic loop, and the matrix product is exact
+        for the same reason (every partial sum a whole number below 2^53, proven at load)."""
+        n, c, h, w = x.shape
+        (ph, pw), (kh, kw), s = self.padding, self.weight.shape[2:], self.stride
+        h_out, w_out = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
+        padded = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous().numpy()
+        weight = self.weight.permute(0, 2, 3, 1).reshape(len(self.weight), -1).t()  # (kh·kw·C, out)
+        scale = self.scale(2).numpy()
+        out = torch.empty(n, h_out, w_out, len(self.weight), dtype=torch.float64)
+        step = max(1, CONV_ROWS_PER_BLOCK // (h_out * w_out))
+        for lo in range(0, n, step):
+            cols = torch.from_numpy(kernels.im2col(padded[lo : lo + step], kh, kw, s, h_out, w_out))
+            acc = torch.addmm(self.bias, cols, weight)
+            out[lo : lo + step] = torch.from_numpy(kernels.requant_rows(acc.numpy(), scale, float(ACT_LIMIT))).view(
+                -1, h_out, w_out, len(self.weight))
+        return out.permute(0, 3, 1, 2).contiguous()
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The same integers by float64 ``conv2d``: the definition :meth:`forward` matches."""
         acc = F.conv2d(x, self.weight, self.bias, self.stride, self.padding).contiguous()
         n, c, h, w = acc.shape
         out = kernels.requant_channels(acc.view(n, c, h * w).numpy(), self.scale(2).numpy(), float(ACT_LIMIT))
