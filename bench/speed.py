@@ -10,7 +10,7 @@ and compilation are done before timing); the classical codecs write one file per
 image, as they would be used. Every decoded image is compared with its original.
 ``vlae-mnist-binary`` codes the binarised digits (classical codecs get the same
 0/1 images), ``rgb`` the 20 CIFAR-10 test images, and the lossy row times
-``vlae-mnist-wide --lossy`` (decode: the mean of the default draws, on a subset).
+``--lossy`` with its default model (decode: the mean of the default draws, on a subset).
 Results: ``bench/results/speed.json`` with its stamp (command, commit, CPU model).
 """
 

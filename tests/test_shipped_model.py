@@ -32,7 +32,7 @@ def test_default_models_for_grayscale_are_the_shipped_ones(monkeypatch):
     assert bbcodec.api.choose_model([np.zeros((30, 41), np.uint8)], None).name == "mnist"
     # Lossy ranks on its own measurements (label agreement at a rate), not the lossless rate.
     lossy = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None, lossy=True)
-    assert lossy.name == bbcodec.zoo.LOSSY_PREFERENCE[0] == "vlae-mnist-wide"
+    assert lossy.name == bbcodec.zoo.LOSSY_PREFERENCE[0] == "vlae-mnist-wide-int8"
 
 
 def test_chain_of_real_digits_costs_the_elbo_and_decodes_exactly_in_a_fresh_process(digits, tmp_path):
