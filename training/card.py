@@ -116,6 +116,18 @@ def calibration_line(recipe: dict) -> str:
     return f"* Grids calibrated on {digits} (value ranges only; no test image)."
 
 
+def form_choice_lines(folder: Path, source: str) -> list[str]:
+    """The validation rates the form was chosen on (``python -m training.choose_form``)."""
+    path = folder.parents[1] / "bench" / "results" / f"forms_{source}.json"
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    rates = ", ".join(f"{form} {bpd:.4f}" for form, bpd in doc["neg_elbo_bpd"].items())
+    st = doc["stamp"]
+    return [f"* Form chosen on {doc['images']}: integer −ELBO {rates} bits/dim (`bench/results/{path.name}`: "
+            f"`{st['command']}`, commit {short_commit(st['commit'])}, {st['cpu']}, {st['date']})."]
+
+
 def render_derived(folder: Path, recipe: dict) -> str:
     """The card of another integer form of a shipped model's float weights."""
     source = folder.parent / recipe["derived_from"]
@@ -128,6 +140,7 @@ def render_derived(folder: Path, recipe: dict) -> str:
         "bound to its integer form.",
         data_line(recipe),
         calibration_line(recipe),
+        *form_choice_lines(folder, recipe["derived_from"]),
         "",
         *integer_lines(folder),
         "Codec rates and speeds achieved with this model: see the README's results tables.",
