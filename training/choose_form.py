@@ -62,8 +62,10 @@ def main() -> None:
     args = parser.parse_args()
     rates = form_rates(args.model)
     out = ROOT / "bench" / "results" / f"forms_{args.model}.json"
-    doc = {"model": args.model, "images": f"MNIST training digits {VALIDATION_DIGITS.start:,}–"
-           f"{VALIDATION_DIGITS.stop - 1:,} (validation)", "neg_elbo_bpd": rates, "stamp": stamp()}
+    binarised = json.loads((MODELS / args.model / "recipe.json").read_text())["dataset"] == "mnist-binary"
+    images = (f"MNIST training digits {VALIDATION_DIGITS.start:,}–{VALIDATION_DIGITS.stop - 1:,} (validation"
+              + (f", binarised with seed {VALIDATION_BINARIZE_SEED})" if binarised else ")"))
+    doc = {"model": args.model, "images": images, "neg_elbo_bpd": rates, "stamp": stamp()}
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(rates))
 
