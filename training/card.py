@@ -122,7 +122,7 @@ def form_choice_lines(folder: Path, source: str) -> list[str]:
     if not path.exists():
         return []
     doc = json.loads(path.read_text())
-    rates = ", ".join(f"{form} {bpd:.4f}" for form, bpd in doc["neg_elbo_bpd"].items())
+    rates = ", ".join(f"{form} {bpd:#.5g}" for form, bpd in doc["neg_elbo_bpd"].items())
     st = doc["stamp"]
     return [f"* Form chosen on {doc['images']}: integer −ELBO {rates} bits/dim (`bench/results/{path.name}`: "
             f"`{st['command']}`, commit {short_commit(st['commit'])}, {st['cpu']}, {st['date']})."]
