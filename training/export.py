@@ -2,6 +2,7 @@
 
     python -m training.export NAME                # write models/NAME/integer.safetensors (once)
     python -m training.export NAME --measure      # its test-set -ELBO, integer and float: models/NAME/scores.json
+    python -m training.export NAME --validate     # its validation -ELBO: models/NAME/validation.json
 
 A model whose recipe names ``derived_from`` and ``decoder_form`` is another integer
 form of a shipped model's float weights (its decoder on int8 products, calibrated on
@@ -116,14 +117,51 @@ def measure(name: str, limit: int | None = None) -> dict:
     return scores
 
 
+RGB_VALIDATION_IMAGES = 1000  # the first of the validation mix, as training evaluated it
+
+
+def validation_set(recipe: dict) -> tuple[np.ndarray, str]:
+    """A model's validation images (N, C, H, W) and their name: what choices about it are
+    measured on. MNIST models: training digits 59,000–59,499; `rgb`: patches and
+    thumbnails of held-out photos (the recipe's mix, models/rgb/DATA.md)."""
+    from bench.datasets import VALIDATION_DIGITS
+    from training.choose_form import VALIDATION_BINARIZE_SEED, validation_images
+    from training.train import rgb_patches, rgb_set_names
+
+    if recipe["dataset"].startswith("rgb"):
+        sets = rgb_set_names(recipe)
+        images = rgb_patches(sets)[1][:RGB_VALIDATION_IMAGES].numpy()
+        return images, f"first {len(images):,} of the validation mix ({', '.join(sorted(set(sets)))}; held-out photos)"
+    seed = f", binarised with seed {VALIDATION_BINARIZE_SEED}" if recipe["dataset"] == "mnist-binary" else ""
+    digits = f"MNIST training digits {VALIDATION_DIGITS.start:,}–{VALIDATION_DIGITS.stop - 1:,}"
+    return validation_images(recipe["dataset"]), f"{digits} (validation{seed})"
+
+
+@torch.no_grad()
+def validate(name: str) -> dict:
+    """Integer −ELBO (bits/dim) on the model's validation set: ``models/NAME/validation.json``."""
+    folder = MODELS / name
+    images, label = validation_set(json.loads((folder / "recipe.json").read_text()))
+    integer, _ = load_integer(folder / INTEGER_FILE)
+    bits = [negative_elbo_bits(integer, images[lo : lo + BATCH], PRECISION) for lo in range(0, len(images), BATCH)]
+    record = {"validation_set": label, "images": len(images),
+              "integer_neg_elbo_bpd": float(np.concatenate(bits).mean() / images[0].size),
+              "integer_sha256": file_sha256(folder / INTEGER_FILE), "stamp": stamp()}
+    (folder / "validation.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name")
     parser.add_argument("--measure", action="store_true", help="measure test-set -ELBO, integer and float")
+    parser.add_argument("--validate", action="store_true", help="measure integer -ELBO on the validation set")
     parser.add_argument("--limit", type=int, default=None, help="first N test images only")
     parser.add_argument("--force", action="store_true", help="overwrite an integer form (unshipped models only)")
     args = parser.parse_args()
-    if args.measure:
+    if args.validate:
+        print(json.dumps(validate(args.name), indent=2))
+    elif args.measure:
         print(json.dumps(measure(args.name, args.limit), indent=2))
     else:
         print(export(args.name, args.force))
