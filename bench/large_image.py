@@ -12,6 +12,7 @@ Peak memory is VmHWM of each process (the encoder here, the decoder in a fresh o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -23,6 +24,7 @@ import bbcodec
 from bbcodec.images import read_image
 from bench.classical import classical_rows
 from bench.lossless import decode_in_fresh_process
+from bench.stamp import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +41,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: the shipped model for the image's mode")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
+    run_stamp = stamp()  # taken before the results file is written (a written file would be a change)
     image = read_image(str(args.image))
     done = {"n": 0}
     t = time.perf_counter()
@@ -59,6 +62,7 @@ def main() -> None:
         "tile": info.tile, "encode_seconds": encode_s, "encode_peak_rss_mb": encode_peak,
         "decode_seconds": decoded["seconds"], "decode_peak_rss_mb": decoded["peak_rss_mb"],
         "bit_exact": bool(decoded["bit_exact"]), "classical_bits_per_dim": classical,
+        "image_sha256": hashlib.sha256(args.image.read_bytes()).hexdigest(), "stamp": run_stamp,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"large_image_{args.image.stem}.json"
