@@ -41,7 +41,10 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: the shipped model for the image's mode")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    run_stamp = stamp()  # taken before the results file is written (a written file would be a change)
+    # taken before the results file is written (a written file would be a change); the image by
+    # its name and sha256, not by where it lay on the machine that ran
+    run_stamp = stamp(" ".join(["python -m bench.large_image", args.image.name,
+                                *(["--model", args.model] if args.model else [])]))
     image = read_image(str(args.image))
     done = {"n": 0}
     t = time.perf_counter()
