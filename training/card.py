@@ -89,6 +89,11 @@ FORM_TEXT = {
 }
 
 
+def provenance(file: str, st: dict) -> str:
+    """Where a card's number comes from: the results file and the run that wrote it."""
+    return f"`{file}`: `{st['command']}`, commit {short_commit(st['commit'])}, {st['cpu']}, {st['date']}"
+
+
 def integer_lines(folder: Path) -> list[str]:
     """The integer coding form (what files pay) and its measured test −ELBO (scores.json)."""
     integer = folder / "integer.safetensors"
@@ -103,15 +108,13 @@ def integer_lines(folder: Path) -> list[str]:
         sc = json.loads(scores_path.read_text())
         st = sc["stamp"]
         lines.append(f"* Test −ELBO on {sc['test_set']}: integer form **{sc['integer_neg_elbo_bpd']:.4f} bits/dim**, "
-                     f"float model {sc['float_neg_elbo_bpd']:.4f} (`scores.json`: `{st['command']}`, commit "
-                     f"{short_commit(st['commit'])}, {st['cpu']}, {st['date']}).")
+                     f"float model {sc['float_neg_elbo_bpd']:.4f} ({provenance('scores.json', st)}).")
     validation_path = folder / "validation.json"
     if validation_path.exists():
         va = json.loads(validation_path.read_text())
         st = va["stamp"]
         lines.append(f"* Validation −ELBO on {va['validation_set']}: integer form **{va['integer_neg_elbo_bpd']:.4f} "
-                     f"bits/dim**: what choices about this model are measured on (`validation.json`: "
-                     f"`{st['command']}`, commit {short_commit(st['commit'])}, {st['cpu']}, {st['date']}).")
+                     f"bits/dim**: what choices about this model are measured on ({provenance('validation.json', st)}).")
     return lines + [""]
 
 
@@ -133,8 +136,8 @@ def form_choice_lines(folder: Path, source: str) -> list[str]:
     doc = json.loads(path.read_text())
     rates = ", ".join(f"{form} {bpd:#.5g}" for form, bpd in doc["neg_elbo_bpd"].items())
     st = doc["stamp"]
-    return [f"* Form chosen on {doc['images']}: integer −ELBO {rates} bits/dim (`bench/results/{path.name}`: "
-            f"`{st['command']}`, commit {short_commit(st['commit'])}, {st['cpu']}, {st['date']})."]
+    return [f"* Form chosen on {doc['images']}: integer −ELBO {rates} bits/dim "
+            f"({provenance(f'bench/results/{path.name}', st)})."]
 
 
 def render_derived(folder: Path, recipe: dict) -> str:

@@ -17,6 +17,8 @@ import numba
 import numpy as np
 import torch
 
+from bbcodec.exact.kernels import window_origin
+
 # The 16-bit grid of values and codes: int16, up to 127·256 + 127 so that every value
 # splits into two signed int8 digits (high = (q + 128) >> 8, low = q − 256·high).
 H_MIN, H_MAX = -(1 << 15), 127 * 256 + 127
@@ -124,15 +126,12 @@ def im2col_digits(padded: np.ndarray, k: int, stride: int, h_out: int,
     m = n * h_out * w_out
     out = np.empty((2 * m, k * k * c), dtype=np.int8)
     for row in numba.prange(m):
-        img = row // (h_out * w_out)
-        rest = row - img * (h_out * w_out)
-        i = rest // w_out
-        j = rest - i * w_out
+        img, top, left = window_origin(row, h_out, w_out, stride)
         for di in range(k):
             for dj in range(k):
                 base = (di * k + dj) * c
                 for ch in range(c):
-                    _split(out, row, base + ch, m, np.int64(padded[img, i * stride + di, j * stride + dj, ch]))
+                    _split(out, row, base + ch, m, np.int64(padded[img, top + di, left + dj, ch]))
     return out
 
 

@@ -265,6 +265,15 @@ def requant_rows(acc: np.ndarray, scale: np.ndarray, limit: float) -> np.ndarray
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def window_origin(row: int, h_out: int, w_out: int, stride: int) -> tuple[int, int, int]:  # pragma: no cover
+    """Image and top-left input position of im2col row ``row`` (rows run image, then raster)."""
+    img = row // (h_out * w_out)
+    rest = row - img * (h_out * w_out)
+    i = rest // w_out
+    return img, i * stride, (rest - i * w_out) * stride
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def im2col(padded: np.ndarray, kh: int, kw: int, stride: int, h_out: int,
            w_out: int) -> np.ndarray:  # pragma: no cover - compiled
@@ -274,15 +283,12 @@ def im2col(padded: np.ndarray, kh: int, kw: int, stride: int, h_out: int,
     m = n * h_out * w_out
     out = np.empty((m, kh * kw * c), dtype=padded.dtype)
     for row in numba.prange(m):
-        img = row // (h_out * w_out)
-        rest = row - img * (h_out * w_out)
-        i = rest // w_out
-        j = rest - i * w_out
+        img, top, left = window_origin(row, h_out, w_out, stride)
         for di in range(kh):
             for dj in range(kw):
                 base = (di * kw + dj) * c
                 for ch in range(c):
-                    out[row, base + ch] = padded[img, i * stride + di, j * stride + dj, ch]
+                    out[row, base + ch] = padded[img, top + di, left + dj, ch]
     return out
 
 
