@@ -9,6 +9,8 @@ records its hash, so the integer form is what a file is bound to.
 
 from __future__ import annotations
 
+import copy
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,10 @@ from torch import nn
 from bbcodec.errors import ModelMismatchError
 from bbcodec.exact import tables
 from bbcodec.exact.hvae import ExactHVAE
-from bbcodec.exact.layers import check_layers
+from bbcodec.exact.digit_conv import DigitConv2d, digit_convertible, in_frac_for, replace_convs
+from bbcodec.exact.fixed import FRAC
+from bbcodec.exact.layers import IConv2d, check_layers
+from bbcodec.exact.narrow import WEIGHT_DIGITS
 from bbcodec.exact.narrow_export import narrow_integer_form
 from bbcodec.exact.vlae import ExactVLAE
 from bbcodec.nn import build_config
@@ -29,20 +34,24 @@ from bbcodec.weights import read_meta, save_tensors
 
 INTEGER_FILE = "integer.safetensors"
 EXACT_FORMAT = 1  # the integer forms' own layout; a change is a new format revision
-NARROW_FORMAT = 2  # format 1 plus a VLAE decoder on int8 products (``local_form`` "int8-w7" or "int8-w13")
+NARROW_FORMAT = 2  # format 1 plus int8 products (``local_form`` "int8-w7" or "int8-w13"): a VLAE's decoder, an HVAE's convolutions
+CALIBRATION_BATCH, CALIBRATION_PRECISION = 64, 8  # how calibration images are run (the coder's default precision)
 EXACT_ARCHITECTURES: dict[str, type[nn.Module]] = {"vlae": ExactVLAE, "hvae": ExactHVAE}
 
 
 def integer_form(model: nn.Module, calibration: np.ndarray | None = None, weight_limbs: int = 2) -> nn.Module:
     """The integer coding form of a float model of a shipped architecture (bounds checked).
 
-    With ``calibration`` images (N, 1, H, W) uint8 — never test images — a VLAE's
+    With ``calibration`` images (N, C, H, W) uint8 — never test images — a VLAE's
     decoder (conditioning network and local pixel net) takes the narrow int8 form
     (:mod:`bbcodec.exact.narrow`), its grids chosen from the float net's values on
-    those images; ``weight_limbs`` 2 gives 13-bit weights (two int8 digits), 1 gives 7-bit."""
-    if calibration is not None:
+    those images, and a hierarchical VAE's convolutions take the digit form
+    (:func:`digit_form`); ``weight_limbs`` 2 gives 13-bit weights (two int8 digits), 1 gives 7-bit."""
+    if calibration is not None and isinstance(model, HVAE):
+        out = digit_form(ExactHVAE.of(model), calibration, weight_limbs)
+    elif calibration is not None:
         if not isinstance(model, VLAE):
-            raise TypeError("the int8 decoder is built for the VLAE's one-channel local decoder")
+            raise TypeError(f"no int8 form for {type(model).__name__}")
         out = ExactVLAE.of(model, narrow_integer_form(model, calibration, weight_limbs))
     elif isinstance(model, VLAE):
         out = ExactVLAE.of(model)
@@ -52,6 +61,37 @@ def integer_form(model: nn.Module, calibration: np.ndarray | None = None, weight
         raise TypeError(f"no integer form for {type(model).__name__}; see bbcodec.exact (docs/EXACTNESS.md)")
     check_layers(out)
     return out.eval().requires_grad_(False)
+
+
+DIGIT_HEADROOM = 2.0  # input grids hold twice the largest value calibration saw (see narrow_export)
+
+
+@torch.no_grad()
+def digit_form(wide: nn.Module, calibration: np.ndarray, weight_limbs: int) -> nn.Module:
+    """``wide`` (an integer model of float64 products) with every convertible convolution on
+    int8 digits, each input grid chosen from the values that convolution reads when the
+    wide model codes ``calibration`` images (one draw of each latent, the bound's stream)."""
+    from bbcodec.exact.bounds import negative_elbo_bits
+
+    largest: dict[str, float] = {}
+
+    def watch(name: str):  # noqa: ANN202
+        def hook(_: nn.Module, args: tuple) -> None:
+            seen = float(args[0].abs().max()) * math.ldexp(1.0, -FRAC) if args[0].numel() else 0.0
+            largest[name] = max(largest.get(name, 0.0), seen)
+        return hook
+
+    convs = {name: m for name, m in wide.named_modules() if isinstance(m, IConv2d) and digit_convertible(m)}
+    handles = [m.register_forward_pre_hook(watch(name)) for name, m in convs.items()]
+    for lo in range(0, len(calibration), CALIBRATION_BATCH):
+        negative_elbo_bits(wide, calibration[lo : lo + CALIBRATION_BATCH], CALIBRATION_PRECISION)
+    for handle in handles:
+        handle.remove()
+    out = copy.deepcopy(wide)
+    replace_convs(out, lambda name, conv: DigitConv2d.of(conv, in_frac_for(largest[name], DIGIT_HEADROOM),
+                                                        weight_limbs))
+    out.local_form = {v: k for k, v in WEIGHT_DIGITS.items()}[weight_limbs]
+    return out
 
 
 def _narrow(t: torch.Tensor) -> torch.Tensor:

@@ -16,10 +16,12 @@ from torch import nn
 from bbcodec.contract import GaussianLatent, InferredLatent, LatentSteps
 from bbcodec.exact import tables
 from bbcodec.exact.coupled import CoupledLogistics
+from bbcodec.exact.digit_conv import DigitConv2d, replace_convs
 from bbcodec.exact.distributions import Logistics
 from bbcodec.exact.fixed import ONE, fixed_mul, saturate, to_fixed
 from bbcodec.exact.layers import upsample2, IConv2d, IResBlock, bounded_softplus, grid_constant, silu, tanh
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
+from bbcodec.exact.narrow import WEIGHT_DIGITS
 from bbcodec.exact.vlae import SOFTPLUS_OFFSET
 from bbcodec.nn.hvae import HVAE, HVAEConfig, bottom_up_key
 
@@ -114,9 +116,11 @@ class ExactHVAE(nn.Module):
 
     arch = "hvae"
 
-    def __init__(self, cfg: HVAEConfig) -> None:
+    def __init__(self, cfg: HVAEConfig, local_form: str = "wide") -> None:
+        """``local_form`` "wide": float64 products; "int8-w13" / "int8-w7": every convolution of
+        fan-in ≥ 64 on int8 digits (:mod:`bbcodec.exact.digit_conv`) with 13- or 7-bit weights."""
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.local_form = cfg, local_form
         w = cfg.width
         self.stem = _blank_conv(cfg.image_channels, w, 3)
         self.bu_blocks = nn.ModuleList(self._stage_blocks(s) for s in range(cfg.stages))
@@ -131,6 +135,10 @@ class ExactHVAE(nn.Module):
                                         cfg.params_per_position, cfg.window_rows, cfg.window_cols)
         else:
             self.out = _blank_conv(w, cfg.params_per_position, 3)
+        if local_form in WEIGHT_DIGITS:
+            replace_convs(self, lambda _, conv: DigitConv2d.blank_like(conv, WEIGHT_DIGITS[local_form]))
+        elif local_form != "wide":
+            raise ValueError(f"unknown convolution form {local_form!r}")
 
     def _stage_blocks(self, stage: int) -> nn.ModuleList:
         count = self.cfg.full_res_blocks if stage == 0 else self.cfg.blocks_per_stage
