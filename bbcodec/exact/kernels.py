@@ -17,6 +17,8 @@ import numpy as np
 
 from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL, WEIGHT_TOTAL_BITS
 
+PARALLEL_ROWS = 256  # rows from which a table kernel splits its rows across threads
+
 
 @numba.njit(cache=True, inline="always")
 def _sigmoid_index(edge: int, mean: int, inv: int, shift: int, offset: int, last: int) -> int:  # pragma: no cover
@@ -104,7 +106,7 @@ def _logistic_serial(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndar
 def logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
                          sigmoid: np.ndarray, shift: int, offset: int) -> np.ndarray:
     """(rows, 256) integer frequency tables of discretised logistic mixtures (rows, K)."""
-    kernel = _logistic_parallel if len(weights) >= 256 else _logistic_serial
+    kernel = _logistic_parallel if len(weights) >= PARALLEL_ROWS else _logistic_serial
     return kernel(weights, means, inv_scales, edges, sigmoid, shift, offset)
 
 
@@ -126,35 +128,57 @@ def _first_ndtr_edge_at_least(target: int, edges: np.ndarray, e_row: int, mean_s
     return lo
 
 
-@numba.njit(cache=True, nogil=True)
-def gaussian_frequencies(edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
-                         offset: int) -> np.ndarray:  # pragma: no cover - compiled
-    """(rows, E + 1) frequencies of Gaussians at ``edges`` (rows or 1, E): the integers of
-    :func:`bbcodec.exact.distributions.gaussian_frequencies_reference`. The table index
-    is monotone in the edge and clamped at both ends, so the exact divisions run only
-    between the clamps."""
-    rows, n_edges = mean_shifted.shape[0], edges.shape[1]
-    last = ndtr.shape[0] - 1
+@numba.njit(cache=True, inline="always")
+def _gaussian_row(out: np.ndarray, r: int, edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray,
+                  ndtr: np.ndarray, offset: int) -> None:  # pragma: no cover - compiled
+    """Row ``r`` of :func:`gaussian_frequencies`. The table index is monotone in the edge
+    and clamped at both ends, so the exact divisions run only between the clamps."""
+    n_edges, last = edges.shape[1], ndtr.shape[0] - 1
     free = PROB_TOTAL - n_edges - 1
-    out = np.empty((rows, n_edges + 1), dtype=np.int64)
     low, high = (ndtr[0] * free) >> PROB_BITS, (ndtr[last] * free) >> PROB_BITS
-    for r in range(rows):
-        e_row = 0 if edges.shape[0] == 1 else r
-        m, d = mean_shifted[r], den[r]
-        lo = _first_ndtr_edge_at_least(1, edges, e_row, m, d, offset, last)
-        hi = _first_ndtr_edge_at_least(last, edges, e_row, m, d, offset, last)
-        previous = 0
-        for j in range(n_edges):
-            if j < lo:
-                scaled = low
-            elif j >= hi:
-                scaled = high
-            else:
-                scaled = (ndtr[_ndtr_index(edges[e_row, j], m, d, offset, last)] * free) >> PROB_BITS
-            out[r, j] = scaled - previous + 1
-            previous = scaled
-        out[r, n_edges] = free - previous + 1
+    e_row = 0 if edges.shape[0] == 1 else r
+    m, d = mean_shifted[r], den[r]
+    lo = _first_ndtr_edge_at_least(1, edges, e_row, m, d, offset, last)
+    hi = _first_ndtr_edge_at_least(last, edges, e_row, m, d, offset, last)
+    previous = 0
+    for j in range(n_edges):
+        if j < lo:
+            scaled = low
+        elif j >= hi:
+            scaled = high
+        else:
+            scaled = (ndtr[_ndtr_index(edges[e_row, j], m, d, offset, last)] * free) >> PROB_BITS
+        out[r, j] = scaled - previous + 1
+        previous = scaled
+    out[r, n_edges] = free - previous + 1
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _gaussian_parallel(edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
+                       offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.empty((mean_shifted.shape[0], edges.shape[1] + 1), dtype=np.int64)
+    for r in numba.prange(mean_shifted.shape[0]):
+        _gaussian_row(out, np.int64(r), edges, mean_shifted, den, ndtr, offset)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _gaussian_serial(edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
+                     offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Few rows: no thread start-up."""
+    out = np.empty((mean_shifted.shape[0], edges.shape[1] + 1), dtype=np.int64)
+    for r in range(mean_shifted.shape[0]):
+        _gaussian_row(out, r, edges, mean_shifted, den, ndtr, offset)
+    return out
+
+
+def gaussian_frequencies(edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
+                         offset: int) -> np.ndarray:
+    """(rows, E + 1) frequencies of Gaussians at ``edges`` (rows or 1, E): the integers of
+    :func:`bbcodec.exact.distributions.gaussian_frequencies_reference` (rows split across
+    threads when there are many; each row is one thread's, so the count changes nothing)."""
+    kernel = _gaussian_parallel if len(mean_shifted) >= PARALLEL_ROWS else _gaussian_serial
+    return kernel(edges, mean_shifted, den, ndtr, offset)
 
 
 @numba.njit(cache=True, nogil=True)
