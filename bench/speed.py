@@ -32,8 +32,8 @@ from bbcodec.lossy import DEFAULT_DRAWS
 from bench.stamp import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide-int8", "vlae-mnist-wide", "mnist",
-                "biva-mnist")
+MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide-int8", "vlae-mnist-wide", "mnist-int8",
+                "mnist", "biva-mnist")
 BINARY_MODELS = ("vlae-mnist-binary-int8", "vlae-mnist-binary")
 LOSSY_MODEL = zoo.LOSSY_PREFERENCE[0]  # what --lossy codes with by default
 

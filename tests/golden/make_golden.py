@@ -43,6 +43,8 @@ CASES = {
     "wide_int8_importance.bbc": ("vlae-mnist-wide-int8", "mnist_12", {"samples": 4}),
     "wide_int8_lossy.bbc": ("vlae-mnist-wide-int8", "mnist_4", {"lossy_step": 1.0}),
     "binary_int8_digits.bbc": ("vlae-mnist-binary-int8", "binary_4", {}),
+    "mnist_int8_digits.bbc": ("mnist-int8", "mnist_4", {}),
+    "mnist_int8_crops.bbc": ("mnist-int8", "mnist_crops", {}),  # 24 x 28: the any-size default
 }
 
 
@@ -62,6 +64,11 @@ def inputs() -> dict[str, np.ndarray | list[np.ndarray]]:
         if "tiny_12" not in arrays:  # added with the int8 pixel net's golden file
             arrays["tiny_12"] = arrays["tiny_digits"][:, :12, :12]
             np.savez_compressed(path, **arrays)
+        if "mnist_crops" not in arrays:  # added with the HVAE's digit form
+            from bbcodec.data import load_mnist
+
+            arrays["mnist_crops"] = load_mnist("test")[0][4:7, 2:26]
+            np.savez_compressed(path, **arrays)
         return arrays
     from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_cifar10_samples, load_mnist
     from tests.conftest import random_digits
@@ -75,7 +82,7 @@ def inputs() -> dict[str, np.ndarray | list[np.ndarray]]:
         "mnist_8": mnist[:8], "mnist_1": mnist[:1], "mnist_12": mnist[:12], "mnist_4": mnist[:4],
         "binary_4": binarize(mnist[:4], seed=BINARIZED_TEST_SEED), "cifar_2": cifar,
         "cifar_wide": np.concatenate([cifar[0], cifar[1]], axis=1)[None],  # 32 x 64: tiled in 32 x 32
-        "tiny_12": tiny[:, :12, :12],
+        "tiny_12": tiny[:, :12, :12], "mnist_crops": mnist[4:7, 2:26],
     }
     np.savez_compressed(path, **arrays)
     return arrays

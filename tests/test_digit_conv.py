@@ -1,0 +1,90 @@
+"""Digit convolutions (bbcodec.exact.digit_conv): the compiled path equals its int64
+definition, a hierarchical VAE's digit form codes losslessly at any image size, rates
+close to its wide form, saves and loads, and refuses weights that could saturate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bbcodec
+from bbcodec.bitsback import BitsBackCoder, CoderSettings
+from bbcodec.exact.digit_conv import DigitConv2d
+from bbcodec.exact.export import integer_form, load_integer, save_integer
+from bbcodec.exact.fixed import ACT_LIMIT, FRAC, BoundError
+from bbcodec.exact.layers import IConv2d, check_layers
+from bbcodec.nn.hvae import HVAEConfig
+from bbcodec.weights import read_meta
+from tests.conftest import TINY_BIVA_CONFIG, TINY_CONFIG, make_tiny, random_digits, tiny_calibration
+
+LOCAL = HVAEConfig(**{**TINY_BIVA_CONFIG.__dict__, "window_rows": 2, "window_cols": 3, "local_hidden": 8,
+                      "local_blocks": 1})
+
+
+def _wide_conv(k: int, stride: int, seed: int) -> IConv2d:
+    gen = torch.Generator().manual_seed(seed)
+    conv = IConv2d(16, 12, (k, k), stride=stride, padding=(k // 2, k // 2))
+    conv.weight.copy_(torch.randint(-2047, 2048, conv.weight.shape, generator=gen).double())
+    conv.bias.copy_(torch.randint(-2**40, 2**40, conv.bias.shape, generator=gen).double())
+    conv.shift.copy_(torch.randint(8, 14, conv.shift.shape, generator=gen).double())
+    return conv
+
+
+@pytest.mark.parametrize("limbs", [1, 2])
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (1, 1)])
+@pytest.mark.parametrize("in_frac", [FRAC - 5, FRAC + 2], ids=["coarser", "finer"])
+def test_kernels_equal_their_int64_definition(k, stride, limbs, in_frac):
+    conv = DigitConv2d.of(_wide_conv(k, stride, k + stride), in_frac, limbs)
+    gen = torch.Generator().manual_seed(limbs)
+    x = torch.randint(-(1 << 22), 1 << 22, (3, 16, 9, 11), generator=gen).double()
+    x[0, 0, :2] = ACT_LIMIT  # saturates the int16 codes
+    x[1, 3, 4] = -ACT_LIMIT
+    want = conv.reference(x)
+    assert torch.equal(conv(x), want)
+    channels_last = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # what a digit convolution returns
+    assert torch.equal(conv(channels_last), want)
+
+
+def test_int8_products_of_a_digit_form_stay_in_their_proven_bounds():
+    model = integer_form(make_tiny(TINY_CONFIG, 3), tiny_calibration(), weight_limbs=1)
+    convs = [m for m in model.modules() if isinstance(m, DigitConv2d)]
+    assert convs, "the tiny HVAE's 3x3 convolutions (fan-in 72) take the digit form"
+    convs[0].linear.weight[0, 0] = 64
+    with pytest.raises(BoundError, match="saturate"):
+        check_layers(model)
+
+
+@pytest.mark.parametrize("config", [TINY_CONFIG, LOCAL], ids=["hvae", "biva-local"])
+@pytest.mark.parametrize("limbs", [2, 1], ids=["w13", "w7"])
+def test_digit_form_codes_losslessly_at_any_size(config, limbs):
+    model = integer_form(make_tiny(config, 3), tiny_calibration(), weight_limbs=limbs)
+    assert model.local_form == ("int8-w13" if limbs == 2 else "int8-w7")
+    coder = BitsBackCoder(model, CoderSettings(max_group=4))
+    for size in ((12, 12), (16, 20)):
+        x = random_digits(7, seed=4)[:, None, : size[0], : size[1]]
+        result = coder.encode([x])
+        out = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
+                           [(1, *size)] * len(result.groups))
+        np.testing.assert_array_equal(np.concatenate(out), x)
+
+
+def test_digit_form_rates_close_to_the_wide_form():
+    float_model = make_tiny(TINY_CONFIG, 6)
+    x = random_digits(16, seed=8, size=12)[:, None]
+    wide = bbcodec.exact.negative_elbo_bits(integer_form(float_model), x, 8).mean()
+    digits = bbcodec.exact.negative_elbo_bits(integer_form(float_model, tiny_calibration()), x, 8).mean()
+    assert abs(digits / wide - 1) < 0.01
+
+
+def test_digit_form_saves_and_loads_as_the_narrow_format_revision(tmp_path):
+    model = integer_form(make_tiny(LOCAL, 7), tiny_calibration(), weight_limbs=2)
+    path = tmp_path / "integer.safetensors"
+    save_integer(model, path, {})
+    meta = read_meta(path)
+    assert meta["exact_format"] == 2 and meta["local_form"] == "int8-w13"
+    loaded, _ = load_integer(path)
+    x = random_digits(4, seed=1, size=12)[:, None]
+    assert np.array_equal(bbcodec.exact.negative_elbo_bits(model, x, 8), bbcodec.exact.negative_elbo_bits(loaded, x, 8))
+    assert sum(isinstance(m, DigitConv2d) for m in loaded.modules()) == \
+        sum(isinstance(m, DigitConv2d) for m in model.modules())
