@@ -13,7 +13,7 @@ from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.exact.digit_conv import DigitConv2d
 from bbcodec.exact.export import integer_form, load_integer, save_integer
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC, BoundError
-from bbcodec.exact.layers import IConv2d, check_layers
+from bbcodec.exact.layers import IConv2d, check_layers, silu_reference
 from bbcodec.nn.hvae import HVAEConfig
 from bbcodec.weights import read_meta
 from tests.conftest import TINY_BIVA_CONFIG, TINY_CONFIG, make_tiny, random_digits, tiny_calibration
@@ -44,6 +44,7 @@ def test_kernels_equal_their_int64_definition(k, stride, limbs, in_frac):
     assert torch.equal(conv(x), want)
     channels_last = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # what a digit convolution returns
     assert torch.equal(conv(channels_last), want)
+    assert torch.equal(conv.after_silu(channels_last), conv.reference(silu_reference(x)))
 
 
 def test_int8_products_of_a_digit_form_stay_in_their_proven_bounds():

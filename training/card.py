@@ -87,6 +87,12 @@ FORM_TEXT = {
                 "digits, 16-bit activations on grids calibrated at export",
     "int8-w7": "as int8-w13 with 7-bit weights (one int8 digit)",
 }
+HVAE_FORM_TEXT = {  # a hierarchical VAE's int8 forms: its convolutions on digits (bbcodec/exact/digit_conv.py)
+    "int8-w13": "activations on the 2^-14 grid as in the wide form; every convolution of fan-in ≥ 64 sums int8 "
+                "digit products: its input requantised to 16 bits on a grid calibrated at export, 13-bit weights "
+                "as two int8 digits",
+    "int8-w7": "as int8-w13 with 7-bit weights (one int8 digit)",
+}
 
 
 def provenance(file: str, st: dict) -> str:
@@ -99,9 +105,11 @@ def integer_lines(folder: Path) -> list[str]:
     integer = folder / "integer.safetensors"
     if not integer.exists():
         return []
-    form = read_meta(integer).get("local_form")
+    meta = read_meta(integer)
+    form = meta.get("local_form")
+    text = HVAE_FORM_TEXT[form] if form and meta["arch"] == "hvae" else FORM_TEXT[form]
     lines = ["## Integer coding form (what .bbc files use)", "",
-             f"* `integer.safetensors`, sha256 `{file_sha256(integer)}`: {FORM_TEXT[form]}, "
+             f"* `integer.safetensors`, sha256 `{file_sha256(integer)}`: {text}, "
              "exported by `python -m training.export` (docs/EXACTNESS.md)."]
     scores_path = folder / "scores.json"
     if scores_path.exists():

@@ -29,18 +29,21 @@ from torch import nn
 
 from bbcodec.exact import int8_kernels as k8
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC
-from bbcodec.exact.layers import IConv2d
-from bbcodec.exact.kernels import window_origin
+from bbcodec.exact.layers import SILU_OFFSET, IConv2d, silu_table
+from bbcodec.exact.kernels import _silu, window_origin
 from bbcodec.exact.narrow import Codes, NarrowLinear
 
 ROWS_PER_BLOCK = 4096  # output rows per int8 product (whole images): fewer, longer kernel calls
+NO_SILU = np.zeros(0, dtype=np.float64)
 MIN_FAN_IN = 64  # narrower convolutions (the stem, a latent's 1×1 input) cost little and stay float64
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def grid_digits(x: np.ndarray, down: int, up: int, pad: int) -> np.ndarray:  # pragma: no cover - compiled
+def grid_digits(x: np.ndarray, down: int, up: int, pad: int, silu_table: np.ndarray,
+                silu_offset: int) -> np.ndarray:  # pragma: no cover - compiled
     """The int8 digit planes (2, N, H+2p, W+2p, C), channels last and zero-padded by
-    ``pad``, of the int16 codes of grid values ``x`` (N, C, H, W) float64 whole numbers:
+    ``pad``, of the int16 codes of grid values ``x`` (N, C, H, W) float64 whole numbers
+    (first through :func:`bbcodec.exact.layers.silu` when ``silu_table`` is not empty):
     code ``sat((q + 2^(down−1)) >> down)``, or ``sat(q << up)`` when the code grid is
     finer than the activation grid; planes ``high = (code + 128) >> 8``, ``low = code − 256·high``."""
     n, c, h, w = x.shape
@@ -50,7 +53,10 @@ def grid_digits(x: np.ndarray, down: int, up: int, pad: int) -> np.ndarray:  # p
         for r in range(h):
             for col in range(w):
                 for ch in range(c):
-                    v = min(max(((np.int64(x[i, ch, r, col]) + half) >> down) << up, k8.H_MIN), k8.H_MAX)
+                    y = x[i, ch, r, col]
+                    if silu_table.shape[0] > 0:
+                        y = _silu(y, silu_table, silu_offset)
+                    v = min(max(((np.int64(y) + half) >> down) << up, k8.H_MIN), k8.H_MAX)
                     high = (v + 128) >> 8
                     out[0, i, r + pad, col + pad, ch] = high
                     out[1, i, r + pad, col + pad, ch] = v - (high << 8)
@@ -139,8 +145,15 @@ class DigitConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) grid values of any memory layout -> (N, C_out, H', W') grid values,
         stored channels last (what the next digit convolution reads fastest)."""
+        return self._convolve(x, NO_SILU)
+
+    def after_silu(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(silu(x))``, the SiLU applied as the input is read (no pass of its own)."""
+        return self._convolve(x, silu_table())
+
+    def _convolve(self, x: torch.Tensor, table: np.ndarray) -> torch.Tensor:
         n, _, h, w = x.shape
-        planes = grid_digits(x.numpy(), *self._shifts(), self.padding)
+        planes = grid_digits(x.numpy(), *self._shifts(), self.padding, table, SILU_OFFSET)
         h_out, w_out = self._out_side(h), self._out_side(w)
         out = np.empty((n * h_out * w_out, self.c_out), dtype=np.float64)
         args = self.linear.kernel_args()

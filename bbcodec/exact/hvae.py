@@ -19,7 +19,15 @@ from bbcodec.exact.coupled import CoupledLogistics
 from bbcodec.exact.digit_conv import DigitConv2d, replace_convs
 from bbcodec.exact.distributions import Logistics
 from bbcodec.exact.fixed import ONE, fixed_mul, saturate, to_fixed
-from bbcodec.exact.layers import upsample2, IConv2d, IResBlock, bounded_softplus, grid_constant, silu, tanh
+from bbcodec.exact.layers import (
+    IConv2d,
+    IResBlock,
+    bounded_softplus,
+    conv_after_silu,
+    grid_constant,
+    tanh,
+    upsample2,
+)
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
 from bbcodec.exact.narrow import WEIGHT_DIGITS
 from bbcodec.exact.vlae import SOFTPLUS_OFFSET
@@ -48,7 +56,7 @@ class IHead(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.second(silu(self.first(x)))
+        return conv_after_silu(self.second, self.first(x))
 
 
 class IGaussianHead(nn.Module):
@@ -183,7 +191,7 @@ class ExactHVAE(nn.Module):
                     d = up.absorb_up(d, z.to(torch.float64))
                 features[i] = d
             if s < self.cfg.stages - 1:
-                d = self.downs[s](silu(d))
+                d = conv_after_silu(self.downs[s], d)
         return features
 
     def latent_steps(self, x: torch.Tensor | None, shape: tuple[int, int, int, int]) -> LatentSteps:
@@ -213,7 +221,7 @@ class ExactHVAE(nn.Module):
             h = self._run(self.td_blocks[stage], h)
             if stage > 0:
                 h = self.ups[stage - 1](upsample2(h))
-        return self._observation(self.out(silu(h)), (n, c, height, width))
+        return self._observation(conv_after_silu(self.out, h), (n, c, height, width))
 
     def _observation(self, out: torch.Tensor, shape: tuple[int, int, int, int]) -> object:
         if self.cfg.autoregressive:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -169,11 +170,21 @@ def upsample2(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
 
+def silu_table() -> np.ndarray:
+    """The SiLU residual table as the compiled kernels read it (float64 grid values)."""
+    return tables.load().float["silu_residual"].numpy()
+
+
 def silu(x: torch.Tensor) -> torch.Tensor:
     """SiLU on the activation grid: ``relu(x) + r(x)`` with ``r`` from the stored table
     (compiled kernel; :func:`silu_reference` is the same in torch ops)."""
-    table = tables.load().float["silu_residual"].numpy()
-    return torch.from_numpy(kernels.silu(x.contiguous().numpy(), table, SILU_OFFSET))
+    return torch.from_numpy(kernels.silu(x.contiguous().numpy(), silu_table(), SILU_OFFSET))
+
+
+def conv_after_silu(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``conv(silu(x))``; a digit convolution applies the SiLU as it reads its input."""
+    after = getattr(conv, "after_silu", None)
+    return after(x) if after is not None else conv(silu(x))
 
 
 def silu_reference(x: torch.Tensor) -> torch.Tensor:
@@ -228,7 +239,7 @@ class IResBlock(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return saturate(x + self.conv2(silu(self.conv1(silu(x)))))
+        return saturate(x + conv_after_silu(self.conv2, conv_after_silu(self.conv1, x)))
 
 
 def check_layers(model: nn.Module) -> dict[str, int]:
