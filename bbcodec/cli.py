@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 import bbcodec
+from bbcodec import runtime
 from bbcodec.errors import EXIT_CODES, EXIT_INTERRUPTED, BBCodecError, OutputError
 from bbcodec.images import png_bytes, read_image
 from bbcodec.lossy import DEFAULT_DRAWS, DEFAULT_STEP
@@ -114,6 +115,7 @@ def main() -> None:
 
     Rates are in bits per dimension (bits/dim): file bits / (height x width x channels).
     """
+    runtime.reuse_freed_memory()  # a command exits after coding: keep freed memory for the next layer
 
 
 @main.command()

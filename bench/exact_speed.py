@@ -6,7 +6,9 @@
 Each round codes the same images with each coder in a fresh process, alternating
 (float, integer, float, integer, ...), so machine noise hits both alike; encode and
 decode are timed inside the process through the public API (model loading and
-imports excluded). Results: ``bench/results/exact_speed.json`` with its stamp.
+imports excluded), each coder set up as its command line runs it: the float coder
+with its kernel pin, the integer coder keeping freed memory for reuse
+(:func:`bbcodec.runtime.reuse_freed_memory`). Results: ``bench/results/exact_speed.json`` with its stamp.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ import json, sys, time, numpy as np
 try:
     from bbcodec import numerics
     numerics.pin()  # the float coder's portable kernels, as its CLI ran
+except ImportError:
+    pass
+try:
+    from bbcodec import runtime
+    runtime.reuse_freed_memory()  # the integer coder's allocator, as its CLI runs
 except ImportError:
     pass
 import bbcodec

@@ -8,6 +8,8 @@ after another, so the ratios between them are what to read (a busy machine slows
 alike). bbcodec codes the images as one file through the library API (model loading
 and compilation are done before timing); the classical codecs write one file per
 image, as they would be used. Every decoded image is compared with its original.
+The process keeps freed memory for reuse, as the command line does
+(:func:`bbcodec.runtime.reuse_freed_memory`), for every codec alike.
 ``vlae-mnist-binary`` codes the binarised digits (classical codecs get the same
 0/1 images), ``rgb`` the 20 CIFAR-10 test images, and the lossy row times
 ``--lossy`` with its default model (decode: the mean of the default draws, on a subset).
@@ -27,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 import bbcodec
-from bbcodec import zoo
+from bbcodec import runtime, zoo
 from bbcodec.lossy import DEFAULT_DRAWS
 from bench.stamp import stamp
 
@@ -179,6 +181,7 @@ def main() -> None:
     parser.add_argument("--no-lossy", action="store_true", help="skip the --lossy row")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
     args = parser.parse_args()
+    runtime.reuse_freed_memory()
     result = {"stamp": stamp(), "datasets": []}
     for title, images, models in datasets(args.images, args.models):
         rows = []
