@@ -128,12 +128,9 @@ def integer_lines(folder: Path) -> list[str]:
 
 def calibration_line(recipe: dict) -> str:
     """Which images set an int8 form's grids (training.export.calibration_images)."""
-    from training.export import CALIBRATION_BINARIZE_SEED, CALIBRATION_DIGITS
+    from training.export import calibration_name
 
-    digits = f"MNIST training digits {CALIBRATION_DIGITS.start:,}–{CALIBRATION_DIGITS.stop - 1:,}"
-    if recipe["dataset"] == "mnist-binary":
-        digits += f", binarised with seed {CALIBRATION_BINARIZE_SEED}"
-    return f"* Grids calibrated on {digits} (value ranges only; no test image)."
+    return f"* Grids calibrated on {calibration_name(recipe)} (value ranges only; no test image)."
 
 
 def form_choice_lines(folder: Path, source: str) -> list[str]:

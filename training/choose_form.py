@@ -2,12 +2,13 @@
 
     python -m training.choose_form vlae-mnist-wide      # bench/results/forms_vlae-mnist-wide.json
 
-Codes the validation digits (MNIST training digits 59,000–59,499; binarised with
-seed 2 for a binarised model) through each integer form of one float model: the wide
-form (float64 products) and the int8 decoder with 13-bit and with 7-bit weights
-(``narrow.WEIGHT_DIGITS``), and reports each form's integer −ELBO in bits/dim. A
-recipe's ``decoder_form`` is the fastest form whose rate is not measurably worse.
-Test digits take no part.
+Codes the model's validation images (``training.export.validation_set``: MNIST
+training digits 59,000–59,499, binarised with seed 2 for a binarised model; an RGB
+model's held-out photos) through each integer form of one float model: the wide form
+(float64 products) and the int8 forms with 13-bit and with 7-bit weights
+(``narrow.WEIGHT_DIGITS``: a VLAE's decoder, a hierarchical VAE's convolutions), and
+reports each form's integer −ELBO in bits/dim. A recipe's ``decoder_form`` is the
+fastest form whose rate is not measurably worse. Test images take no part.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bbcodec.exact.narrow import WEIGHT_DIGITS
 from bbcodec.weights import load_weights
 from bench.datasets import VALIDATION_DIGITS
 from bench.stamp import stamp
-from training.export import BATCH, MODELS, PRECISION, calibration_images
+from training.export import BATCH, MODELS, PRECISION, calibration_images, validation_set
 
 ROOT = Path(__file__).resolve().parents[1]
 VALIDATION_BINARIZE_SEED = 2
@@ -45,8 +46,8 @@ def form_rates(name: str) -> dict[str, float]:
     """Validation −ELBO (bits/dim) of each integer form of model ``name``'s float weights."""
     recipe = json.loads((MODELS / name / "recipe.json").read_text())
     model, _ = load_weights(MODELS / name / "weights.safetensors")
-    images = validation_images(recipe["dataset"])
-    calibration = calibration_images(recipe["dataset"])
+    images = validation_set(recipe)[0]
+    calibration = calibration_images(recipe)
     forms = {"wide": integer_form(model)}
     forms.update({form: integer_form(model, calibration, digits) for form, digits in WEIGHT_DIGITS.items()})
     rates = {}
@@ -62,9 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     rates = form_rates(args.model)
     out = ROOT / "bench" / "results" / f"forms_{args.model}.json"
-    binarised = json.loads((MODELS / args.model / "recipe.json").read_text())["dataset"] == "mnist-binary"
-    images = (f"MNIST training digits {VALIDATION_DIGITS.start:,}–{VALIDATION_DIGITS.stop - 1:,} (validation"
-              + (f", binarised with seed {VALIDATION_BINARIZE_SEED})" if binarised else ")"))
+    images = validation_set(json.loads((MODELS / args.model / "recipe.json").read_text()))[1]
     doc = {"model": args.model, "images": images, "neg_elbo_bpd": rates, "stamp": stamp()}
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(json.dumps(rates))

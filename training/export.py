@@ -54,15 +54,33 @@ CALIBRATION_DIGITS = slice(59_744, 60_000)  # the last 256 MNIST training digits
 CALIBRATION_BINARIZE_SEED = 1  # binarised models calibrate on those digits binarised with this seed
 
 
-def calibration_images(dataset: str) -> np.ndarray:
-    """The images an int8 form's grids are calibrated on (N, 1, 28, 28): the last 256
-    training digits (calibration measures value ranges; no test image takes part),
-    binarised for a binarised model."""
+CALIBRATION_RGB = 256  # an RGB model calibrates on the first of its training mix
+
+
+def calibration_name(recipe: dict) -> str:
+    """What :func:`calibration_images` returns for this recipe, in words (for the card)."""
+    if recipe["dataset"].startswith("rgb"):
+        from training.train import rgb_set_names
+
+        return f"the first {CALIBRATION_RGB} images of the training mix ({', '.join(sorted(set(rgb_set_names(recipe))))})"
+    digits = f"MNIST training digits {CALIBRATION_DIGITS.start:,}–{CALIBRATION_DIGITS.stop - 1:,}"
+    return digits + (f", binarised with seed {CALIBRATION_BINARIZE_SEED}" if recipe["dataset"] == "mnist-binary" else "")
+
+
+def calibration_images(recipe: dict) -> np.ndarray:
+    """The images an int8 form's grids are calibrated on (N, C, H, W): training images only
+    (calibration measures value ranges; no test or validation image takes part): the last
+    256 training digits, binarised for a binarised model; an RGB model's first training patches."""
+    dataset = recipe["dataset"]
+    if dataset.startswith("rgb"):
+        from training.train import rgb_patches, rgb_set_names
+
+        return rgb_patches(rgb_set_names(recipe))[0][:CALIBRATION_RGB].numpy()
     digits = load_mnist("train")[0][CALIBRATION_DIGITS]
     if dataset == "mnist-binary":
         digits = binarize(digits, seed=CALIBRATION_BINARIZE_SEED)
     elif dataset != "mnist":
-        raise ValueError(f"int8 forms are calibrated on MNIST digits, not {dataset!r}")
+        raise ValueError(f"no calibration images for dataset {dataset!r}")
     return digits[:, None]
 
 
@@ -86,7 +104,7 @@ def export(name: str, force: bool = False) -> Path:
     if form is None:
         integer = integer_form(model)
     else:  # the decoder on int8 products, its grids calibrated on training digits
-        integer = integer_form(model, calibration_images(recipe["dataset"]), WEIGHT_DIGITS[form])
+        integer = integer_form(model, calibration_images(recipe), WEIGHT_DIGITS[form])
     save_integer(integer, target, {"float_sha256": file_sha256(weights)})
     return target
 
