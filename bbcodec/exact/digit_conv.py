@@ -38,6 +38,17 @@ NO_SILU = np.zeros(0, dtype=np.float64)
 MIN_FAN_IN = 64  # narrower convolutions (the stem, a latent's 1×1 input) cost little and stay float64
 
 
+@numba.njit(cache=True, inline="always")
+def _put_code(out: np.ndarray, i: int, r: int, col: int, ch: int, y: float, down: int, up: int, half: int,
+              silu_table: np.ndarray, silu_offset: int) -> None:  # pragma: no cover - compiled
+    if silu_table.shape[0] > 0:
+        y = _silu(y, silu_table, silu_offset)
+    v = min(max(((np.int64(y) + half) >> down) << up, k8.H_MIN), k8.H_MAX)
+    high = (v + 128) >> 8
+    out[0, i, r, col, ch] = high
+    out[1, i, r, col, ch] = v - (high << 8)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def grid_digits(x: np.ndarray, down: int, up: int, pad: int, silu_table: np.ndarray,
                 silu_offset: int) -> np.ndarray:  # pragma: no cover - compiled
@@ -45,21 +56,25 @@ def grid_digits(x: np.ndarray, down: int, up: int, pad: int, silu_table: np.ndar
     ``pad``, of the int16 codes of grid values ``x`` (N, C, H, W) float64 whole numbers
     (first through :func:`bbcodec.exact.layers.silu` when ``silu_table`` is not empty):
     code ``sat((q + 2^(down−1)) >> down)``, or ``sat(q << up)`` when the code grid is
-    finer than the activation grid; planes ``high = (code + 128) >> 8``, ``low = code − 256·high``."""
+    finer than the activation grid; planes ``high = (code + 128) >> 8``, ``low = code − 256·high``.
+    ``x`` is read in its own memory order (channels last or planes)."""
     n, c, h, w = x.shape
     out = np.zeros((2, n, h + 2 * pad, w + 2 * pad, c), dtype=np.int8)
     half = (np.int64(1) << (down - 1)) if down > 0 else np.int64(0)
+    channels_last = x.strides[1] == x.itemsize
     for i in numba.prange(n):
-        for r in range(h):
-            for col in range(w):
-                for ch in range(c):
-                    y = x[i, ch, r, col]
-                    if silu_table.shape[0] > 0:
-                        y = _silu(y, silu_table, silu_offset)
-                    v = min(max(((np.int64(y) + half) >> down) << up, k8.H_MIN), k8.H_MAX)
-                    high = (v + 128) >> 8
-                    out[0, i, r + pad, col + pad, ch] = high
-                    out[1, i, r + pad, col + pad, ch] = v - (high << 8)
+        if channels_last:
+            for r in range(h):
+                for col in range(w):
+                    for ch in range(c):
+                        _put_code(out, i, r + pad, col + pad, ch, x[i, ch, r, col], down, up, half, silu_table,
+                                  silu_offset)
+        else:
+            for ch in range(c):
+                for r in range(h):
+                    for col in range(w):
+                        _put_code(out, i, r + pad, col + pad, ch, x[i, ch, r, col], down, up, half, silu_table,
+                                  silu_offset)
     return out
 
 
