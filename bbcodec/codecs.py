@@ -21,7 +21,8 @@ import torch
 from bbcodec.ans import Stack, entropy_models
 from bbcodec.contract import Autoregressive, GaussianLatent, LatentEvent, ObservationModel
 from bbcodec.exact.distributions import BernoulliPixels, Logistics, bin_values, gaussian_bin_frequencies
-from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL
+from bbcodec.exact.fixed import PROB_BITS
+from bbcodec.exact.kernels import categorical_params
 
 PixelTables = Logistics | BernoulliPixels
 
@@ -105,10 +106,9 @@ def categorical(freqs: torch.Tensor) -> Codec:
     if freqs.ndim != 2:
         raise ValueError(f"frequencies must be (N, K), got shape {tuple(freqs.shape)}")
     n, k = freqs.shape
-    table = freqs.numpy()  # checked in numpy: a decoding step's table is small, and torch's per-op cost is not
-    if n and ((table.sum(axis=1) != PROB_TOTAL).any() or table.min() < 1):
+    valid, params = categorical_params(freqs.numpy())  # checked and converted in one compiled pass
+    if n and not valid:
         raise ValueError(f"frequency tables must total 2^{PROB_BITS} with every entry at least 1")
-    params = (table - 1).astype(np.float32)  # whole numbers below 2^24: exact in float32
     family = _CATEGORICAL
 
     def push(stack: Stack, symbols: np.ndarray) -> None:

@@ -65,7 +65,11 @@ def test_categorical_codes_exactly_the_integer_frequencies():
 
 
 def test_categorical_rejects_bad_tables():
-    for bad in (torch.tensor([[0, PROB_TOTAL]]), torch.tensor([[1, 1]]), torch.ones(3, dtype=torch.int64)):
+    wraps = torch.tensor([[2**62, 2**62, 2**62, 2**62 + PROB_TOTAL]])  # sums to 2^24 modulo 2^64
+    many = torch.full((300, 2), PROB_TOTAL // 2)  # enough rows for the threaded check
+    many[257, 0] += 1
+    for bad in (torch.tensor([[0, PROB_TOTAL]]), torch.tensor([[1, 1]]), torch.ones(3, dtype=torch.int64), wraps,
+                many):
         with pytest.raises(ValueError):
             codecs.categorical(bad)
     codec = codecs.categorical(torch.tensor([[PROB_TOTAL // 2] * 2] * 2))

@@ -385,3 +385,42 @@ def component_log2_mass(values: np.ndarray, means: np.ndarray, inv: np.ndarray, 
                                                      offset)
             out[r, c] = _log2_fixed(max(upper - lower, 1), mantissa_table) - (PROB_BITS << 20)
     return out
+
+
+@numba.njit(cache=True, inline="always")
+def _categorical_row(table: np.ndarray, r: int, out: np.ndarray) -> bool:  # pragma: no cover - compiled
+    total = 0
+    good = True
+    for j in range(table.shape[1]):
+        f = table[r, j]
+        total += f
+        good = good and 1 <= f <= PROB_TOTAL  # also keeps the sum from overflowing
+        out[r, j] = f - 1
+    return good and total == PROB_TOTAL
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _categorical_parallel(table: np.ndarray) -> tuple[bool, np.ndarray]:  # pragma: no cover - compiled
+    out = np.empty(table.shape, dtype=np.float32)
+    good = np.empty(table.shape[0], dtype=np.bool_)
+    for r in numba.prange(table.shape[0]):
+        good[r] = _categorical_row(table, np.int64(r), out)
+    return bool(good.all()), out
+
+
+@numba.njit(cache=True, nogil=True)
+def _categorical_serial(table: np.ndarray) -> tuple[bool, np.ndarray]:  # pragma: no cover - compiled
+    """Few rows: no thread start-up."""
+    out = np.empty(table.shape, dtype=np.float32)
+    good = True
+    for r in range(table.shape[0]):
+        good = _categorical_row(table, r, out) and good
+    return good, out
+
+
+def categorical_params(table: np.ndarray) -> tuple[bool, np.ndarray]:
+    """(every row totals 2^24 with every entry ≥ 1, ``table − 1`` as float32) of int64 frequency
+    tables (N, K), in one pass: what constriction's categorical takes (whole numbers below
+    2^24, exact in float32)."""
+    kernel = _categorical_parallel if len(table) >= PARALLEL_ROWS else _categorical_serial
+    return kernel(np.ascontiguousarray(table, dtype=np.int64))
