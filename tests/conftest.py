@@ -117,6 +117,15 @@ def observation_at_means(model, x, shape=None, use_prior: bool = False):
     return walk(model, x, shape or tuple(x.shape), choose, identity).observation
 
 
+def int8_over_wide_rate(float_model: HVAE | VLAE) -> float:
+    """−ELBO of a tiny float model's int8 form over its wide form's, on 16 random 12×12 digits."""
+    from bbcodec.exact.bounds import negative_elbo_bits
+
+    x = random_digits(16, seed=8, size=12)[:, None]
+    wide = negative_elbo_bits(integer_form(float_model), x, 8).mean()
+    return negative_elbo_bits(integer_form(float_model, tiny_calibration()), x, 8).mean() / wide
+
+
 def coder_round_trip(coder, x: np.ndarray):
     """Encode one batch ``x`` (N, C, H, W) with a BitsBackCoder and decode it back: (result, decoded)."""
     result = coder.encode([x])

@@ -16,7 +16,15 @@ from bbcodec.exact.fixed import ACT_LIMIT, FRAC, BoundError
 from bbcodec.exact.layers import IConv2d, check_layers, silu_reference
 from bbcodec.nn.hvae import HVAEConfig
 from bbcodec.weights import read_meta
-from tests.conftest import TINY_BIVA_CONFIG, TINY_CONFIG, make_tiny, random_digits, tiny_calibration
+from tests.conftest import (
+    TINY_BIVA_CONFIG,
+    TINY_CONFIG,
+    coder_round_trip,
+    int8_over_wide_rate,
+    make_tiny,
+    random_digits,
+    tiny_calibration,
+)
 
 LOCAL = HVAEConfig(**{**TINY_BIVA_CONFIG.__dict__, "window_rows": 2, "window_cols": 3, "local_hidden": 8,
                       "local_blocks": 1})
@@ -64,18 +72,11 @@ def test_digit_form_codes_losslessly_at_any_size(config, limbs):
     coder = BitsBackCoder(model, CoderSettings(max_group=4))
     for size in ((12, 12), (16, 20)):
         x = random_digits(7, seed=4)[:, None, : size[0], : size[1]]
-        result = coder.encode([x])
-        out = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
-                           [(1, *size)] * len(result.groups))
-        np.testing.assert_array_equal(np.concatenate(out), x)
+        np.testing.assert_array_equal(coder_round_trip(coder, x)[1], x)
 
 
 def test_digit_form_rates_close_to_the_wide_form():
-    float_model = make_tiny(TINY_CONFIG, 6)
-    x = random_digits(16, seed=8, size=12)[:, None]
-    wide = bbcodec.exact.negative_elbo_bits(integer_form(float_model), x, 8).mean()
-    digits = bbcodec.exact.negative_elbo_bits(integer_form(float_model, tiny_calibration()), x, 8).mean()
-    assert abs(digits / wide - 1) < 0.01
+    assert abs(int8_over_wide_rate(make_tiny(TINY_CONFIG, 6)) - 1) < 0.01
 
 
 def test_digit_form_saves_and_loads_as_the_narrow_format_revision(tmp_path):

@@ -17,7 +17,14 @@ from bbcodec.exact.layers import check_layers
 from bbcodec.exact.narrow import NarrowPixelNet
 from bbcodec.nn.vlae import VLAEConfig
 from bbcodec.weights import read_meta
-from tests.conftest import TINY_VLAE_CONFIG, make_tiny, random_digits, tiny_calibration
+from tests.conftest import (
+    TINY_VLAE_CONFIG,
+    coder_round_trip,
+    int8_over_wide_rate,
+    make_tiny,
+    random_digits,
+    tiny_calibration,
+)
 
 BINARY = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "likelihood": "bernoulli"})
 WIDER = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "hidden": 40, "pixel_blocks": 2, "window_rows": 3,
@@ -55,20 +62,12 @@ def test_int8_pixel_net_codes_losslessly(config, digits):
     x = random_digits(9, seed=4, size=12)[:, None]
     if config.likelihood == "bernoulli":
         x = (x > 127).astype(np.uint8)
-    coder = BitsBackCoder(model, CoderSettings(max_group=4))
-    result = coder.encode([x])
-    out = coder.decode(result.words, result.untouched_initial_words, result.initial_words, result.groups,
-                       [(1, 12, 12)] * len(result.groups))
-    np.testing.assert_array_equal(np.concatenate(out), x)
+    np.testing.assert_array_equal(coder_round_trip(BitsBackCoder(model, CoderSettings(max_group=4)), x)[1], x)
 
 
 def test_the_int8_form_rates_close_to_the_wide_form():
     """Same float model, both integer forms: the int8 pixel net pays within 1% of the wide one."""
-    float_model = make_tiny(WIDER, 6)
-    x = random_digits(16, seed=8, size=12)[:, None]
-    wide = bbcodec.exact.negative_elbo_bits(integer_form(float_model), x, 8).mean()
-    narrow = bbcodec.exact.negative_elbo_bits(integer_form(float_model, tiny_calibration()), x, 8).mean()
-    assert abs(narrow / wide - 1) < 0.01
+    assert abs(int8_over_wide_rate(make_tiny(WIDER, 6)) - 1) < 0.01
 
 
 def test_saves_and_loads_as_its_own_format_revision(tmp_path):

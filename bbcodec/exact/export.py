@@ -25,7 +25,7 @@ from bbcodec.exact.digit_conv import DigitConv2d, digit_convertible, in_frac_for
 from bbcodec.exact.fixed import FRAC
 from bbcodec.exact.layers import IConv2d, check_layers
 from bbcodec.exact.narrow import WEIGHT_DIGITS
-from bbcodec.exact.narrow_export import narrow_integer_form
+from bbcodec.exact.narrow_export import HEADROOM, narrow_integer_form
 from bbcodec.exact.vlae import ExactVLAE
 from bbcodec.nn import build_config
 from bbcodec.nn.hvae import HVAE
@@ -63,7 +63,6 @@ def integer_form(model: nn.Module, calibration: np.ndarray | None = None, weight
     return out.eval().requires_grad_(False)
 
 
-DIGIT_HEADROOM = 2.0  # input grids hold twice the largest value calibration saw (see narrow_export)
 
 
 @torch.no_grad()
@@ -88,7 +87,7 @@ def digit_form(wide: nn.Module, calibration: np.ndarray, weight_limbs: int) -> n
     for handle in handles:
         handle.remove()
     out = copy.deepcopy(wide)
-    replace_convs(out, lambda name, conv: DigitConv2d.of(conv, in_frac_for(largest[name], DIGIT_HEADROOM),
+    replace_convs(out, lambda name, conv: DigitConv2d.of(conv, in_frac_for(largest[name], HEADROOM),
                                                         weight_limbs))
     out.local_form = {v: k for k, v in WEIGHT_DIGITS.items()}[weight_limbs]
     return out

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bbcodec.exact import int8_kernels as k8
+from bbcodec.exact.digit_conv import in_frac_for
 from bbcodec.exact.fixed import FRAC
 from bbcodec.exact.layers import check_layers
 from bbcodec.exact.narrow import FLAG_CODE, Codes, NarrowLinear, NarrowPixelNet, silu_table
@@ -32,8 +33,7 @@ SILU_MIN = -0.2784645427610738  # min over x of x·σ(x)
 
 def _grid_frac(values: list[torch.Tensor]) -> int:
     """The finest power-of-two grid on which int16 holds HEADROOM × the largest |value|."""
-    largest = max(float(v.abs().max()) for v in values)
-    return int(math.floor(math.log2(k8.H_MAX / (HEADROOM * max(largest, 1e-6)))))
+    return in_frac_for(max(float(v.abs().max()) for v in values), HEADROOM)
 
 
 def _silu_codes(values: torch.Tensor) -> Codes:
