@@ -10,7 +10,7 @@ import torch
 
 import bbcodec
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
-from bbcodec.exact.digit_conv import DigitConv2d
+from bbcodec.exact.digit_conv import PIXEL_HEAD, DigitConv2d
 from bbcodec.exact.export import integer_form, load_integer, save_integer
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC, BoundError
 from bbcodec.exact.layers import IConv2d, check_layers, silu_reference
@@ -56,7 +56,7 @@ def test_kernels_equal_their_int64_definition(k, stride, limbs, in_frac):
 
 
 def test_int8_products_of_a_digit_form_stay_in_their_proven_bounds():
-    model = integer_form(make_tiny(TINY_CONFIG, 3), tiny_calibration(), weight_limbs=1)
+    model = integer_form(make_tiny(TINY_CONFIG, 3), tiny_calibration(), "int8-w7")
     convs = [m for m in model.modules() if isinstance(m, DigitConv2d)]
     assert convs, "the tiny HVAE's 3x3 convolutions (fan-in 72) take the digit form"
     convs[0].linear.weight[0, 0] = 64
@@ -65,10 +65,10 @@ def test_int8_products_of_a_digit_form_stay_in_their_proven_bounds():
 
 
 @pytest.mark.parametrize("config", [TINY_CONFIG, LOCAL], ids=["hvae", "biva-local"])
-@pytest.mark.parametrize("limbs", [2, 1], ids=["w13", "w7"])
-def test_digit_form_codes_losslessly_at_any_size(config, limbs):
-    model = integer_form(make_tiny(config, 3), tiny_calibration(), weight_limbs=limbs)
-    assert model.local_form == ("int8-w13" if limbs == 2 else "int8-w7")
+@pytest.mark.parametrize("form", ["int8-w13", "int8-w7", "int8-w7-out13"])
+def test_digit_form_codes_losslessly_at_any_size(config, form):
+    model = integer_form(make_tiny(config, 3), tiny_calibration(), form)
+    assert model.local_form == form
     coder = BitsBackCoder(model, CoderSettings(max_group=4))
     for size in ((12, 12), (16, 20)):
         x = random_digits(7, seed=4)[:, None, : size[0], : size[1]]
@@ -80,7 +80,7 @@ def test_digit_form_rates_close_to_the_wide_form():
 
 
 def test_digit_form_saves_and_loads_as_the_narrow_format_revision(tmp_path):
-    model = integer_form(make_tiny(LOCAL, 7), tiny_calibration(), weight_limbs=2)
+    model = integer_form(make_tiny(LOCAL, 7), tiny_calibration(), "int8-w13")
     path = tmp_path / "integer.safetensors"
     save_integer(model, path, {})
     meta = read_meta(path)
@@ -90,3 +90,21 @@ def test_digit_form_saves_and_loads_as_the_narrow_format_revision(tmp_path):
     assert np.array_equal(bbcodec.exact.negative_elbo_bits(model, x, 8), bbcodec.exact.negative_elbo_bits(loaded, x, 8))
     assert sum(isinstance(m, DigitConv2d) for m in loaded.modules()) == \
         sum(isinstance(m, DigitConv2d) for m in model.modules())
+
+
+def test_mixed_digit_form_keeps_13_bit_weights_in_the_pixel_head_only(tmp_path):
+    model = integer_form(make_tiny(TINY_CONFIG, 3), tiny_calibration(), "int8-w7-out13")
+    limbs = {name: m.linear.weight.shape[1] // m.c_out for name, m in model.named_modules()
+             if isinstance(m, DigitConv2d)}
+    assert limbs.pop(PIXEL_HEAD) == 2 and limbs and set(limbs.values()) == {1}
+    path = tmp_path / "integer.safetensors"
+    save_integer(model, path, {})
+    loaded, meta = load_integer(path)
+    assert meta["local_form"] == "int8-w7-out13"
+    x = random_digits(4, seed=2, size=12)[:, None]
+    assert np.array_equal(bbcodec.exact.negative_elbo_bits(model, x, 8), bbcodec.exact.negative_elbo_bits(loaded, x, 8))
+
+
+def test_unknown_digit_form_is_refused():
+    with pytest.raises(ValueError, match="int8-w7-out13"):
+        integer_form(make_tiny(TINY_CONFIG, 3), tiny_calibration(), "int8-w5")

@@ -32,7 +32,7 @@ WIDER = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "hidden": 40, "pixel_blocks":
 
 
 def _narrow(config: VLAEConfig, seed: int, digits: int):
-    return integer_form(make_tiny(config, seed), tiny_calibration(), weight_limbs=digits)
+    return integer_form(make_tiny(config, seed), tiny_calibration(), {1: "int8-w7", 2: "int8-w13"}[digits])
 
 
 @pytest.mark.parametrize("digits", [1, 2])

@@ -28,7 +28,6 @@ from tqdm import tqdm
 from bbcodec.data import BINARIZED_TEST_SEED, binarize, load_cifar10_samples, load_mnist
 from bbcodec.exact.bounds import negative_elbo_bits
 from bbcodec.exact.export import INTEGER_FILE, integer_form, load_integer, save_integer
-from bbcodec.exact.narrow import WEIGHT_DIGITS
 from bbcodec.nn.objective import elbo_terms
 from bbcodec.weights import file_sha256, load_weights
 from bench.stamp import stamp
@@ -104,7 +103,7 @@ def export(name: str, force: bool = False) -> Path:
     if form is None:
         integer = integer_form(model)
     else:  # the decoder on int8 products, its grids calibrated on training digits
-        integer = integer_form(model, calibration_images(recipe), WEIGHT_DIGITS[form])
+        integer = integer_form(model, calibration_images(recipe), form)
     save_integer(integer, target, {"float_sha256": file_sha256(weights)})
     return target
 

@@ -21,6 +21,8 @@ the sum is formed:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -30,51 +32,114 @@ from torch import nn
 from bbcodec.exact import int8_kernels as k8
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC
 from bbcodec.exact.layers import SILU_OFFSET, IConv2d, silu_table
-from bbcodec.exact.kernels import _silu, window_origin
+from bbcodec.exact.kernels import window_origin
 from bbcodec.exact.narrow import Codes, NarrowLinear
 
 ROWS_PER_BLOCK = 4096  # output rows per int8 product (whole images): fewer, longer kernel calls
-NO_SILU = np.zeros(0, dtype=np.float64)
+NO_SILU = np.zeros(0, dtype=np.int64)
 MIN_FAN_IN = 64  # narrower convolutions (the stem, a latent's 1×1 input) cost little and stay float64
+PIXEL_HEAD = "out"  # the convolution that writes the pixel distributions' parameters
+
+# A hierarchical VAE's digit forms by name: int8 weight digits of each convolution, given
+# its name in the model. 7-bit weights halve the products' work. In ``mnist``'s
+# validation digits 7-bit weights in the pixel head alone cost +0.24%, in any other one
+# layer at most +0.012% (``python -m training.choose_form mnist --layers``,
+# bench/results/layer_limbs_mnist.json), so "int8-w7-out13" keeps 13 bits there only.
+DIGIT_FORMS: dict[str, Callable[[str], int]] = {
+    "int8-w13": lambda _: 2,
+    "int8-w7": lambda _: 1,
+    "int8-w7-out13": lambda name: 2 if name == PIXEL_HEAD else 1,
+}
 
 
 @numba.njit(cache=True, inline="always")
-def _put_code(out: np.ndarray, i: int, r: int, col: int, ch: int, y: float, down: int, up: int, half: int,
-              silu_table: np.ndarray, silu_offset: int) -> None:  # pragma: no cover - compiled
-    if silu_table.shape[0] > 0:
-        y = _silu(y, silu_table, silu_offset)
-    v = min(max(((np.int64(y) + half) >> down) << up, k8.H_MIN), k8.H_MAX)
+def _silu_int(y: float, table: np.ndarray, offset: int) -> int:  # pragma: no cover - compiled
+    """:func:`bbcodec.exact.kernels._silu` of a whole number ``y`` in int64 (``table`` as int64):
+    ``floor(y / 4)`` is an arithmetic shift, and every sum is a whole number either way."""
+    q = np.int64(y)
+    return max(q, 0) + table[min(max((q >> 2) + offset, 0), table.shape[0] - 1)]
+
+
+@numba.njit(cache=True, inline="always")
+def _put_code(out: np.ndarray, i: int, r: int, col: int, ch: int, q: int, down: int, up: int,
+              half: int) -> None:  # pragma: no cover - compiled
+    v = min(max(((q + half) >> down) << up, k8.H_MIN), k8.H_MAX)
     high = (v + 128) >> 8
     out[0, i, r, col, ch] = high
     out[1, i, r, col, ch] = v - (high << 8)
 
 
+@numba.njit(cache=True, inline="always")
+def _pad_row(out: np.ndarray, i: int, r: int, pad: int, h: int, w: int) -> bool:  # pragma: no cover - compiled
+    """Zero what padding row ``r`` of image ``i`` holds; True when the whole row is padding."""
+    if r < pad or r >= h + pad:
+        out[:, i, r] = 0
+        return True
+    out[:, i, r, :pad] = 0
+    out[:, i, r, w + pad :] = 0
+    return False
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
+def _digits_nhwc(x: np.ndarray, down: int, up: int, pad: int, table: np.ndarray,
+                 offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    n, h, w, c = x.shape
+    out = np.empty((2, n, h + 2 * pad, w + 2 * pad, c), dtype=np.int8)
+    half = (np.int64(1) << (down - 1)) if down > 0 else np.int64(0)
+    rows = h + 2 * pad
+    for job in numba.prange(n * rows):  # one padded row of one image: parallel even for one image
+        i, r = job // rows, job % rows
+        if _pad_row(out, i, r, pad, h, w):
+            continue
+        for col in range(w):
+            for ch in range(c):  # contiguous in and out: vectorised
+                y = x[i, r - pad, col, ch]
+                q = _silu_int(y, table, offset) if table.shape[0] > 0 else np.int64(y)
+                _put_code(out, i, r, col + pad, ch, q, down, up, half)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _digits_nchw(x: np.ndarray, down: int, up: int, pad: int, table: np.ndarray,
+                 offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    n, c, h, w = x.shape
+    out = np.empty((2, n, h + 2 * pad, w + 2 * pad, c), dtype=np.int8)
+    half = (np.int64(1) << (down - 1)) if down > 0 else np.int64(0)
+    rows = h + 2 * pad
+    for job in numba.prange(n * rows):
+        i, r = job // rows, job % rows
+        if _pad_row(out, i, r, pad, h, w):
+            continue
+        for col in range(w):
+            for ch in range(c):  # one image row of every channel: a few kB, read from L1
+                y = x[i, ch, r - pad, col]
+                q = _silu_int(y, table, offset) if table.shape[0] > 0 else np.int64(y)
+                _put_code(out, i, r, col + pad, ch, q, down, up, half)
+    return out
+
+
 def grid_digits(x: np.ndarray, down: int, up: int, pad: int, silu_table: np.ndarray,
-                silu_offset: int) -> np.ndarray:  # pragma: no cover - compiled
+                silu_offset: int) -> np.ndarray:
     """The int8 digit planes (2, N, H+2p, W+2p, C), channels last and zero-padded by
     ``pad``, of the int16 codes of grid values ``x`` (N, C, H, W) float64 whole numbers
-    (first through :func:`bbcodec.exact.layers.silu` when ``silu_table`` is not empty):
-    code ``sat((q + 2^(down−1)) >> down)``, or ``sat(q << up)`` when the code grid is
-    finer than the activation grid; planes ``high = (code + 128) >> 8``, ``low = code − 256·high``.
-    ``x`` is read in its own memory order (channels last or planes)."""
-    n, c, h, w = x.shape
-    out = np.zeros((2, n, h + 2 * pad, w + 2 * pad, c), dtype=np.int8)
-    half = (np.int64(1) << (down - 1)) if down > 0 else np.int64(0)
-    channels_last = x.strides[1] == x.itemsize
-    for i in numba.prange(n):
-        if channels_last:
-            for r in range(h):
-                for col in range(w):
-                    for ch in range(c):
-                        _put_code(out, i, r + pad, col + pad, ch, x[i, ch, r, col], down, up, half, silu_table,
-                                  silu_offset)
-        else:
-            for ch in range(c):
-                for r in range(h):
-                    for col in range(w):
-                        _put_code(out, i, r + pad, col + pad, ch, x[i, ch, r, col], down, up, half, silu_table,
-                                  silu_offset)
+    (first through :func:`bbcodec.exact.layers.silu` when the int64 ``silu_table`` is not
+    empty): code ``sat((q + 2^(down−1)) >> down)``, or ``sat(q << up)`` when the code grid
+    is finer than the activation grid; planes ``high = (code + 128) >> 8``,
+    ``low = code − 256·high``. ``x`` is read in its own memory order (channels last or planes)."""
+    if x.flags.c_contiguous:
+        return _digits_nchw(x, down, up, pad, silu_table, silu_offset)
+    channels_last = x.transpose(0, 2, 3, 1)
+    if channels_last.flags.c_contiguous:
+        return _digits_nhwc(channels_last, down, up, pad, silu_table, silu_offset)
+    return _digits_nchw(np.ascontiguousarray(x), down, up, pad, silu_table, silu_offset)
+
+
+@lru_cache(maxsize=1)
+def silu_table_int() -> np.ndarray:
+    """The SiLU residual table as int64 (its entries are whole numbers on the activation grid)."""
+    table = silu_table()
+    out = table.astype(np.int64)
+    assert np.array_equal(out, table), "the SiLU residual table holds whole numbers"
     return out
 
 
@@ -164,7 +229,7 @@ class DigitConv2d(nn.Module):
 
     def after_silu(self, x: torch.Tensor) -> torch.Tensor:
         """``self(silu(x))``, the SiLU applied as the input is read (no pass of its own)."""
-        return self._convolve(x, silu_table())
+        return self._convolve(x, silu_table_int())
 
     def _convolve(self, x: torch.Tensor, table: np.ndarray) -> torch.Tensor:
         n, _, h, w = x.shape

@@ -21,7 +21,7 @@ from torch import nn
 from bbcodec.errors import ModelMismatchError
 from bbcodec.exact import tables
 from bbcodec.exact.hvae import ExactHVAE
-from bbcodec.exact.digit_conv import DigitConv2d, digit_convertible, in_frac_for, replace_convs
+from bbcodec.exact.digit_conv import DIGIT_FORMS, DigitConv2d, digit_convertible, in_frac_for, replace_convs
 from bbcodec.exact.fixed import FRAC
 from bbcodec.exact.layers import IConv2d, check_layers
 from bbcodec.exact.narrow import WEIGHT_DIGITS
@@ -34,25 +34,29 @@ from bbcodec.weights import read_meta, save_tensors
 
 INTEGER_FILE = "integer.safetensors"
 EXACT_FORMAT = 1  # the integer forms' own layout; a change is a new format revision
-NARROW_FORMAT = 2  # format 1 plus int8 products (``local_form`` "int8-w7" or "int8-w13"): a VLAE's decoder, an HVAE's convolutions
+NARROW_FORMAT = 2  # format 1 plus int8 products (``local_form``: a VLAE's decoder, an HVAE's convolutions)
 CALIBRATION_BATCH, CALIBRATION_PRECISION = 64, 8  # how calibration images are run (the coder's default precision)
 EXACT_ARCHITECTURES: dict[str, type[nn.Module]] = {"vlae": ExactVLAE, "hvae": ExactHVAE}
 
 
-def integer_form(model: nn.Module, calibration: np.ndarray | None = None, weight_limbs: int = 2) -> nn.Module:
+def integer_form(model: nn.Module, calibration: np.ndarray | None = None, form: str = "int8-w13") -> nn.Module:
     """The integer coding form of a float model of a shipped architecture (bounds checked).
 
     With ``calibration`` images (N, C, H, W) uint8 — never test images — a VLAE's
     decoder (conditioning network and local pixel net) takes the narrow int8 form
     (:mod:`bbcodec.exact.narrow`), its grids chosen from the float net's values on
     those images, and a hierarchical VAE's convolutions take the digit form
-    (:func:`digit_form`); ``weight_limbs`` 2 gives 13-bit weights (two int8 digits), 1 gives 7-bit."""
+    (:func:`digit_form`). ``form`` names the weights' width: "int8-w13" 13-bit weights
+    (two int8 digits), "int8-w7" 7-bit; a hierarchical VAE also has "int8-w7-out13"
+    (:data:`~bbcodec.exact.digit_conv.DIGIT_FORMS`)."""
     if calibration is not None and isinstance(model, HVAE):
-        out = digit_form(ExactHVAE.of(model), calibration, weight_limbs)
+        out = digit_form(ExactHVAE.of(model), calibration, form)
     elif calibration is not None:
         if not isinstance(model, VLAE):
             raise TypeError(f"no int8 form for {type(model).__name__}")
-        out = ExactVLAE.of(model, narrow_integer_form(model, calibration, weight_limbs))
+        if form not in WEIGHT_DIGITS:
+            raise ValueError(f"a VLAE's decoder has the forms {sorted(WEIGHT_DIGITS)}, not {form!r}")
+        out = ExactVLAE.of(model, narrow_integer_form(model, calibration, WEIGHT_DIGITS[form]))
     elif isinstance(model, VLAE):
         out = ExactVLAE.of(model)
     elif isinstance(model, HVAE):
@@ -63,10 +67,8 @@ def integer_form(model: nn.Module, calibration: np.ndarray | None = None, weight
     return out.eval().requires_grad_(False)
 
 
-
-
 @torch.no_grad()
-def digit_form(wide: nn.Module, calibration: np.ndarray, weight_limbs: int) -> nn.Module:
+def digit_form(wide: nn.Module, calibration: np.ndarray, form: str) -> nn.Module:
     """``wide`` (an integer model of float64 products) with every convertible convolution on
     int8 digits, each input grid chosen from the values that convolution reads when the
     wide model codes ``calibration`` images (one draw of each latent, the bound's stream)."""
@@ -80,6 +82,8 @@ def digit_form(wide: nn.Module, calibration: np.ndarray, weight_limbs: int) -> n
             largest[name] = max(largest.get(name, 0.0), seen)
         return hook
 
+    if form not in DIGIT_FORMS:
+        raise ValueError(f"a hierarchical VAE's convolutions have the forms {sorted(DIGIT_FORMS)}, not {form!r}")
     convs = {name: m for name, m in wide.named_modules() if isinstance(m, IConv2d) and digit_convertible(m)}
     handles = [m.register_forward_pre_hook(watch(name)) for name, m in convs.items()]
     for lo in range(0, len(calibration), CALIBRATION_BATCH):
@@ -87,9 +91,9 @@ def digit_form(wide: nn.Module, calibration: np.ndarray, weight_limbs: int) -> n
     for handle in handles:
         handle.remove()
     out = copy.deepcopy(wide)
-    replace_convs(out, lambda name, conv: DigitConv2d.of(conv, in_frac_for(largest[name], HEADROOM),
-                                                        weight_limbs))
-    out.local_form = {v: k for k, v in WEIGHT_DIGITS.items()}[weight_limbs]
+    limbs = DIGIT_FORMS[form]
+    replace_convs(out, lambda name, conv: DigitConv2d.of(conv, in_frac_for(largest[name], HEADROOM), limbs(name)))
+    out.local_form = form
     return out
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from bbcodec.contract import GaussianLatent, InferredLatent, LatentSteps
 from bbcodec.exact import tables
 from bbcodec.exact.coupled import CoupledLogistics
-from bbcodec.exact.digit_conv import DigitConv2d, replace_convs
+from bbcodec.exact.digit_conv import DIGIT_FORMS, DigitConv2d, replace_convs
 from bbcodec.exact.distributions import Logistics
 from bbcodec.exact.fixed import ONE, fixed_mul, saturate, to_fixed
 from bbcodec.exact.layers import (
@@ -29,7 +29,6 @@ from bbcodec.exact.layers import (
     upsample2,
 )
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
-from bbcodec.exact.narrow import WEIGHT_DIGITS
 from bbcodec.exact.vlae import SOFTPLUS_OFFSET
 from bbcodec.nn.hvae import HVAE, HVAEConfig, bottom_up_key
 
@@ -125,8 +124,9 @@ class ExactHVAE(nn.Module):
     arch = "hvae"
 
     def __init__(self, cfg: HVAEConfig, local_form: str = "wide") -> None:
-        """``local_form`` "wide": float64 products; "int8-w13" / "int8-w7": every convolution of
-        fan-in ≥ 64 on int8 digits (:mod:`bbcodec.exact.digit_conv`) with 13- or 7-bit weights."""
+        """``local_form`` "wide": float64 products; a name in :data:`~bbcodec.exact.digit_conv.DIGIT_FORMS`
+        ("int8-w13", "int8-w7", "int8-w7-out13"): every convolution of fan-in ≥ 64 on int8
+        digits (:mod:`bbcodec.exact.digit_conv`), with the 13- or 7-bit weights that form gives it."""
         super().__init__()
         self.cfg, self.local_form = cfg, local_form
         w = cfg.width
@@ -143,8 +143,9 @@ class ExactHVAE(nn.Module):
                                         cfg.params_per_position, cfg.window_rows, cfg.window_cols)
         else:
             self.out = _blank_conv(w, cfg.params_per_position, 3)
-        if local_form in WEIGHT_DIGITS:
-            replace_convs(self, lambda _, conv: DigitConv2d.blank_like(conv, WEIGHT_DIGITS[local_form]))
+        if local_form in DIGIT_FORMS:
+            limbs = DIGIT_FORMS[local_form]
+            replace_convs(self, lambda name, conv: DigitConv2d.blank_like(conv, limbs(name)))
         elif local_form != "wide":
             raise ValueError(f"unknown convolution form {local_form!r}")
 
