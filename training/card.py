@@ -92,6 +92,10 @@ HVAE_FORM_TEXT = {  # a hierarchical VAE's int8 forms: its convolutions on digit
                 "digit products: its input requantised to 16 bits on a grid calibrated at export, 13-bit weights "
                 "as two int8 digits",
     "int8-w7": "as int8-w13 with 7-bit weights (one int8 digit)",
+    "int8-w7-out13": "as int8-w13 with 7-bit weights (one int8 digit), except the pixel head (`out`, which writes "
+                     "the pixel distributions' parameters): 13-bit weights there, where 7-bit ones cost the most "
+                     "on validation digits (`bench/results/layer_limbs_mnist.json`: "
+                     "`python -m training.choose_form mnist --layers`)",
 }
 
 
