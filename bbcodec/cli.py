@@ -128,14 +128,15 @@ def main() -> None:
 @click.option("--lossy", is_flag=True,
               help="Send only the latent code (a few bytes per image); decoding returns the model's "
                    "reconstruction, not the original pixels. Needs a model with a global latent "
-                   "(vlae-mnist-wide: 95.5% of MNIST test digits keep their label at 57 bits each).")
+                   "(default vlae-mnist-wide-int8; with vlae-mnist-wide's weights 95.5% of MNIST test digits "
+                   "keep their label at 57 bits each).")
 @click.option("--lossy-step", type=click.FloatRange(1 / 64, 16), default=None, metavar="STEP",
               help="Rate knob of --lossy: latent quantisation step in prior standard deviations "
                    "(default 1.0; larger = fewer bits, coarser). Implies --lossy.")
 @click.option("--lossy-draws", type=click.IntRange(1, 256), default=None, metavar="S",
               help="Fidelity knob of --lossy, free in bits: show the mean of S seeded draws from the "
-                   "model instead of one draw, for S times the decoding work (default 16: with vlae-mnist-wide "
-                   "95.5% label agreement on the MNIST test set; one draw about 90%). Implies --lossy.")
+                   "model instead of one draw, for S times the decoding work (default 16: with vlae-mnist-wide's "
+                   "weights 95.5% label agreement on the MNIST test set; one draw about 90%). Implies --lossy.")
 @click.option("--samples", type=click.IntRange(1, 256), default=1, show_default=True, metavar="K",
               help="Importance samples per image: the rate falls from the model's -ELBO towards its "
                    "tighter IWAE bound -L_K (K=8: about 1.5% smaller on MNIST) for about K times the "
@@ -278,11 +279,10 @@ def models(as_json: bool) -> None:
     """List the shipped models with their test -ELBO: the integer coding form's (what files
     pay), and the float model's beside it (models/NAME/scores.json); and their measured
     coding speed, images/s each way in one process (models/NAME/speed.json, from
-    `python -m bench.speed`; the CPU and core count it ran on are in --json). A model
-    superseded by a faster integer form of the same float model still decodes its files."""
+    `python -m bench.speed`; the CPU and core count it ran on are in --json)."""
     rows = [
         {"name": m.name, "arch": m.arch, "channels": m.image_channels, "test_bpd": m.test_bpd,
-         "float_test_bpd": m.float_test_bpd, "speed": m.speed, "superseded_by": m.superseded_by,
+         "float_test_bpd": m.float_test_bpd, "speed": m.speed,
          "sha256": m.sha256[:16], "path": str(m.path)}
         for m in bbcodec.list_models()
     ]
@@ -300,8 +300,7 @@ def models(as_json: bool) -> None:
         speed = r["speed"]
         pace = ("" if speed is None else
                 f"; {speed['encode_img_per_s']:.0f} / {speed['decode_img_per_s']:.0f} img/s encode / decode")
-        later = "" if r["superseded_by"] is None else f" [superseded by {r['superseded_by']}: decodes its files]"
-        click.echo(f"{r['name']:<{width}}  {r['arch']:<6} {kind:<9} {rate}{pace}{later}")
+        click.echo(f"{r['name']:<{width}}  {r['arch']:<6} {kind:<9} {rate}{pace}")
 
 
 if __name__ == "__main__":

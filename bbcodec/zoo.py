@@ -3,7 +3,9 @@
 A model folder holds ``weights.safetensors`` (the float model: architecture, config
 and test scores inside its metadata), ``integer.safetensors`` (its integer coding
 form, :mod:`bbcodec.exact`) and ``CARD.md``. Only folders with an integer form are
-models that code. Folders are looked up, in order, in
+models that code. A folder of float weights whose integer form is another model's
+(that model's recipe names it in ``derived_from``) is not a model: naming it is refused
+with the name that codes its weights. Folders are looked up, in order, in
 ``$BBCODEC_MODELS_DIR``, the source checkout's ``models/`` and the installed package
 data ``bbcodec/zoo_data`` (the same folder, shipped in the wheel).
 A .bbc file names its model and the first bytes of the integer form's sha256, so
@@ -12,7 +14,6 @@ decoding with other weights is refused instead of producing garbage.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -27,18 +28,14 @@ from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, load_weights, read_meta
 
 # Without --model, the first of these that codes the images wins (then any other).
-# The VLAEs code 28x28 only, but there they beat mnist on rate (models/*/scores.json).
-# An "-int8" model is another integer form of the float weights named before it: a
-# VLAE's decoder or an HVAE's convolutions run on int8 products, faster, within 0.05%
-# of that form's rate (models/*-int8/scores.json), so it ranks first of the two.
-PREFERENCE = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide-int8", "vlae-mnist-wide", "mnist-int8",
-              "mnist", "rgb")
+# The VLAEs code 28x28 only, but there they beat mnist-int8 on rate (models/*/scores.json).
+# An "-int8" model is the integer form of the float weights its recipe derives from,
+# with a VLAE's decoder or an HVAE's convolutions on int8 products.
+PREFERENCE = ("vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8", "rgb")
 # Lossy coding ranks separately: a model's lossy quality (label agreement at a rate)
-# is measured on its own, and the best lossless model need not be the best lossy one.
-# vlae-mnist-wide-int8 sends the same latents as vlae-mnist-wide (same encoder and prior)
-# and its draws keep the same labels on the validation digits, decoding 1.75x as fast
-# (bench/results/lossy_vlae-mnist-wide*_validation.json).
-LOSSY_PREFERENCE = ("vlae-mnist-wide-int8", "vlae-mnist-wide")
+# is measured on its own, and the best lossless model need not be the best lossy one
+# (vlae-mnist-wide-int8 on validation digits: bench/results/lossy_vlae-mnist-wide-int8_validation.json).
+LOSSY_PREFERENCE = ("vlae-mnist-wide-int8",)
 DEFAULT_MODEL = PREFERENCE[0]  # what compress() picks for 28x28 grayscale digits, and load_model() loads
 ANY_SIZE_GRAYSCALE = "mnist-int8"  # the grayscale model that codes any image size
 
@@ -71,7 +68,6 @@ class ModelInfo:
     pixel_levels: int = 256  # 2 for a binarised-image model: pixels must be 0 or 1
     float_test_bpd: float | None = None  # the float model's -ELBO, for comparison
     speed: dict | None = None  # measured images/s each way and where (speed.json, python -m bench.speed)
-    superseded_by: str | None = None  # another integer form of the same float model that codes faster
 
     @property
     def coding_group(self) -> int:
@@ -125,8 +121,8 @@ def _sha256_of_version(path: Path, size: int, mtime_ns: int) -> str:  # noqa: AR
 
 
 def _float_weights(folder: Path) -> Path:
-    """The float weights behind a model's integer form (another model's, for one that is
-    another integer form of it: ``derived_from`` in its recipe)."""
+    """The float weights behind a model's integer form (another folder's, for a model whose
+    recipe names them in ``derived_from``)."""
     source = _derived_from(folder)
     return (folder.parent / source if source else folder) / "weights.safetensors"
 
@@ -157,22 +153,32 @@ def list_models() -> list[ModelInfo]:
             name = integer.parent.name
             if name not in seen:
                 seen[name] = _info(name, integer.parent)
-    successors = {source: name for name, info in seen.items() if (source := _derived_from(info.path.parent))}
-    return [dataclasses.replace(info, superseded_by=successors.get(name)) for name, info in seen.items()]
+    return list(seen.values())
 
 
 def _derived_from(folder: Path) -> str | None:
-    """The model whose float weights this one is another integer form of (its recipe's
-    ``derived_from``): that model still decodes its files, but this one codes faster."""
+    """The folder whose float weights this model's integer form is made from (its recipe's
+    ``derived_from``); None when they are the model's own."""
     recipe = folder / "recipe.json"
     return json.loads(recipe.read_text()).get("derived_from") if recipe.exists() else None
 
 
+def successor(name: str) -> str | None:
+    """The model whose recipe derives from folder ``name``'s float weights, if any: what a
+    name without an integer form of its own (a retired form's float source) codes as."""
+    return next((info.name for info in list_models() if _derived_from(info.path.parent) == name), None)
+
+
 def find_model(name: str) -> ModelInfo:
-    for info in list_models():
+    models = list_models()
+    for info in models:
         if info.name == name:
             return info
-    known = ", ".join(m.name for m in list_models()) or "none"
+    if later := successor(name):
+        raise ModelMismatchError(
+            f"model {name!r} is retired: its float weights code as {later!r} (--model {later}); "
+            f"a file written with {name!r} needs the bbcodec version that wrote it")
+    known = ", ".join(m.name for m in models) or "none"
     raise ModelMismatchError(f"model {name!r} is not installed (shipped models: {known})")
 
 

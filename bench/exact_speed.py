@@ -47,9 +47,9 @@ t = time.perf_counter(); out = bbcodec.decompress(data); dec = time.perf_counter
 ok = all(np.array_equal(a, b) for a, b in zip(out, images))
 print(json.dumps({"encode_s": enc, "decode_s": dec, "bytes": len(data), "exact": ok}))
 """
-MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide-int8", "vlae-mnist-wide", "mnist-int8",
-                "mnist", "biva-mnist", "vlae-mnist-binary-int8", "vlae-mnist-binary")
-# A model that is another integer form of a float model is compared with that float model.
+MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8", "biva-mnist", "vlae-mnist-binary-int8")
+# A model whose integer form is made from another folder's float weights is compared with
+# the float coder of that float model (the name it had in bbcodec 0.1).
 FLOAT_MODEL_OF = {"vlae-mnist-large-int8": "vlae-mnist-large", "vlae-mnist-wide-int8": "vlae-mnist-wide",
                   "vlae-mnist-binary-int8": "vlae-mnist-binary", "mnist-int8": "mnist"}
 

@@ -1,6 +1,6 @@
 """One file of a model's whole test set: rate beside the integer and float −ELBO, exactness, speed.
 
-    python -m bench.full_test vlae-mnist-large        # MNIST test (10,000); rgb: the 20 CIFAR-10 images
+    python -m bench.full_test vlae-mnist-large-int8   # MNIST test (10,000); rgb: the 20 CIFAR-10 images
 
 Encodes in this process (timed), decodes in a fresh process (timed, compared pixel
 for pixel), and reads the integer and float −ELBO from ``models/NAME/scores.json``

@@ -1,7 +1,8 @@
 """Coding speed of every shipped model beside PNG, WebP and JPEG-XL, in one run.
 
     python -m bench.speed                      # 2,000 MNIST test digits, every model
-    python -m bench.speed --images 500 --models vlae-mnist-large
+    python -m bench.speed --images 500 --models vlae-mnist-large-int8
+    python -m bench.speed --render-only        # speed.md again from speed.json, models that code only
 
 Each dataset is coded by every codec on the same images in the same process, one
 after another, so the ratios between them are what to read (a busy machine slows all
@@ -10,7 +11,7 @@ and compilation are done before timing); the classical codecs write one file per
 image, as they would be used. Every decoded image is compared with its original.
 The process keeps freed memory for reuse, as the command line does
 (:func:`bbcodec.runtime.reuse_freed_memory`), for every codec alike.
-``vlae-mnist-binary`` codes the binarised digits (classical codecs get the same
+``vlae-mnist-binary-int8`` codes the binarised digits (classical codecs get the same
 0/1 images), ``rgb`` the 20 CIFAR-10 test images, and the lossy row times
 ``--lossy`` with its default model (decode: the mean of the default draws, on a subset).
 Results: ``bench/results/speed.json`` with its stamp (command, commit, CPU model).
@@ -34,9 +35,8 @@ from bbcodec.lossy import DEFAULT_DRAWS
 from bench.stamp import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-large", "vlae-mnist-wide-int8", "vlae-mnist-wide", "mnist-int8",
-                "mnist", "biva-mnist")
-BINARY_MODELS = ("vlae-mnist-binary-int8", "vlae-mnist-binary")
+MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8", "biva-mnist")
+BINARY_MODELS = ("vlae-mnist-binary-int8",)
 LOSSY_MODEL = zoo.LOSSY_PREFERENCE[0]  # what --lossy codes with by default
 
 
@@ -152,11 +152,19 @@ def write_model_speeds(result: dict, models_dir: Path = ROOT / "models") -> list
     return written
 
 
+def codes_today(codec: str) -> bool:
+    """Whether a row's codec can be run now: a bbcodec row's model must be installed (a
+    results file keeps the rows of integer forms retired since it was measured)."""
+    if not codec.startswith("bbcodec "):
+        return True
+    return codec.split()[1] in {m.name for m in zoo.list_models()}
+
+
 def table(result: dict) -> str:
     """Markdown: each dataset's rows with speeds and their ratio to JPEG-XL effort 7."""
     lines = []
     for block in result["datasets"]:
-        rows = block["rows"]
+        rows = [r for r in block["rows"] if codes_today(r["codec"])]
         ref = next((r for r in rows if r["codec"] == "JPEG-XL lossless e7"), None)
         lines += [f"**{block['title']}**", "",
                   "| codec | bits/dim | encode img/s | decode img/s | encode ÷ JPEG-XL e7 "
@@ -172,15 +180,8 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=2000, help="MNIST test digits (rgb: the 20 CIFAR-10 images)")
-    parser.add_argument("--models", nargs="+", default=[*MNIST_MODELS, *BINARY_MODELS, "rgb"])
-    parser.add_argument("--lossy-decoded", type=int, default=100,
-                        help="digits the lossy row decodes (each costs the default draws' work)")
-    parser.add_argument("--no-lossy", action="store_true", help="skip the --lossy row")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
-    args = parser.parse_args()
+def measure(args: argparse.Namespace) -> dict:
+    """One run: every requested model and the classical codecs on each dataset, with its stamp."""
     runtime.reuse_freed_memory()
     result = {"stamp": stamp(), "datasets": []}
     for title, images, models in datasets(args.images, args.models):
@@ -195,6 +196,23 @@ def main() -> None:
             rows.append(classical_row(name, images))
             print(json.dumps(rows[-1]), flush=True)
         result["datasets"].append({"title": title, "rows": rows})
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000, help="MNIST test digits (rgb: the 20 CIFAR-10 images)")
+    parser.add_argument("--models", nargs="+", default=[*MNIST_MODELS, *BINARY_MODELS, "rgb"])
+    parser.add_argument("--lossy-decoded", type=int, default=100,
+                        help="digits the lossy row decodes (each costs the default draws' work)")
+    parser.add_argument("--no-lossy", action="store_true", help="skip the --lossy row")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.json")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the table from OUT, measuring nothing")
+    args = parser.parse_args()
+    if args.render_only:
+        (args.out.with_suffix(".md")).write_text(table(json.loads(args.out.read_text())))
+        return
+    result = measure(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     write_model_speeds(result)

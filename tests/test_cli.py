@@ -105,17 +105,23 @@ def test_models_show_the_speed_a_bench_run_measured(tiny_zoo, tmp_path, monkeypa
     assert f"{row['encode_img_per_s']:.0f} / {row['decode_img_per_s']:.0f} img/s" in run("models").output
 
 
-def test_models_name_the_faster_form_that_supersedes_one(tiny_zoo, tmp_path, monkeypatch):
+def test_float_weights_without_an_integer_form_are_no_model_and_name_the_one_that_codes_them(
+        tiny_zoo, tmp_path, digits, monkeypatch):
+    """A folder of float weights whose integer form is another model's (that model's recipe
+    derives from it) is not listed, and naming it says which model to use."""
     import shutil
 
     zoo = tmp_path / "zoo"
-    for name in ("tiny-vlae", "tiny-vlae-int8"):
-        shutil.copytree(tiny_zoo / name, zoo / name)
+    shutil.copytree(tiny_zoo / "tiny-vlae-int8", zoo / "tiny-vlae-int8")
+    (zoo / "tiny-vlae").mkdir()
+    shutil.copy(tiny_zoo / "tiny-vlae" / "weights.safetensors", zoo / "tiny-vlae")
     (zoo / "tiny-vlae-int8" / "recipe.json").write_text(json.dumps({"derived_from": "tiny-vlae"}))
     monkeypatch.setenv("BBCODEC_MODELS_DIR", str(zoo))
-    listed = {m["name"]: m for m in json.loads(run("models", "--json").output)}
-    assert listed["tiny-vlae"]["superseded_by"] == "tiny-vlae-int8" and listed["tiny-vlae-int8"]["superseded_by"] is None
-    assert "superseded by tiny-vlae-int8" in run("models").output
+    names = {m["name"] for m in json.loads(run("models", "--json").output)}
+    assert "tiny-vlae-int8" in names and "tiny-vlae" not in names
+    assert not [line for line in run("models").output.splitlines() if line.split()[0] == "tiny-vlae"]
+    r = run("encode", digits[0], "-o", tmp_path / "v.bbc", "--model", "tiny-vlae")
+    assert r.exit_code == 4 and "'tiny-vlae' is retired" in r.output and "--model tiny-vlae-int8" in r.output
 
 
 def test_help_teaches():

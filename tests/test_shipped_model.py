@@ -35,6 +35,22 @@ def test_default_models_for_grayscale_are_the_shipped_ones(monkeypatch):
     assert lossy.name == bbcodec.zoo.LOSSY_PREFERENCE[0] == "vlae-mnist-wide-int8"
 
 
+@pytest.mark.parametrize("name", ["mnist", "vlae-mnist-large", "vlae-mnist-wide", "vlae-mnist-binary"])
+def test_a_retired_integer_form_is_no_model_and_names_the_one_that_codes_its_weights(name, monkeypatch):
+    """These float weights code only through their int8 form: not listed, refused by name."""
+    import json
+
+    from click.testing import CliRunner
+
+    from bbcodec.cli import main
+
+    monkeypatch.delenv("BBCODEC_MODELS_DIR", raising=False)
+    listed = {m["name"] for m in json.loads(CliRunner().invoke(main, ["models", "--json"]).output)}
+    assert f"{name}-int8" in listed and name not in listed
+    with pytest.raises(bbcodec.ModelMismatchError, match=f"'{name}' is retired: .* as '{name}-int8'"):
+        bbcodec.load_model(name)
+
+
 def test_chain_of_real_digits_costs_the_elbo_and_decodes_exactly_in_a_fresh_process(digits, tmp_path):
     data = bbcodec.compress(list(digits))
     info = bbcodec.inspect(data)

@@ -91,11 +91,23 @@ def float_weights(folder: Path) -> Path:
     return source / "weights.safetensors"
 
 
+def successor(folder: Path) -> str | None:
+    """The model whose recipe derives from this folder's float weights (``derived_from``), if
+    any: those weights code through it and get no integer form of their own."""
+    for recipe in sorted(folder.parent.glob("*/recipe.json")):
+        if json.loads(recipe.read_text()).get("derived_from") == folder.name:
+            return recipe.parent.name
+    return None
+
+
 def export(name: str, force: bool = False) -> Path:
     folder = MODELS / name
     target = folder / INTEGER_FILE
     if target.exists() and not force:
         raise SystemExit(f"{target} exists: a shipped integer form never changes (a new one needs a new name)")
+    if later := successor(folder):
+        raise SystemExit(f"{name}'s float weights code as {later} (its recipe derives from them): "
+                         "they get no integer form of their own")
     weights = float_weights(folder)
     model, _ = load_weights(weights)
     recipe = json.loads((folder / "recipe.json").read_text())
