@@ -3,9 +3,10 @@
 A model folder holds ``weights.safetensors`` (the float model: architecture, config
 and test scores inside its metadata), ``integer.safetensors`` (its integer coding
 form, :mod:`bbcodec.exact`) and ``CARD.md``. Only folders with an integer form are
-models that code. A folder of float weights whose integer form is another model's
-(that model's recipe names it in ``derived_from``) is not a model: naming it is refused
-with the name that codes its weights. Folders are looked up, in order, in
+models that code. A folder whose float weights another model's recipe names in
+``derived_from`` holds a retired form: it decodes the files it wrote, but does not code
+new ones (naming it is refused with the model that codes its weights now) and is not
+listed. Folders are looked up, in order, in
 ``$BBCODEC_MODELS_DIR``, the source checkout's ``models/`` and the installed package
 data ``bbcodec/zoo_data`` (the same folder, shipped in the wheel).
 A .bbc file names its model and the first bytes of the integer form's sha256, so
@@ -28,16 +29,16 @@ from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, load_weights, read_meta
 
 # Without --model, the first of these that codes the images wins (then any other).
-# The VLAEs code 28x28 only, but there they beat mnist-int8 on rate (models/*/scores.json).
+# The VLAEs code 28x28 only, but there they beat mnist-int8-w7 on rate (models/*/scores.json).
 # An "-int8" model is the integer form of the float weights its recipe derives from,
 # with a VLAE's decoder or an HVAE's convolutions on int8 products.
-PREFERENCE = ("vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8", "rgb")
+PREFERENCE = ("vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8-w7", "rgb")
 # Lossy coding ranks separately: a model's lossy quality (label agreement at a rate)
 # is measured on its own, and the best lossless model need not be the best lossy one
 # (vlae-mnist-wide-int8 on validation digits: bench/results/lossy_vlae-mnist-wide-int8_validation.json).
 LOSSY_PREFERENCE = ("vlae-mnist-wide-int8",)
 DEFAULT_MODEL = PREFERENCE[0]  # what compress() picks for 28x28 grayscale digits, and load_model() loads
-ANY_SIZE_GRAYSCALE = "mnist-int8"  # the grayscale model that codes any image size
+ANY_SIZE_GRAYSCALE = "mnist-int8-w7"  # the grayscale model that codes any image size
 
 
 def search_path() -> list[Path]:
@@ -145,15 +146,34 @@ def _speed(folder: Path) -> dict | None:
             "cores": record["stamp"]["cores"], "commit": record["stamp"]["commit"]}
 
 
-def list_models() -> list[ModelInfo]:
-    """Every shipped model, first folder on the search path winning per name."""
+def _installed() -> dict[str, ModelInfo]:
+    """Every folder with an integer form, first on the search path winning per name:
+    the models that code and the retired forms that only decode their files."""
     seen: dict[str, ModelInfo] = {}
     for root in search_path():
         for integer in sorted(root.glob(f"*/{INTEGER_FILE}")):
             name = integer.parent.name
             if name not in seen:
                 seen[name] = _info(name, integer.parent)
-    return list(seen.values())
+    return seen
+
+
+def _successors(installed: dict[str, ModelInfo]) -> dict[str, str]:
+    """Retired form -> the model that codes its float weights now: a folder whose weights
+    another model's recipe names in ``derived_from`` no longer codes by its own name."""
+    order = sorted(installed, key=lambda n: PREFERENCE.index(n) if n in PREFERENCE else len(PREFERENCE))
+    successors: dict[str, str] = {}
+    for name in order:  # the most preferred derived model names a source's successor
+        if source := _derived_from(installed[name].path.parent):
+            successors.setdefault(source, name)
+    return successors
+
+
+def list_models() -> list[ModelInfo]:
+    """Every shipped model that codes (retired forms, which only decode, left out)."""
+    installed = _installed()
+    retired = _successors(installed)
+    return [info for name, info in installed.items() if name not in retired]
 
 
 def _derived_from(folder: Path) -> str | None:
@@ -164,12 +184,12 @@ def _derived_from(folder: Path) -> str | None:
 
 
 def successor(name: str) -> str | None:
-    """The model whose recipe derives from folder ``name``'s float weights, if any: what a
-    name without an integer form of its own (a retired form's float source) codes as."""
-    return next((info.name for info in list_models() if _derived_from(info.path.parent) == name), None)
+    """The model that codes folder ``name``'s float weights when ``name`` is a retired form."""
+    return _successors(_installed()).get(name)
 
 
 def find_model(name: str) -> ModelInfo:
+    """The coding model ``name``; a retired form is refused with the name that replaces it."""
     models = list_models()
     for info in models:
         if info.name == name:
@@ -177,7 +197,7 @@ def find_model(name: str) -> ModelInfo:
     if later := successor(name):
         raise ModelMismatchError(
             f"model {name!r} is retired: its float weights code as {later!r} (--model {later}); "
-            f"a file written with {name!r} needs the bbcodec version that wrote it")
+            f"files written with {name!r} still decode")
     known = ", ".join(m.name for m in models) or "none"
     raise ModelMismatchError(f"model {name!r} is not installed (shipped models: {known})")
 
@@ -202,8 +222,8 @@ def load_float_model(name: str) -> torch.nn.Module:
 
 
 def name_for_hash(weights_hash: bytes) -> str:
-    """The installed model with these weights, or the hash itself when none is."""
-    for info in list_models():
+    """The installed model (or retired form) with these weights, or the hash itself when none is."""
+    for info in _installed().values():
         if info.weights_hash == weights_hash:
             return info.name
     return f"sha256:{weights_hash.hex()}…"
@@ -221,10 +241,12 @@ def model_for_file(name: str, weights_hash: bytes) -> tuple[torch.nn.Module, Mod
             raise ModelMismatchError(
                 f"this file was written with model weights {name} that no installed model has "
                 f"(installed: {known}); install the bbcodec version that wrote it")
-    try:
-        model, info = load_model(name)
-    except ModelMismatchError as exc:
-        raise ModelMismatchError(f"this file needs model {name!r}, which is not installed: {exc}") from exc
+    info = _installed().get(name)  # a retired form still decodes the files it wrote
+    if info is None:
+        known = ", ".join(m.name for m in list_models()) or "none"
+        raise ModelMismatchError(f"this file needs model {name!r}, which is not installed (installed: {known}); "
+                                 "install the bbcodec version that wrote it")
+    model = _load(info.path, info.sha256)
     if info.weights_hash != weights_hash:
         raise ModelMismatchError(
             f"this file was written with different weights for model {name!r} "

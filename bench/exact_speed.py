@@ -47,11 +47,13 @@ t = time.perf_counter(); out = bbcodec.decompress(data); dec = time.perf_counter
 ok = all(np.array_equal(a, b) for a, b in zip(out, images))
 print(json.dumps({"encode_s": enc, "decode_s": dec, "bytes": len(data), "exact": ok}))
 """
-MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8", "biva-mnist", "vlae-mnist-binary-int8")
-# A model whose integer form is made from another folder's float weights is compared with
-# the float coder of that float model (the name it had in bbcodec 0.1).
-FLOAT_MODEL_OF = {"vlae-mnist-large-int8": "vlae-mnist-large", "vlae-mnist-wide-int8": "vlae-mnist-wide",
-                  "vlae-mnist-binary-int8": "vlae-mnist-binary", "mnist-int8": "mnist"}
+MNIST_MODELS = ("vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8-w7", "biva-mnist", "vlae-mnist-binary-int8")
+def float_model_of(model: str) -> str:
+    """The float model a model is compared with: a model whose integer form is made from
+    another folder's float weights (its recipe's ``derived_from``) is compared with the
+    float coder of that model (the name it had in bbcodec 0.1)."""
+    recipe = ROOT / "models" / model / "recipe.json"
+    return json.loads(recipe.read_text()).get("derived_from", model) if recipe.exists() else model
 
 
 def _images(model: str, n: int) -> np.ndarray:
@@ -87,9 +89,9 @@ def main() -> None:
             np.save(npy, images)
             runs: dict[str, list[dict]] = {"float": [], "integer": []}
             for _ in range(args.rounds):
-                runs["float"].append(_run(args.baseline, npy, FLOAT_MODEL_OF.get(model, model)))
+                runs["float"].append(_run(args.baseline, npy, float_model_of(model)))
                 runs["integer"].append(_run(ROOT, npy, model))
-            row = {"model": model, "float_model": FLOAT_MODEL_OF.get(model, model), "images": len(images)}
+            row = {"model": model, "float_model": float_model_of(model), "images": len(images)}
             for coder, results in runs.items():
                 row[coder] = {
                     "encode_img_per_s": len(images) / min(r["encode_s"] for r in results),

@@ -2,7 +2,7 @@
 in the exact original pixels, within a time bound, without a memory blow-up.
 
     python -m bench.fuzz --cases 5000            # tiny random model (fast)
-    python -m bench.fuzz --cases 500 --model mnist-int8
+    python -m bench.fuzz --cases 500 --model mnist-int8-w7
 
 Mutations: truncation, bit flips anywhere, byte edits with the file CRC recomputed
 (so they reach the header parser and the ANS decoder), varint field edits, random

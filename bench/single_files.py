@@ -1,7 +1,7 @@
 """One image per file over a whole test set: what a CLI user pays for a single image.
 
     python -m bench.single_files                       # all 10,000 MNIST test digits, default model
-    python -m bench.single_files --model mnist-int8 --images 1000 --decode 200
+    python -m bench.single_files --model mnist-int8-w7 --images 1000 --decode 200
 
 Every file is a real ``bbcodec.compress([image])`` output (header, anchor, CRCs);
 the first ``--decode`` files are also decoded and compared pixel by pixel. Beside it:

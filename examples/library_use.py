@@ -30,7 +30,7 @@ def main() -> None:
     print(f"32 digits -> {len(data)} bytes, {info.bits_per_dim:.3f} bits/dim with model {info.model!r}")
 
     # 2. the coder itself: bits-back on your own stack, e.g. to interleave other data.
-    model, _ = bbcodec.load_model("mnist-int8")
+    model, _ = bbcodec.load_model("mnist-int8-w7")
     coder = BitsBackCoder(model, CoderSettings(latent_precision=8))
     stack = Stack(np.arange(1, 2000, dtype=np.uint32))  # your own bits become the initial bits
     x = np.stack(batch[:4])[:, None]  # (N, C, H, W) uint8

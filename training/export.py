@@ -93,11 +93,10 @@ def float_weights(folder: Path) -> Path:
 
 def successor(folder: Path) -> str | None:
     """The model whose recipe derives from this folder's float weights (``derived_from``), if
-    any: those weights code through it and get no integer form of their own."""
-    for recipe in sorted(folder.parent.glob("*/recipe.json")):
-        if json.loads(recipe.read_text()).get("derived_from") == folder.name:
-            return recipe.parent.name
-    return None
+    any: those weights code through it and get no new integer form of their own."""
+    from bbcodec import zoo
+
+    return zoo.successor(folder.name)
 
 
 def export(name: str, force: bool = False) -> Path:

@@ -28,8 +28,15 @@ CASES = {
     "tiny_digits_anchored.bbc": ("tiny", "tiny_digits", {"names": ["a.png", "b.png", "c.png"]}),
     "tiny_one_digit.bbc": ("tiny", "tiny_digit", {}),
     "tiny_importance.bbc": ("tiny", "tiny_digits_x10", {"samples": 4}),
+    # Forms since retired (their files still decode; encoding with them is refused):
+    "default_digits.bbc": ("vlae-mnist-large", "mnist_8", {}),  # written when it was the default
+    "default_one_digit.bbc": ("vlae-mnist-large", "mnist_1", {}),
     "default_int8_digits.bbc": (None, "mnist_8", {}),
     "default_int8_one_digit.bbc": (None, "mnist_1", {}),
+    "wide_importance.bbc": ("vlae-mnist-wide", "mnist_12", {"samples": 4}),
+    "wide_lossy.bbc": ("vlae-mnist-wide", "mnist_4", {"lossy_step": 1.0}),
+    "binary_digits.bbc": ("vlae-mnist-binary", "binary_4", {}),
+    "mnist_digits.bbc": ("mnist", "mnist_4", {}),
     "biva_digits.bbc": ("biva-mnist", "mnist_4", {}),
     "rgb_cifar.bbc": ("rgb", "cifar_2", {}),
     "rgb_tiled.bbc": ("rgb", "cifar_wide", {}),
@@ -37,8 +44,8 @@ CASES = {
     "wide_int8_importance.bbc": ("vlae-mnist-wide-int8", "mnist_12", {"samples": 4}),
     "wide_int8_lossy.bbc": ("vlae-mnist-wide-int8", "mnist_4", {"lossy_step": 1.0}),
     "binary_int8_digits.bbc": ("vlae-mnist-binary-int8", "binary_4", {}),
-    "mnist_int8_digits.bbc": ("mnist-int8", "mnist_4", {}),
-    "mnist_int8_crops.bbc": ("mnist-int8", "mnist_crops", {}),  # 24 x 28: the any-size default
+    "mnist_int8_w7_digits.bbc": ("mnist-int8-w7", "mnist_4", {}),
+    "mnist_int8_w7_crops.bbc": ("mnist-int8-w7", "mnist_crops", {}),  # 24 x 28: the any-size default
 }
 
 
