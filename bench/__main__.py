@@ -189,17 +189,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-def models_that_code(meta: dict, rows: list[dict]) -> tuple[dict, list[dict]]:
-    """The rows of installed models (and of no model), with the stamp's merged runs cut to
-    them: a results file keeps the rows of models retired since it was measured, but the
-    tables show what a user can run."""
-    coding = {m.name for m in bbcodec.list_models()}
-    rows = [r for r in rows if r.get("model") is None or r["model"] in coding]
-    merged = [{**run, "models": [m for m in run["models"] if m in coding]} for run in meta.get("merged", [])
-              if not run["models"] or set(run["models"]) & coding]
-    return {**meta, "merged": merged}, rows
-
-
 def render(rows: list[dict], reported: list[dict], out: Path) -> list[Path]:
     plots = []
     for key in dict.fromkeys(r["dataset_key"] for r in rows if r["kind"] != "lossy"):
@@ -272,7 +261,6 @@ def main() -> None:
         (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows, "reported": reported}, indent=1))
         for name, grid in grids.items():
             image_grid(grid, args.out / f"{slug(name)}_lossy_grid.png")
-    meta, rows = models_that_code(meta, rows)
     render(rows, reported, args.out)
     table = markdown(rows, reported)
     (args.out / "results.md").write_text(table)
