@@ -194,10 +194,11 @@ def find_model(name: str) -> ModelInfo:
     for info in models:
         if info.name == name:
             return info
-    if later := successor(name):
+    installed = _installed()
+    if later := _successors(installed).get(name):
+        decodes = f"; files written with {name!r} still decode" if name in installed else ""
         raise ModelMismatchError(
-            f"model {name!r} is retired: its float weights code as {later!r} (--model {later}); "
-            f"files written with {name!r} still decode")
+            f"model {name!r} is retired: its float weights code as {later!r} (--model {later}){decodes}")
     known = ", ".join(m.name for m in models) or "none"
     raise ModelMismatchError(f"model {name!r} is not installed (shipped models: {known})")
 

@@ -122,6 +122,7 @@ def test_float_weights_without_an_integer_form_are_no_model_and_name_the_one_tha
     assert not [line for line in run("models").output.splitlines() if line.split()[0] == "tiny-vlae"]
     r = run("encode", digits[0], "-o", tmp_path / "v.bbc", "--model", "tiny-vlae")
     assert r.exit_code == 4 and "'tiny-vlae' is retired" in r.output and "--model tiny-vlae-int8" in r.output
+    assert "still decode" not in r.output  # no integer form of its own: nothing of it decodes
 
 
 def test_help_teaches():
