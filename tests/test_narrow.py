@@ -10,19 +10,18 @@ import torch
 
 import bbcodec
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
-from bbcodec.exact.export import load_integer, save_integer
 from bbcodec.exact.export import integer_form
 from bbcodec.exact.fixed import BoundError
 from bbcodec.exact.layers import check_layers
 from bbcodec.exact.narrow import NarrowPixelNet
 from bbcodec.nn.vlae import VLAEConfig
-from bbcodec.weights import read_meta
 from tests.conftest import (
     TINY_VLAE_CONFIG,
     coder_round_trip,
     int8_over_wide_rate,
     make_tiny,
     random_digits,
+    saved_and_loaded,
     tiny_calibration,
 )
 
@@ -72,13 +71,7 @@ def test_the_int8_form_rates_close_to_the_wide_form():
 
 def test_saves_and_loads_as_its_own_format_revision(tmp_path):
     model = _narrow(TINY_VLAE_CONFIG, 7, 2)
-    path = tmp_path / "integer.safetensors"
-    save_integer(model, path, {})
-    meta = read_meta(path)
-    assert meta["exact_format"] == 2 and meta["local_form"] == "int8-w13"
-    loaded, _ = load_integer(path)
-    x = random_digits(4, seed=1, size=12)[:, None]
-    assert np.array_equal(bbcodec.exact.negative_elbo_bits(model, x, 8), bbcodec.exact.negative_elbo_bits(loaded, x, 8))
+    loaded = saved_and_loaded(model, tmp_path, "int8-w13")
     assert {k: v.dtype for k, v in loaded.local.state_dict().items()} == \
         {k: v.dtype for k, v in model.local.state_dict().items()}
 

@@ -81,8 +81,10 @@ def _pad_row(out: np.ndarray, i: int, r: int, pad: int, h: int, w: int) -> bool:
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _digits_nhwc(x: np.ndarray, down: int, up: int, pad: int, table: np.ndarray,
-                 offset: int) -> np.ndarray:  # pragma: no cover - compiled
+def _digits(x: np.ndarray, down: int, up: int, pad: int, table: np.ndarray,
+            offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """The planes of ``x`` viewed as (N, H, W, C): a contiguous array (channels last) or
+    the strided view of planes; numba compiles each layout on its own."""
     n, h, w, c = x.shape
     out = np.empty((2, n, h + 2 * pad, w + 2 * pad, c), dtype=np.int8)
     half = (np.int64(1) << (down - 1)) if down > 0 else np.int64(0)
@@ -92,27 +94,8 @@ def _digits_nhwc(x: np.ndarray, down: int, up: int, pad: int, table: np.ndarray,
         if _pad_row(out, i, r, pad, h, w):
             continue
         for col in range(w):
-            for ch in range(c):  # contiguous in and out: vectorised
+            for ch in range(c):  # channels last: contiguous in and out (vectorised); planes: a few kB from L1
                 y = x[i, r - pad, col, ch]
-                q = _silu_int(y, table, offset) if table.shape[0] > 0 else np.int64(y)
-                _put_code(out, i, r, col + pad, ch, q, down, up, half)
-    return out
-
-
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _digits_nchw(x: np.ndarray, down: int, up: int, pad: int, table: np.ndarray,
-                 offset: int) -> np.ndarray:  # pragma: no cover - compiled
-    n, c, h, w = x.shape
-    out = np.empty((2, n, h + 2 * pad, w + 2 * pad, c), dtype=np.int8)
-    half = (np.int64(1) << (down - 1)) if down > 0 else np.int64(0)
-    rows = h + 2 * pad
-    for job in numba.prange(n * rows):
-        i, r = job // rows, job % rows
-        if _pad_row(out, i, r, pad, h, w):
-            continue
-        for col in range(w):
-            for ch in range(c):  # one image row of every channel: a few kB, read from L1
-                y = x[i, ch, r - pad, col]
                 q = _silu_int(y, table, offset) if table.shape[0] > 0 else np.int64(y)
                 _put_code(out, i, r, col + pad, ch, q, down, up, half)
     return out
@@ -126,12 +109,9 @@ def grid_digits(x: np.ndarray, down: int, up: int, pad: int, silu_table: np.ndar
     empty): code ``sat((q + 2^(down−1)) >> down)``, or ``sat(q << up)`` when the code grid
     is finer than the activation grid; planes ``high = (code + 128) >> 8``,
     ``low = code − 256·high``. ``x`` is read in its own memory order (channels last or planes)."""
-    if x.flags.c_contiguous:
-        return _digits_nchw(x, down, up, pad, silu_table, silu_offset)
-    channels_last = x.transpose(0, 2, 3, 1)
-    if channels_last.flags.c_contiguous:
-        return _digits_nhwc(channels_last, down, up, pad, silu_table, silu_offset)
-    return _digits_nchw(np.ascontiguousarray(x), down, up, pad, silu_table, silu_offset)
+    if not (x.flags.c_contiguous or x.transpose(0, 2, 3, 1).flags.c_contiguous):
+        x = np.ascontiguousarray(x)
+    return _digits(x.transpose(0, 2, 3, 1), down, up, pad, silu_table, silu_offset)
 
 
 @lru_cache(maxsize=1)
