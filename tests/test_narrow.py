@@ -46,6 +46,20 @@ def test_kernels_equal_their_torch_definition(config, digits):
     assert torch.equal(net.rows_params(windows, cond), net.rows_params_reference(windows, cond))
 
 
+@pytest.mark.parametrize("images", [3, 40])  # below and above TABLE_PARALLEL_ROWS: serial and threaded kernels
+def test_fused_step_tables_equal_parameters_then_tables(images):
+    """A decoding step's fused kernel gives the tables that its parameters give."""
+    model = _narrow(TINY_VLAE_CONFIG, 5, 2)
+    net, k = model.local, TINY_VLAE_CONFIG.mixture_components
+    gen = torch.Generator().manual_seed(images)
+    canvas = net.empty_canvas(images, 6, 7)
+    canvas[:, :1] = torch.randint(-128, 128, canvas[:, :1].shape, dtype=torch.int8, generator=gen)
+    cond = torch.randint(-3000, 3000, (images, net.hidden), dtype=torch.int32, generator=gen)
+    for i, j in [(0, 0), (2, 3), (5, 6)]:
+        expected = model.distribution(net.step_params(canvas, i, j, cond).view(images, 1, 1, -1)).frequencies()
+        assert torch.equal(net.step_logistic_tables(canvas, i, j, cond, k), expected)
+
+
 def test_int8_products_are_exact_at_the_bounds():
     """Full-range int8 inputs by weight digits at ±63: the int32 sums equal int64 arithmetic."""
     gen = torch.Generator().manual_seed(0)

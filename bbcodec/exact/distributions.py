@@ -70,6 +70,17 @@ def _parameter_tables() -> tuple:
             -(exp_grid.lo << exp_grid.step), MEAN_LIMIT, LOG_SCALE_FLOOR)
 
 
+@lru_cache(maxsize=1)
+def logistic_kernel_tables() -> tuple:
+    """Everything after the parameters that a fused kernel needs to go from packed grid
+    parameters to pixel tables (:func:`bbcodec.exact.int8_kernels.head_logistic_tables`):
+    :func:`_parameter_tables`, then the bin edges, the sigmoid table and its grid constants
+    as :meth:`Logistics.frequencies` passes them."""
+    t, grid = tables.load().int, tables.GRIDS["sigmoid"]
+    return (*_parameter_tables(), t["pixel_edges"].numpy(), t["sigmoid"].numpy(), SIGMOID_SHIFT,
+            -(grid.lo << grid.step))
+
+
 @dataclass(frozen=True)
 class Logistics:
     """A discretised logistic mixture with integer parameters, all (..., K) with the
@@ -107,10 +118,9 @@ class Logistics:
         """(M, 256) frequency tables of the M = prod(shape[:-1]) pixels, in their order
         (compiled kernel; :meth:`frequencies_reference` is the same in torch ops)."""
         flat = self.flat()
-        t, grid = tables.load().int, tables.GRIDS["sigmoid"]
         return torch.from_numpy(kernels.logistic_frequencies(
             flat.weights.contiguous().numpy(), flat.means.contiguous().numpy(), flat.inv_scales.contiguous().numpy(),
-            t["pixel_edges"].numpy(), t["sigmoid"].numpy(), SIGMOID_SHIFT, -(grid.lo << grid.step)))
+            *logistic_kernel_tables()[-4:]))
 
     def frequencies_reference(self) -> torch.Tensor:
         flat = self.flat()

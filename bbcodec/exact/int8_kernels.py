@@ -17,7 +17,9 @@ import numba
 import numpy as np
 import torch
 
-from bbcodec.exact.kernels import window_origin
+from bbcodec.exact.kernels import _logistic_parameters_row, _logistic_row, window_origin
+
+TABLE_PARALLEL_ROWS = 16  # rows from which a step's pixel tables are split across threads
 
 # The 16-bit grid of values and codes: int16, up to 127·256 + 127 so that every value
 # splits into two signed int8 digits (high = (q + 128) >> 8, low = q − 256·high).
@@ -109,6 +111,73 @@ def requant_clamped(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: 
         for c in range(cols):
             out[r, c] = min(max(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]), -limit), limit)
     return out
+
+
+@numba.njit(cache=True, inline="always")
+def _head_tables_row(acc: np.ndarray, r: int, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int,
+                     k: int, params: np.ndarray, weights: np.ndarray, means: np.ndarray, inv: np.ndarray,
+                     exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray, exp_shift: int, exp_offset: int,
+                     mean_limit: int, log_scale_floor: int, edges: np.ndarray, sigmoid: np.ndarray, sigmoid_shift: int,
+                     sigmoid_offset: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Row ``r`` of :func:`head_logistic_tables`: the head's parameters as
+    :func:`requant_clamped` gives them, then the mixture and its table as
+    :func:`bbcodec.exact.kernels.logistic_parameters` and ``logistic_frequencies`` make them."""
+    rows, cols = acc.shape[0] // 2, bias.shape[0]
+    wl = acc.shape[1] // cols
+    for c in range(cols):
+        params[r, c] = min(max(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]), -limit), limit)
+    _logistic_parameters_row(params, r, k, weights, means, inv, exp_neg, exp_neg_shift, exp_table, exp_shift,
+                             exp_offset, mean_limit, log_scale_floor)
+    _logistic_row(out, r, weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _head_tables_parallel(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int, k: int,
+                          exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray, exp_shift: int,
+                          exp_offset: int, mean_limit: int, log_scale_floor: int, edges: np.ndarray,
+                          sigmoid: np.ndarray, sigmoid_shift: int,
+                          sigmoid_offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    rows = acc.shape[0] // 2
+    params = np.empty((rows, bias.shape[0]), dtype=np.int64)
+    weights = np.empty((rows, k), dtype=np.int64)
+    means = np.empty((rows, k), dtype=np.int64)
+    inv = np.empty((rows, k), dtype=np.int64)
+    out = np.empty((rows, edges.shape[0] + 1), dtype=np.int64)
+    for r in numba.prange(rows):
+        _head_tables_row(acc, r, bias, mult, shift, limit, k, params, weights, means, inv, exp_neg, exp_neg_shift,
+                         exp_table, exp_shift, exp_offset, mean_limit, log_scale_floor, edges, sigmoid,
+                         sigmoid_shift, sigmoid_offset, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _head_tables_serial(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int, k: int,
+                        exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray, exp_shift: int,
+                        exp_offset: int, mean_limit: int, log_scale_floor: int, edges: np.ndarray,
+                        sigmoid: np.ndarray, sigmoid_shift: int,
+                        sigmoid_offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Few rows: no thread start-up (a separate function: see kernels._logistic_serial)."""
+    rows = acc.shape[0] // 2
+    params = np.empty((rows, bias.shape[0]), dtype=np.int64)
+    weights = np.empty((rows, k), dtype=np.int64)
+    means = np.empty((rows, k), dtype=np.int64)
+    inv = np.empty((rows, k), dtype=np.int64)
+    out = np.empty((rows, edges.shape[0] + 1), dtype=np.int64)
+    for r in range(rows):
+        _head_tables_row(acc, r, bias, mult, shift, limit, k, params, weights, means, inv, exp_neg, exp_neg_shift,
+                         exp_table, exp_shift, exp_offset, mean_limit, log_scale_floor, edges, sigmoid,
+                         sigmoid_shift, sigmoid_offset, out)
+    return out
+
+
+def head_logistic_tables(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int, k: int,
+                         logistic_tables: tuple) -> np.ndarray:
+    """(rows, 256) frequency tables of the pixel head's logistic mixtures straight from its
+    int32 digit sums (``acc``, as :func:`requant_clamped` takes them): one pass per row
+    instead of four kernels and their tensors, the same integers (a decoding step is short).
+    ``logistic_tables`` is :func:`bbcodec.exact.distributions.logistic_kernel_tables`."""
+    kernel = _head_tables_parallel if acc.shape[0] // 2 >= TABLE_PARALLEL_ROWS else _head_tables_serial
+    return kernel(acc, bias, mult, shift, limit, k, *logistic_tables)
 
 
 def requantise_reference(acc: torch.Tensor, bias: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -181,6 +181,27 @@ def gaussian_frequencies(edges: np.ndarray, mean_shifted: np.ndarray, den: np.nd
     return kernel(edges, mean_shifted, den, ndtr, offset)
 
 
+@numba.njit(cache=True, inline="always")
+def _logistic_parameters_row(params: np.ndarray, r: int, k: int, weights: np.ndarray, means: np.ndarray,
+                             inv: np.ndarray, exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray,
+                             exp_shift: int, exp_offset: int, mean_limit: int,
+                             log_scale_floor: int) -> None:  # pragma: no cover - compiled
+    """Row ``r`` of :func:`logistic_parameters`, written into ``weights``, ``means``, ``inv``."""
+    last_neg, last_exp = exp_neg.shape[0] - 1, exp_table.shape[0] - 1
+    top = params[r, 0]
+    for c in range(1, k):
+        top = max(top, params[r, c])
+    total = 0
+    for c in range(k):
+        weights[r, c] = exp_neg[min(max((top - params[r, c]) >> exp_neg_shift, 0), last_neg)]
+        total += weights[r, c]
+    for c in range(k):
+        weights[r, c] = (weights[r, c] << WEIGHT_TOTAL_BITS) // total
+        means[r, c] = min(max(params[r, k + c], -mean_limit), mean_limit)
+        ls = max(params[r, 2 * k + c], log_scale_floor)
+        inv[r, c] = exp_table[min(max(((-ls) >> exp_shift) + exp_offset, 0), last_exp)]
+
+
 @numba.njit(cache=True, nogil=True)
 def logistic_parameters(params: np.ndarray, k: int, exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray,
                         exp_shift: int, exp_offset: int, mean_limit: int,
@@ -192,20 +213,9 @@ def logistic_parameters(params: np.ndarray, k: int, exp_neg: np.ndarray, exp_neg
     weights = np.empty((rows, k), dtype=np.int64)
     means = np.empty((rows, k), dtype=np.int64)
     inv = np.empty((rows, k), dtype=np.int64)
-    last_neg, last_exp = exp_neg.shape[0] - 1, exp_table.shape[0] - 1
     for r in range(rows):
-        top = params[r, 0]
-        for c in range(1, k):
-            top = max(top, params[r, c])
-        total = 0
-        for c in range(k):
-            weights[r, c] = exp_neg[min(max((top - params[r, c]) >> exp_neg_shift, 0), last_neg)]
-            total += weights[r, c]
-        for c in range(k):
-            weights[r, c] = (weights[r, c] << WEIGHT_TOTAL_BITS) // total
-            means[r, c] = min(max(params[r, k + c], -mean_limit), mean_limit)
-            ls = max(params[r, 2 * k + c], log_scale_floor)
-            inv[r, c] = exp_table[min(max(((-ls) >> exp_shift) + exp_offset, 0), last_exp)]
+        _logistic_parameters_row(params, r, k, weights, means, inv, exp_neg, exp_neg_shift, exp_table, exp_shift,
+                                 exp_offset, mean_limit, log_scale_floor)
     return weights, means, inv
 
 

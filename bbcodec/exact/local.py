@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bbcodec.exact import kernels, tables
-from bbcodec.exact.distributions import BernoulliPixels, Logistics
+from bbcodec.exact.distributions import BernoulliPixels, FrequencyTable, Logistics
 from bbcodec.exact.fixed import ACT_LIMIT, ONE
 from bbcodec.exact.layers import SILU_OFFSET, IConv2d, ILinear, requantise_add, silu
 from bbcodec.nn.local_pixelcnn import CausalWindow, RasterSteps
@@ -134,9 +134,11 @@ class ExactPixelSteps(RasterSteps):
 
     def __init__(self, net: nn.Module, cond: torch.Tensor | Callable[[], torch.Tensor],
                  shape: tuple[int, int, int, int], distribution: Callable[[torch.Tensor], object],
-                 to_unit: Callable[[torch.Tensor], torch.Tensor], coupled: bool) -> None:
+                 to_unit: Callable[[torch.Tensor], torch.Tensor], coupled: bool,
+                 step_tables: Callable[..., torch.Tensor] | None = None) -> None:
         self._start(net, shape, distribution, to_unit, coupled)
         self._cond = cond  # or a function computing it when first needed (a lossy encoder never is)
+        self.step_tables = step_tables  # (canvas, i, j, cond row) -> a step's tables, where a fused kernel makes them
 
     @property
     def cond(self) -> torch.Tensor:
@@ -176,6 +178,8 @@ class ExactPixelSteps(RasterSteps):
     def step_distribution(self, t: int) -> object:
         assert self._canvas is not None and self._cond_steps is not None
         position, channel, i, j = self._where(t)
+        if self.step_tables is not None and self.sub_steps == 1:
+            return FrequencyTable(self.step_tables(self._canvas, i, j, self._cond_steps[position]))
         if channel == 0:
             params = self.net.step_params(self._canvas, i, j, self._cond_steps[position])
             self._position = self.distribution(params.view(self.shape[0], 1, 1, -1))

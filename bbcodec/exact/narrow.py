@@ -41,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bbcodec.exact import int8_kernels as k8
+from bbcodec.exact.distributions import logistic_kernel_tables
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC, BoundError
 from bbcodec.nn.local_pixelcnn import CausalWindow
 
@@ -143,8 +144,10 @@ class NarrowPixelNet(CausalWindow, nn.Module):
 
     # --- the canvas ---------------------------------------------------------------------
     def pixel_codes(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels -> their int8 canvas codes."""
-        return (x.to(torch.int16) * FLAG_CODE if self.binary else x.to(torch.int16) - 128).to(torch.int8)
+        """uint8 pixels -> their int8 canvas codes: ``x − 128`` is ``x`` with its top bit
+        flipped, read as int8 (binary: ``127 · x``, which stays below 128)."""
+        x = x.to(torch.uint8)
+        return (x * FLAG_CODE if self.binary else x ^ 128).view(torch.int8)
 
     def empty_canvas(self, n: int, h: int, w: int) -> torch.Tensor:
         canvas = torch.zeros(n, 2, h + self.pad_top, w + 2 * self.pad_side, dtype=torch.int8)
@@ -181,8 +184,13 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         return torch.from_numpy(out)
 
     def _block_params(self, windows: torch.Tensor, cond: np.ndarray, out: np.ndarray) -> None:
-        """Hidden codes are int16, carried as two int8 digits stacked (high rows, then low
-        rows) so one int8 product serves both; the kernels recombine the sums."""
+        head = self._kernel_plan()[2]
+        k8.requant_clamped(self._head_sums(windows, cond), *head[1:], ACT_LIMIT, out)
+
+    def _head_sums(self, windows: torch.Tensor, cond: np.ndarray) -> np.ndarray:
+        """The head's int32 digit sums. Hidden codes are int16, carried as two int8 digits
+        stacked (high rows, then low rows) so one int8 product serves both; the kernels
+        recombine the sums."""
         window, blocks, head, tables = self._kernel_plan()
         h, digits = k8.window_codes(torch._int_mm(windows, window[0]).numpy(), *window[1:], cond, tables[0])
         for b, (first, second) in enumerate(blocks):
@@ -190,7 +198,7 @@ class NarrowPixelNet(CausalWindow, nn.Module):
                                     k8.NO_RESIDUAL, tables[2 * b + 1])
             digits = k8.branch_codes(torch._int_mm(torch.from_numpy(inner), second[0]).numpy(), *second[1:],
                                      h, tables[2 * b + 2])
-        k8.requant_clamped(torch._int_mm(torch.from_numpy(digits), head[0]).numpy(), *head[1:], ACT_LIMIT, out)
+        return torch._int_mm(torch.from_numpy(digits), head[0]).numpy()
 
     def _kernel_plan(self) -> tuple:
         """Each layer's (weight, bias, multiplier, shift) and the SiLU tables as the kernels
@@ -212,6 +220,18 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         """Parameters (N, P) of pixel (i, j) of every image, from the canvas coded so far."""
         window = canvas[:, :, i : i + self.rows, j : j + self.cols].reshape(len(canvas), -1)
         return self.rows_params(window, cond_row)
+
+    def step_logistic_tables(self, canvas: torch.Tensor, i: int, j: int, cond_row: torch.Tensor,
+                             k: int) -> torch.Tensor:
+        """Frequency tables (N, 256) of pixel (i, j) of every image under a ``k``-component
+        logistic head: :meth:`step_params` and the mixture's tables in one kernel after the
+        products (the same integers; a decoding step is short, and the tensors between
+        those steps cost as much as a small group's products)."""
+        window = np.ascontiguousarray(canvas.numpy()[:, :, i : i + self.rows, j : j + self.cols])  # numpy: fewer µs
+        window = torch.from_numpy(window.reshape(len(window), -1))
+        head = self._kernel_plan()[2]
+        return torch.from_numpy(k8.head_logistic_tables(self._head_sums(window, cond_row.numpy()), *head[1:],
+                                                        ACT_LIMIT, k, logistic_kernel_tables()))
 
     def params(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Every pixel at once given the true pixels (teacher forcing): (N, H, W, P).

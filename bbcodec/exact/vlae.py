@@ -9,6 +9,8 @@ them into frequency tables).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
@@ -150,6 +152,9 @@ class ExactVLAE(nn.Module):
             value = yield layer
             z = z.clone()
             z[:, i] = value.reshape(n).to(torch.float64)
-        canvas_values = self.local.pixel_codes if isinstance(self.local, NarrowPixelNet) else self.to_unit
+        narrow = isinstance(self.local, NarrowPixelNet)
+        canvas_values = self.local.pixel_codes if narrow else self.to_unit
+        fused = narrow and self.cfg.likelihood != "bernoulli"
+        step_tables = partial(self.local.step_logistic_tables, k=self.cfg.mixture_components) if fused else None
         return ExactPixelSteps(self.local, lambda: self.conditioning(z), shape, self.distribution, canvas_values,
-                               coupled=False)
+                               coupled=False, step_tables=step_tables)
