@@ -60,7 +60,7 @@ def _grid_edges(step: float) -> torch.Tensor:
 def quantiser_frequencies(step: float) -> torch.Tensor:
     """(1, 2m + 1) frequencies of ``q = −m … m``: a standard normal discretised on the
     grid ``step · q`` (tails in the end bins), from the stored normal CDF."""
-    return gaussian_frequencies(_grid_edges(step).view(1, -1) << FRAC, torch.tensor(0), torch.tensor(ONE))
+    return gaussian_frequencies(_grid_edges(step) << FRAC, torch.tensor(0), torch.tensor(ONE))
 
 
 Sent = list[tuple[GaussianLatent, np.ndarray]]  # the integers of every prior event, in generative order
@@ -105,7 +105,7 @@ def quantise_posterior(event: LatentEvent, step: float) -> np.ndarray:
 def grid_prior_frequencies(event: GaussianLatent, step: float) -> torch.Tensor:
     """(dims, 2m+1) frequencies of ``q = −m … m`` under an inferred latent's prior N(μ, σ)
     discretised on the absolute grid ``step · q`` (tails in the end bins)."""
-    return gaussian_frequencies(_grid_edges(step).view(1, -1) << FRAC, event.prior_mean, event.prior_std)
+    return gaussian_frequencies(_grid_edges(step) << FRAC, event.prior_mean, event.prior_std)
 
 
 def _runs(sent: Sent) -> list[tuple[GaussianLatent | None, np.ndarray]]:

@@ -156,14 +156,15 @@ def test_compiled_gaussian_tables_equal_the_torch_definition(precision, shift, l
     rows = 23
     q = tables.load().normal_edges(precision)
     if own_bins:
-        bin_mean = torch.round(torch.randn(rows, 1, generator=gen) * ONE).long()
-        bin_std = torch.round(torch.rand(rows, 1, generator=gen) * 2 * ONE).long() + 1
-        edges = (bin_mean << FRAC) + bin_std * q
+        bin_mean = torch.round(torch.randn(rows, generator=gen) * ONE).long()
+        bin_std = torch.round(torch.rand(rows, generator=gen) * 2 * ONE).long() + 1
+        edges = (q, bin_mean << FRAC, bin_std)  # each row's own: (bin_mean << FRAC) + bin_std * q
     else:
-        edges = (q << FRAC).view(1, -1)
+        edges = (q << FRAC,)
     mean = torch.round((torch.randn(rows, generator=gen) + shift) * ONE).long()
     std = torch.round(torch.exp(torch.randn(rows, generator=gen) + log_ratio) * ONE).long()
-    assert torch.equal(gaussian_frequencies(edges, mean, std), gaussian_frequencies_reference(edges, mean, std))
+    kernel = gaussian_frequencies(edges[0], mean, std, *edges[1:])
+    assert torch.equal(kernel, gaussian_frequencies_reference(edges[0], mean, std, *edges[1:]))
 
 
 @settings(max_examples=40, deadline=None)

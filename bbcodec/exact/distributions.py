@@ -187,34 +187,44 @@ def gaussian_bin_frequencies(mean: torch.Tensor, std: torch.Tensor, precision: i
     """
     q = tables.load().normal_edges(precision)  # (2^p − 1,) grid
     if bin_mean is None or bin_std is None:
-        edges = (q << FRAC).view(1, -1)
-    else:
-        bin_mean, bin_std = bin_mean.reshape(-1, 1).to(torch.int64), bin_std.reshape(-1, 1).to(torch.int64)
-        edges = (bin_mean << FRAC) + bin_std * q
-    return gaussian_frequencies(edges, mean, std)
+        return gaussian_frequencies(q << FRAC, mean, std)
+    return gaussian_frequencies(q, mean, std, bin_mean.reshape(-1).to(torch.int64) << FRAC,
+                                bin_std.reshape(-1).to(torch.int64))
 
 
-def gaussian_frequencies(edges: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(rows, E + 1) frequencies of N(mean, std) in the bins between ``edges`` (the end
+def gaussian_frequencies(base: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                         edge_shift: torch.Tensor | None = None, edge_scale: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+    """(rows, E + 1) frequencies of N(mean, std) in the bins between the edges (the end
     bins take the tails): the one place a Gaussian's bin masses are computed.
 
-    ``edges`` (rows or 1, E) are on the square grid 2^-2·FRAC (an edge ``bin_std · q``
-    of two grid numbers is exact there); ``mean`` and ``std`` are grid numbers of any
-    shape with ``rows`` elements. Each edge's standardised position ``(edge − mean) / std``
-    is one exact integer quotient on the stored Φ table's grid.
+    The edges are ``edge_shift + edge_scale · base`` per row (``base`` (E,), shift and
+    scale (rows,) or absent: ``base`` itself for every row), on the square grid 2^-2·FRAC
+    (an edge ``bin_std · q`` of two grid numbers is exact there); ``mean`` and ``std``
+    are grid numbers of any shape with ``rows`` elements. Each edge's standardised
+    position ``(edge − mean) / std`` is one exact integer quotient on the stored Φ
+    table's grid. The kernel makes each row's edges as it goes (no (rows, E) array).
     """
     mean, std = mean.reshape(-1, 1).to(torch.int64), std.reshape(-1, 1).to(torch.int64).clamp(min=1)
     # u = (edge − mean) / std on the ndtr grid of 2^-12: edges carry 2^FRAC more, so
     # divide by std · 2^(FRAC − 12).
     grid = tables.GRIDS["ndtr"]
-    edges = edges.to(torch.int64).reshape(-1, edges.shape[-1]).contiguous()
+    shift = torch.zeros(1, dtype=torch.int64) if edge_shift is None else edge_shift.to(torch.int64).reshape(-1)
+    scale = torch.ones(1, dtype=torch.int64) if edge_scale is None else edge_scale.to(torch.int64).reshape(-1)
     return torch.from_numpy(kernels.gaussian_frequencies(
-        edges.numpy(), (mean << FRAC).view(-1).contiguous().numpy(), (std << (FRAC - _NDTR_STEP)).view(-1).numpy(),
+        base.to(torch.int64).reshape(-1).contiguous().numpy(), shift.contiguous().numpy(),
+        scale.contiguous().numpy(),
+        (mean << FRAC).view(-1).contiguous().numpy(), (std << (FRAC - _NDTR_STEP)).view(-1).numpy(),
         tables.load().int["ndtr"].numpy(), -(grid.lo << grid.step)))
 
 
-def gaussian_frequencies_reference(edges: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+def gaussian_frequencies_reference(base: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                                   edge_shift: torch.Tensor | None = None,
+                                   edge_scale: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`gaussian_frequencies` in torch ops: the definition the compiled kernel matches."""
+    edges = base.to(torch.int64).view(1, -1)
+    if edge_shift is not None and edge_scale is not None:
+        edges = edge_shift.to(torch.int64).view(-1, 1) + edge_scale.to(torch.int64).view(-1, 1) * edges
     mean, std = mean.reshape(-1, 1).to(torch.int64), std.reshape(-1, 1).to(torch.int64).clamp(min=1)
     cdf = normal_cdf(edges - (mean << FRAC), std << (FRAC - _NDTR_STEP))
     return cdf_to_frequencies(cdf)

@@ -116,12 +116,17 @@ def _ndtr_index(edge: int, mean_shifted: int, den: int, offset: int, last: int) 
 
 
 @numba.njit(cache=True, inline="always")
-def _first_ndtr_edge_at_least(target: int, edges: np.ndarray, e_row: int, mean_shifted: int, den: int,
+def _edge(base: np.ndarray, j: int, shift: int, scale: int) -> int:  # pragma: no cover - compiled
+    return shift + scale * base[j]
+
+
+@numba.njit(cache=True, inline="always")
+def _first_ndtr_edge_at_least(target: int, base: np.ndarray, shift: int, scale: int, mean_shifted: int, den: int,
                               offset: int, last: int) -> int:  # pragma: no cover - compiled
-    lo, hi = 0, edges.shape[1]
+    lo, hi = 0, base.shape[0]
     while lo < hi:
         mid = (lo + hi) >> 1
-        if _ndtr_index(edges[e_row, mid], mean_shifted, den, offset, last) >= target:
+        if _ndtr_index(_edge(base, mid, shift, scale), mean_shifted, den, offset, last) >= target:
             hi = mid
         else:
             lo = mid + 1
@@ -129,56 +134,79 @@ def _first_ndtr_edge_at_least(target: int, edges: np.ndarray, e_row: int, mean_s
 
 
 @numba.njit(cache=True, inline="always")
-def _gaussian_row(out: np.ndarray, r: int, edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray,
-                  ndtr: np.ndarray, offset: int) -> None:  # pragma: no cover - compiled
+def _floor_quotient(x: int, d: int, inverse: float) -> int:  # pragma: no cover - compiled
+    """``x // d`` for ``d > 0`` and ``inverse = 1 / d``: a float estimate corrected to the
+    exact floor, so the result is the integer quotient whatever the rounding (the loops
+    run at most twice when the quotient is far below 2^50, as between a row's clamps);
+    a multiply instead of a 64-bit division, which costs tens of cycles."""
+    q = np.int64(np.floor(x * inverse))
+    r = x - q * d
+    while r < 0:
+        q -= 1
+        r += d
+    while r >= d:
+        q += 1
+        r -= d
+    return q
+
+
+@numba.njit(cache=True, inline="always")
+def _gaussian_row(out: np.ndarray, r: int, base: np.ndarray, edge_shift: np.ndarray, edge_scale: np.ndarray,
+                  mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
+                  offset: int) -> None:  # pragma: no cover - compiled
     """Row ``r`` of :func:`gaussian_frequencies`. The table index is monotone in the edge
-    and clamped at both ends, so the exact divisions run only between the clamps."""
-    n_edges, last = edges.shape[1], ndtr.shape[0] - 1
+    and clamped at both ends, so the exact quotients run only between the clamps."""
+    n_edges, last = base.shape[0], ndtr.shape[0] - 1
     free = PROB_TOTAL - n_edges - 1
     low, high = (ndtr[0] * free) >> PROB_BITS, (ndtr[last] * free) >> PROB_BITS
-    e_row = 0 if edges.shape[0] == 1 else r
+    e_row = 0 if edge_shift.shape[0] == 1 else r
+    shift, scale = edge_shift[e_row], edge_scale[e_row]
     m, d = mean_shifted[r], den[r]
-    lo = _first_ndtr_edge_at_least(1, edges, e_row, m, d, offset, last)
-    hi = _first_ndtr_edge_at_least(last, edges, e_row, m, d, offset, last)
+    inverse = 1.0 / d
+    lo = _first_ndtr_edge_at_least(1, base, shift, scale, m, d, offset, last)
+    hi = _first_ndtr_edge_at_least(last, base, shift, scale, m, d, offset, last)
     previous = 0
     for j in range(n_edges):
         if j < lo:
             scaled = low
         elif j >= hi:
             scaled = high
-        else:
-            scaled = (ndtr[_ndtr_index(edges[e_row, j], m, d, offset, last)] * free) >> PROB_BITS
+        else:  # between the clamps: the index is in range, so no clamp either
+            x = _edge(base, j, shift, scale) - m
+            scaled = (ndtr[_floor_quotient(x, d, inverse) + offset] * free) >> PROB_BITS
         out[r, j] = scaled - previous + 1
         previous = scaled
     out[r, n_edges] = free - previous + 1
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _gaussian_parallel(edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
-                       offset: int) -> np.ndarray:  # pragma: no cover - compiled
-    out = np.empty((mean_shifted.shape[0], edges.shape[1] + 1), dtype=np.int64)
+def _gaussian_parallel(base: np.ndarray, edge_shift: np.ndarray, edge_scale: np.ndarray, mean_shifted: np.ndarray,
+                       den: np.ndarray, ndtr: np.ndarray, offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.empty((mean_shifted.shape[0], base.shape[0] + 1), dtype=np.int64)
     for r in numba.prange(mean_shifted.shape[0]):
-        _gaussian_row(out, np.int64(r), edges, mean_shifted, den, ndtr, offset)
+        _gaussian_row(out, np.int64(r), base, edge_shift, edge_scale, mean_shifted, den, ndtr, offset)
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def _gaussian_serial(edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
-                     offset: int) -> np.ndarray:  # pragma: no cover - compiled
+def _gaussian_serial(base: np.ndarray, edge_shift: np.ndarray, edge_scale: np.ndarray, mean_shifted: np.ndarray,
+                     den: np.ndarray, ndtr: np.ndarray, offset: int) -> np.ndarray:  # pragma: no cover - compiled
     """Few rows: no thread start-up."""
-    out = np.empty((mean_shifted.shape[0], edges.shape[1] + 1), dtype=np.int64)
+    out = np.empty((mean_shifted.shape[0], base.shape[0] + 1), dtype=np.int64)
     for r in range(mean_shifted.shape[0]):
-        _gaussian_row(out, r, edges, mean_shifted, den, ndtr, offset)
+        _gaussian_row(out, r, base, edge_shift, edge_scale, mean_shifted, den, ndtr, offset)
     return out
 
 
-def gaussian_frequencies(edges: np.ndarray, mean_shifted: np.ndarray, den: np.ndarray, ndtr: np.ndarray,
-                         offset: int) -> np.ndarray:
-    """(rows, E + 1) frequencies of Gaussians at ``edges`` (rows or 1, E): the integers of
-    :func:`bbcodec.exact.distributions.gaussian_frequencies_reference` (rows split across
-    threads when there are many; each row is one thread's, so the count changes nothing)."""
+def gaussian_frequencies(base: np.ndarray, edge_shift: np.ndarray, edge_scale: np.ndarray, mean_shifted: np.ndarray,
+                         den: np.ndarray, ndtr: np.ndarray, offset: int) -> np.ndarray:
+    """(rows, E + 1) frequencies of Gaussians at the edges ``edge_shift[r] + edge_scale[r] · base``
+    (``base`` (E,); shift and scale (rows,) or (1,)): the integers of
+    :func:`bbcodec.exact.distributions.gaussian_frequencies_reference` at those edges, made
+    row by row instead of as a (rows, E) array (rows split across threads when there are
+    many; each row is one thread's, so the count changes nothing)."""
     kernel = _gaussian_parallel if len(mean_shifted) >= PARALLEL_ROWS else _gaussian_serial
-    return kernel(edges, mean_shifted, den, ndtr, offset)
+    return kernel(base, edge_shift, edge_scale, mean_shifted, den, ndtr, offset)
 
 
 @numba.njit(cache=True, inline="always")
