@@ -62,3 +62,27 @@ def test_integer_channel_steps_equal_the_teacher_forced_tables(model):
     for t in range(obs.num_steps):
         assert torch.equal(codecs.pixel_frequencies(obs.step_distribution(t)), tables[t])
         obs.write(t, x[obs.step_index(t)])
+
+
+@pytest.mark.parametrize("rows", [3, 40])  # below and above STEP_PARALLEL_ROWS: serial and threaded kernels
+def test_fused_position_steps_equal_the_mixture_built_in_torch(rows):
+    """A decoding position's steps made in one kernel from the head's parameters give the
+    tables of the mixture built from them in torch ops, channel after channel."""
+    from bbcodec.exact.coupled import CoupledLogistics, CoupledSteps
+    from bbcodec.exact.fixed import ONE
+    from bbcodec.exact.layers import tanh
+
+    k = 3
+    gen = torch.Generator().manual_seed(rows)
+    scale = torch.tensor([4.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 6.0, 6.0, 6.0]).repeat(k)  # logits, means, log-scales, coeffs
+    params = torch.round(torch.randn(rows, 10 * k, generator=gen, dtype=torch.float64) * scale * ONE)
+    p = params.view(rows, k, 10, 1, 1)
+    torch_built = CoupledLogistics(p[:, :, 0], p[:, :, 1:4], p[:, :, 4:7], tanh(p[:, :, 7:10]))
+    fused = CoupledSteps.from_packed(params.numpy(), k)
+    x = torch.from_numpy(np.random.default_rng(rows).integers(0, 256, (rows, 3, 1, 1), dtype=np.uint8))
+    torch_built.reset()
+    fused.reset()
+    for t in range(3):
+        assert torch.equal(fused.step_distribution(t).frequencies(), torch_built.step_distribution(t).frequencies())
+        fused.write(t, x[:, t])
+        torch_built.write(t, x[:, t])

@@ -46,7 +46,7 @@ def test_kernels_equal_their_torch_definition(config, digits):
     assert torch.equal(net.rows_params(windows, cond), net.rows_params_reference(windows, cond))
 
 
-@pytest.mark.parametrize("images", [3, 40])  # below and above TABLE_PARALLEL_ROWS: serial and threaded kernels
+@pytest.mark.parametrize("images", [3, 40])  # below and above STEP_PARALLEL_ROWS: serial and threaded kernels
 def test_fused_step_tables_equal_parameters_then_tables(images):
     """A decoding step's fused kernel gives the tables that its parameters give."""
     model = _narrow(TINY_VLAE_CONFIG, 5, 2)

@@ -11,6 +11,7 @@ from the very integer CDFs the coder uses.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch
 from bbcodec.exact import kernels, tables
 from bbcodec.exact.distributions import (
     LOG2_FRAC,
+    LOG_SCALE_FLOOR,
     MEAN_LIMIT,
     SIGMOID_SHIFT,
     FrequencyTable,
@@ -50,11 +52,8 @@ class CoupledLogistics:
         self.shape = (n, 3, h, w)
         k = logits.shape[1]
         rows = lambda ts: np.ascontiguousarray(torch.stack([t.reshape(-1, k) for t in ts]).numpy())  # noqa: E731
-        self._kernel_args = (np.ascontiguousarray(self.log2_pi.reshape(-1, k).numpy()), rows(self.means),
-                             rows(self.coeffs), rows(self.inv_scales))
-        self._units = np.zeros((n * h * w, 3))
-        self._masses = np.zeros((n * h * w, 2, k), dtype=np.int64)
-        self._current_means: np.ndarray | None = None
+        self._steps = CoupledSteps(np.ascontiguousarray(self.log2_pi.reshape(-1, k).numpy()), rows(self.means),
+                                   rows(self.coeffs), rows(self.inv_scales), self.shape)
 
     def _components(self, units: list[torch.Tensor], t: int) -> Logistics:
         """Channel ``t``'s components (weights left zero) given the grid values ``units`` of the
@@ -81,9 +80,45 @@ class CoupledLogistics:
         masses = [self._components(units, c).component_log2_mass(x[:, c]) for c in range(2)]
         return [self._step(units, masses, t) for t in range(3)]
 
-    # --- the Autoregressive contract (the decoder's order) ------------------------------
-    # One fused kernel per channel step (kernels.coupled_step): the same integers as
-    # _step, without a few dozen small tensor ops per step (tests compare the two).
+    # --- the Autoregressive contract (the decoder's order): CoupledSteps' ----------------
+    def reset(self) -> None:
+        self._steps.reset()
+
+    def step_index(self, t: int) -> tuple[slice, slice]:
+        return self._steps.step_index(t)
+
+    def step_distribution(self, t: int) -> FrequencyTable:
+        return self._steps.step_distribution(t)
+
+    def write(self, t: int, values: torch.Tensor) -> None:
+        self._steps.write(t, values)
+
+
+class CoupledSteps:
+    """The decoder's order of :class:`CoupledLogistics`: R, G, B, each step one fused kernel
+    (:func:`bbcodec.exact.kernels.coupled_step`, the same integers as
+    :meth:`CoupledLogistics._step` without a few dozen small tensor ops per step; tests
+    compare the two). Made from the mixture's integer arrays: (rows, K) ``log2 π``, and
+    (3, rows, K) means, tanh'd coefficients and inverse scales, one row per pixel."""
+
+    num_steps = 3
+
+    def __init__(self, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarray, inv: np.ndarray,
+                 shape: tuple[int, int, int, int]) -> None:
+        self._kernel_args = (log2_pi, means, coeffs, inv)
+        self.shape = shape
+        rows, k = log2_pi.shape
+        self._units = np.zeros((rows, 3))
+        self._masses = np.zeros((rows, 2, k), dtype=np.int64)
+        self._current_means: np.ndarray | None = None
+
+    @classmethod
+    def from_packed(cls, params: np.ndarray, k: int) -> CoupledSteps:
+        """One position of N images from a head's grid parameters (N, 10K), in one compiled
+        pass (the integers of :class:`CoupledLogistics` made from the same parameters; a
+        decoding step is short, and the tensors in between cost more than the step)."""
+        return cls(*kernels.coupled_parameters(params, k, *_parameter_constants()), (len(params), 3, 1, 1))
+
     def reset(self) -> None:
         self._units[:] = 0
         self._masses[:] = 0
@@ -93,22 +128,42 @@ class CoupledLogistics:
         return slice(None), slice(t, t + 1)
 
     def step_distribution(self, t: int) -> FrequencyTable:
-        ti, grid = tables.load().int, tables.GRIDS["sigmoid"]
-        log2_pi, means, coeffs, inv = self._kernel_args
-        freqs, self._current_means = kernels.coupled_step(
-            t, log2_pi, means, coeffs, inv, self._units, self._masses, ti["pixel_edges"].numpy(),
-            ti["sigmoid"].numpy(), ti["exp2_neg"].numpy(), SIGMOID_SHIFT, -(grid.lo << grid.step),
-            LOG2_FRAC - tables.GRIDS["exp2_neg"].step, MEAN_LIMIT, float(ONE), float(ACT_LIMIT))
+        freqs, self._current_means = kernels.coupled_step(t, *self._kernel_args, self._units, self._masses,
+                                                          *_step_constants())
         return FrequencyTable(torch.from_numpy(freqs))
 
     def write(self, t: int, values: torch.Tensor) -> None:
         """Record channel ``t``'s coded values: their grid value and, for the channels after
         it, their log2 mass under each of channel ``t``'s components."""
         assert self._current_means is not None
-        v = values.reshape(-1).to(torch.int64)
-        ti, grid = tables.load(), tables.GRIDS["sigmoid"]
-        self._units[:, t] = ti.float["pixel_unit"][v].numpy()
+        v = values.numpy().reshape(-1).astype(np.int64)
+        unit_table, *mass_constants = _write_constants()
+        self._units[:, t] = unit_table[v]
         if t < 2:
-            self._masses[:, t] = kernels.component_log2_mass(
-                v.numpy(), self._current_means, self._kernel_args[3][t], ti.int["pixel_edges"].numpy(),
-                ti.int["sigmoid"].numpy(), ti.int["log2_mantissa"].numpy(), SIGMOID_SHIFT, -(grid.lo << grid.step))
+            self._masses[:, t] = kernels.component_log2_mass(v, self._current_means, self._kernel_args[3][t],
+                                                             *mass_constants)
+
+
+@lru_cache(maxsize=1)
+def _step_constants() -> tuple:
+    """The stored tables and grid constants :func:`kernels.coupled_step` reads (made once)."""
+    ti, grid = tables.load().int, tables.GRIDS["sigmoid"]
+    return (ti["pixel_edges"].numpy(), ti["sigmoid"].numpy(), ti["exp2_neg"].numpy(), SIGMOID_SHIFT,
+            -(grid.lo << grid.step), LOG2_FRAC - tables.GRIDS["exp2_neg"].step, MEAN_LIMIT, float(ONE),
+            float(ACT_LIMIT))
+
+
+@lru_cache(maxsize=1)
+def _write_constants() -> tuple:
+    """The pixel-value table, then what :func:`kernels.component_log2_mass` reads (made once)."""
+    t, grid = tables.load(), tables.GRIDS["sigmoid"]
+    return (t.float["pixel_unit"].numpy(), t.int["pixel_edges"].numpy(), t.int["sigmoid"].numpy(),
+            t.int["log2_mantissa"].numpy(), SIGMOID_SHIFT, -(grid.lo << grid.step))
+
+
+@lru_cache(maxsize=1)
+def _parameter_constants() -> tuple:
+    """What :func:`kernels.coupled_parameters` needs besides the parameters (made once)."""
+    t, tanh_grid, exp_grid = tables.load(), tables.GRIDS["tanh"], tables.GRIDS["exp"]
+    return (LOG2_E, FRAC, t.float["tanh"].numpy(), -(tanh_grid.lo << tanh_grid.step), t.int["exp"].numpy(),
+            FRAC - exp_grid.step, -(exp_grid.lo << exp_grid.step), LOG_SCALE_FLOOR)

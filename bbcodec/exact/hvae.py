@@ -15,7 +15,7 @@ from torch import nn
 
 from bbcodec.contract import GaussianLatent, InferredLatent, LatentSteps
 from bbcodec.exact import tables
-from bbcodec.exact.coupled import CoupledLogistics
+from bbcodec.exact.coupled import CoupledLogistics, CoupledSteps
 from bbcodec.exact.digit_conv import DIGIT_FORMS, DigitConv2d, replace_convs
 from bbcodec.exact.distributions import Logistics
 from bbcodec.exact.fixed import ONE, fixed_mul, saturate, to_fixed
@@ -226,9 +226,12 @@ class ExactHVAE(nn.Module):
 
     def _observation(self, out: torch.Tensor, shape: tuple[int, int, int, int]) -> object:
         if self.cfg.autoregressive:
+            k = self.cfg.mixture_components
+            position = (lambda p: CoupledSteps.from_packed(p.contiguous().numpy(), k)) if self.cfg.channel_coupling \
+                else None
             return ExactPixelSteps(self.local, out, shape, lambda p: self._distribution(p.permute(0, 3, 1, 2)),
                                    lambda x: tables.load().float["pixel_unit"][x.to(torch.int64)],
-                                   coupled=self.cfg.channel_coupling)
+                                   coupled=self.cfg.channel_coupling, position=position)
         return self._distribution(out)
 
     def _distribution(self, params: torch.Tensor) -> Logistics | CoupledLogistics:

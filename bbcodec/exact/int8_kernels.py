@@ -17,9 +17,7 @@ import numba
 import numpy as np
 import torch
 
-from bbcodec.exact.kernels import _logistic_parameters_row, _logistic_row, window_origin
-
-TABLE_PARALLEL_ROWS = 16  # rows from which a step's pixel tables are split across threads
+from bbcodec.exact.kernels import STEP_PARALLEL_ROWS, _logistic_parameters_row, _logistic_row, window_origin
 
 # The 16-bit grid of values and codes: int16, up to 127·256 + 127 so that every value
 # splits into two signed int8 digits (high = (q + 128) >> 8, low = q − 256·high).
@@ -176,7 +174,7 @@ def head_logistic_tables(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, sh
     int32 digit sums (``acc``, as :func:`requant_clamped` takes them): one pass per row
     instead of four kernels and their tensors, the same integers (a decoding step is short).
     ``logistic_tables`` is :func:`bbcodec.exact.distributions.logistic_kernel_tables`."""
-    kernel = _head_tables_parallel if acc.shape[0] // 2 >= TABLE_PARALLEL_ROWS else _head_tables_serial
+    kernel = _head_tables_parallel if acc.shape[0] // 2 >= STEP_PARALLEL_ROWS else _head_tables_serial
     return kernel(acc, bias, mult, shift, limit, k, *logistic_tables)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from bbcodec.exact.fixed import PROB_BITS, PROB_TOTAL, WEIGHT_TOTAL_BITS
 
 PARALLEL_ROWS = 256  # rows from which a table kernel splits its rows across threads
+STEP_PARALLEL_ROWS = 16  # rows of a decoding step from which its tables are split across threads
 
 
 @numba.njit(cache=True, inline="always")
@@ -372,40 +373,106 @@ def _cdf(edge: int, mean: int, inv: int, sigmoid: np.ndarray, shift: int, offset
     return sigmoid[min(max(idx, 0), sigmoid.shape[0] - 1)]
 
 
+@numba.njit(cache=True, inline="always")
+def _coupled_row(t: int, r: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarray, inv: np.ndarray,
+                 units: np.ndarray, masses: np.ndarray, comp_means: np.ndarray, weights: np.ndarray,
+                 out: np.ndarray, edges: np.ndarray, sigmoid: np.ndarray, exp2_neg: np.ndarray, shift: int,
+                 offset: int, exp2_shift: int, mean_limit: int, one: float,
+                 limit: float) -> None:  # pragma: no cover - compiled
+    """Row ``r`` of :func:`coupled_step`: its component means and weights, then its table."""
+    k = log2_pi.shape[1]
+    top = -(1 << 62)
+    for c in range(k):
+        mean = means[t, r, c]
+        for s in range(t):
+            mean += min(max(np.rint(coeffs[t * (t - 1) // 2 + s, r, c] * units[r, s] * (1.0 / one)), -limit), limit)
+        comp_means[r, c] = min(max(int(mean), -mean_limit), mean_limit)
+        w = log2_pi[r, c]
+        for s in range(t):
+            w += masses[r, s, c]
+        weights[r, c] = w
+        top = max(top, w)
+    total = 0
+    for c in range(k):
+        weights[r, c] = exp2_neg[min(max((top - weights[r, c]) >> exp2_shift, 0), exp2_neg.shape[0] - 1)]
+        total += weights[r, c]
+    for c in range(k):
+        weights[r, c] = (weights[r, c] << WEIGHT_TOTAL_BITS) // total
+    _logistic_row(out, r, weights, comp_means, inv[t], edges, sigmoid, shift, offset)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _coupled_parallel(t: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarray, inv: np.ndarray,
+                      units: np.ndarray, masses: np.ndarray, edges: np.ndarray, sigmoid: np.ndarray,
+                      exp2_neg: np.ndarray, shift: int, offset: int, exp2_shift: int, mean_limit: int,
+                      one: float, limit: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    rows, k = log2_pi.shape
+    comp_means = np.empty((rows, k), dtype=np.int64)
+    weights = np.empty((rows, k), dtype=np.int64)
+    out = np.empty((rows, edges.shape[0] + 1), dtype=np.int64)
+    for r in numba.prange(rows):
+        _coupled_row(t, r, log2_pi, means, coeffs, inv, units, masses, comp_means, weights, out, edges, sigmoid,
+                     exp2_neg, shift, offset, exp2_shift, mean_limit, one, limit)
+    return out, comp_means
+
+
 @numba.njit(cache=True, nogil=True)
+def _coupled_serial(t: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarray, inv: np.ndarray,
+                    units: np.ndarray, masses: np.ndarray, edges: np.ndarray, sigmoid: np.ndarray,
+                    exp2_neg: np.ndarray, shift: int, offset: int, exp2_shift: int, mean_limit: int,
+                    one: float, limit: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Few rows: no thread start-up."""
+    rows, k = log2_pi.shape
+    comp_means = np.empty((rows, k), dtype=np.int64)
+    weights = np.empty((rows, k), dtype=np.int64)
+    out = np.empty((rows, edges.shape[0] + 1), dtype=np.int64)
+    for r in range(rows):
+        _coupled_row(t, r, log2_pi, means, coeffs, inv, units, masses, comp_means, weights, out, edges, sigmoid,
+                     exp2_neg, shift, offset, exp2_shift, mean_limit, one, limit)
+    return out, comp_means
+
+
 def coupled_step(t: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarray, inv: np.ndarray,
                  units: np.ndarray, masses: np.ndarray, edges: np.ndarray, sigmoid: np.ndarray,
                  exp2_neg: np.ndarray, shift: int, offset: int, exp2_shift: int, mean_limit: int,
-                 one: float, limit: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+                 one: float, limit: float) -> tuple[np.ndarray, np.ndarray]:
     """Channel ``t`` of coupled RGB pixels (rows, K): its frequency tables and its component means.
 
     The same integers as :meth:`bbcodec.exact.coupled.CoupledLogistics._step`: means shifted
     by ``round(c · u / 2^14)`` of the channels before, weights an integer softmax of
-    ``log2 π + Σ log2 P_k(x_c)`` (``exp2_neg`` table), then the mixture's tables."""
-    rows, k = log2_pi.shape
-    comp_means = np.empty((rows, k), dtype=np.int64)
-    weights = np.empty((rows, k), dtype=np.int64)
-    e = np.empty(k, dtype=np.int64)
+    ``log2 π + Σ log2 P_k(x_c)`` (``exp2_neg`` table), then the mixture's tables (rows
+    split across threads from :data:`STEP_PARALLEL_ROWS` on: a large image's tiles)."""
+    kernel = _coupled_parallel if len(log2_pi) >= STEP_PARALLEL_ROWS else _coupled_serial
+    return kernel(t, log2_pi, means, coeffs, inv, units, masses, edges, sigmoid, exp2_neg, shift, offset,
+                  exp2_shift, mean_limit, one, limit)
+
+
+@numba.njit(cache=True, nogil=True)
+def coupled_parameters(params: np.ndarray, k: int, log2_e: int, frac: int, tanh_table: np.ndarray,
+                       tanh_offset: int, exp_table: np.ndarray, exp_shift: int, exp_offset: int,
+                       log_scale_floor: int) -> tuple:  # pragma: no cover - compiled
+    """The kernel arguments of :class:`bbcodec.exact.coupled.CoupledSteps` from a head's grid
+    parameters (rows, 10K: per component a logit, three means, three log-scales, three
+    raw coefficients): ``log2 π`` (rows, K) int64, means (3, rows, K), tanh'd coefficients
+    (3, rows, K) float64 and inverse scales (3, rows, K) int64, the integers
+    :class:`~bbcodec.exact.coupled.CoupledLogistics` computes in torch ops."""
+    rows = params.shape[0]
+    log2_pi = np.empty((rows, k), dtype=np.int64)
+    means = np.empty((3, rows, k), dtype=np.float64)
+    coeffs = np.empty((3, rows, k), dtype=np.float64)
+    inv = np.empty((3, rows, k), dtype=np.int64)
+    last_tanh, last_exp = tanh_table.shape[0] - 1, exp_table.shape[0] - 1
     for r in range(rows):
-        top = -(1 << 62)
         for c in range(k):
-            mean = means[t, r, c]
-            for s in range(t):
-                mean += min(max(np.rint(coeffs[t * (t - 1) // 2 + s, r, c] * units[r, s] * (1.0 / one)), -limit), limit)
-            comp_means[r, c] = min(max(int(mean), -mean_limit), mean_limit)
-            w = log2_pi[r, c]
-            for s in range(t):
-                w += masses[r, s, c]
-            weights[r, c] = w
-            top = max(top, w)
-        total = 0
-        for c in range(k):
-            e[c] = exp2_neg[min(max((top - weights[r, c]) >> exp2_shift, 0), exp2_neg.shape[0] - 1)]
-            total += e[c]
-        for c in range(k):
-            weights[r, c] = (e[c] << WEIGHT_TOTAL_BITS) // total
-    freqs = _logistic_serial(weights, comp_means, inv[t], edges, sigmoid, shift, offset)
-    return freqs, comp_means
+            base = 10 * c
+            log2_pi[r, c] = (np.int64(params[r, base]) * log2_e) >> frac
+            for t in range(3):
+                means[t, r, c] = params[r, base + 1 + t]
+                ls = max(np.int64(params[r, base + 4 + t]), log_scale_floor)
+                inv[t, r, c] = exp_table[min(max(((-ls) >> exp_shift) + exp_offset, 0), last_exp)]
+                u = np.int64(np.floor(params[r, base + 7 + t] * 0.25))  # activation grid -> tanh grid (2^-12)
+                coeffs[t, r, c] = tanh_table[min(max(u + tanh_offset, 0), last_tanh)]
+    return log2_pi, means, coeffs, inv
 
 
 @numba.njit(cache=True, nogil=True)

@@ -135,10 +135,13 @@ class ExactPixelSteps(RasterSteps):
     def __init__(self, net: nn.Module, cond: torch.Tensor | Callable[[], torch.Tensor],
                  shape: tuple[int, int, int, int], distribution: Callable[[torch.Tensor], object],
                  to_unit: Callable[[torch.Tensor], torch.Tensor], coupled: bool,
-                 step_tables: Callable[..., torch.Tensor] | None = None) -> None:
+                 step_tables: Callable[..., torch.Tensor] | None = None,
+                 position: Callable[[torch.Tensor], object] | None = None) -> None:
         self._start(net, shape, distribution, to_unit, coupled)
         self._cond = cond  # or a function computing it when first needed (a lossy encoder never is)
-        self.step_tables = step_tables  # (canvas, i, j, cond row) -> a step's tables, where a fused kernel makes them
+        # where fused kernels serve the decoder's steps: (canvas, i, j, cond row) -> a step's
+        # tables, or one position's parameters (N, P) -> its (coupled) steps
+        self.step_tables, self.position = step_tables, position
 
     @property
     def cond(self) -> torch.Tensor:
@@ -182,7 +185,10 @@ class ExactPixelSteps(RasterSteps):
             return FrequencyTable(self.step_tables(self._canvas, i, j, self._cond_steps[position]))
         if channel == 0:
             params = self.net.step_params(self._canvas, i, j, self._cond_steps[position])
-            self._position = self.distribution(params.view(self.shape[0], 1, 1, -1))
+            if self.position is not None:
+                self._position = self.position(params)
+            else:
+                self._position = self.distribution(params.view(self.shape[0], 1, 1, -1))
             if self.sub_steps > 1:
                 self._position.reset()
         if self.sub_steps > 1:
