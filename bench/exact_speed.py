@@ -2,6 +2,7 @@
 
     git worktree add /tmp/bbcodec-0.1 <commit of bbcodec 0.1>      # the float coder
     python -m bench.exact_speed --baseline /tmp/bbcodec-0.1 --images 1000 --rounds 2
+    python -m bench.exact_speed --baseline /tmp/bbcodec-0.1 --photo photo.png --side 512   # rgb on tiles
 
 Each round codes the same images with each coder in a fresh process, alternating
 (float, integer, float, integer, ...), so machine noise hits both alike; encode and
@@ -41,7 +42,8 @@ except ImportError:
     pass
 import bbcodec
 images = list(np.load(sys.argv[1]))
-bbcodec.decompress(bbcodec.compress(images[:2], model=sys.argv[2]))  # load the model, compile both ways: not timed
+warm = [np.ascontiguousarray(img[:64, :64]) for img in images[:2]]  # a photo's corner, digits whole
+bbcodec.decompress(bbcodec.compress(warm, model=sys.argv[2]))  # load the model, compile both ways: not timed
 t = time.perf_counter(); data = bbcodec.compress(images, model=sys.argv[2]); enc = time.perf_counter() - t
 t = time.perf_counter(); out = bbcodec.decompress(data); dec = time.perf_counter() - t
 ok = all(np.array_equal(a, b) for a, b in zip(out, images))
@@ -65,6 +67,17 @@ def _images(model: str, n: int) -> np.ndarray:
     return binarize(digits, seed=BINARIZED_TEST_SEED) if model in BINARY_MODELS else digits
 
 
+def _photo_crop(path: Path, side: int) -> np.ndarray:
+    """The centre ``side × side`` crop of an RGB photo, as a batch of one (1, side, side, 3)."""
+    from PIL import Image
+
+    photo = np.asarray(Image.open(path).convert("RGB"))
+    top, left = (photo.shape[0] - side) // 2, (photo.shape[1] - side) // 2
+    if top < 0 or left < 0:
+        raise SystemExit(f"{path} is smaller than {side}x{side}")
+    return np.ascontiguousarray(photo[None, top : top + side, left : left + side])
+
+
 def _run(tree: Path, npy: Path, model: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     env.pop("BBCODEC_MODELS_DIR", None)
@@ -79,12 +92,18 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000, help="MNIST test digits (rgb: the 20 CIFAR-10 images)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models", nargs="+", default=[*MNIST_MODELS, "rgb"])
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "exact_speed.json")
+    parser.add_argument("--photo", type=Path, default=None,
+                        help="instead: the centre crop of this photo, coded as tiles by rgb (one image)")
+    parser.add_argument("--side", type=int, default=512, help="side of the --photo crop")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: bench/results/exact_speed.json (--photo: photo_exact_speed.json)")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = ROOT / "bench" / "results" / ("photo_exact_speed.json" if args.photo else "exact_speed.json")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in args.models:
-            images = _images(model, args.images)
+        for model in (["rgb"] if args.photo else args.models):
+            images = _photo_crop(args.photo, args.side) if args.photo else _images(model, args.images)
             npy = Path(tmp) / f"{model}.npy"
             np.save(npy, images)
             runs: dict[str, list[dict]] = {"float": [], "integer": []}
@@ -92,6 +111,8 @@ def main() -> None:
                 runs["float"].append(_run(args.baseline, npy, float_model_of(model)))
                 runs["integer"].append(_run(ROOT, npy, model))
             row = {"model": model, "float_model": float_model_of(model), "images": len(images)}
+            if args.photo:
+                row["photo"] = {"file": args.photo.name, "crop": f"centre {args.side}x{args.side}"}
             for coder, results in runs.items():
                 row[coder] = {
                     "encode_img_per_s": len(images) / min(r["encode_s"] for r in results),
@@ -103,7 +124,8 @@ def main() -> None:
             row["decode_ratio"] = row["integer"]["decode_img_per_s"] / row["float"]["decode_img_per_s"]
             rows.append(row)
             print(json.dumps(row), flush=True)
-    command = " ".join("BASELINE" if a == str(args.baseline) else a for a in ["python", *sys.orig_argv[1:]])
+    command = " ".join("BASELINE" if a == str(args.baseline) else (Path(a).name if args.photo and a == str(args.photo)
+                       else a) for a in ["python", *sys.orig_argv[1:]])
     baseline = git_commit_of(args.baseline)
     result = {"stamp": stamp(command), "baseline_commit": baseline,
               "baseline": f"BASELINE: a checkout (git worktree) of bbcodec 0.1, commit {baseline}", "rows": rows}
