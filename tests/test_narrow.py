@@ -90,6 +90,22 @@ def test_saves_and_loads_as_its_own_format_revision(tmp_path):
         {k: v.dtype for k, v in model.local.state_dict().items()}
 
 
+def test_mixed_form_keeps_13_bit_weights_in_the_window_and_head_only(tmp_path):
+    """``int8-w7-io13``: two weight digits where the pixel net reads the canvas and writes
+    the parameters, one everywhere else (the conditioning network too); it codes losslessly
+    and saves and loads as its own form."""
+    from bbcodec.exact.narrow import IO_LAYERS, NarrowLinear
+
+    model = integer_form(make_tiny(TINY_VLAE_CONFIG, 3), tiny_calibration(), "int8-w7-io13")
+    limbs = {name: m.weight.shape[1] // len(m.bias) for name, m in model.named_modules()
+             if isinstance(m, NarrowLinear)}
+    assert {name: limbs.pop(f"local.{name}") for name in IO_LAYERS} == {"window": 2, "out": 2}
+    assert any(name.startswith("cond_net.") for name in limbs) and set(limbs.values()) == {1}
+    x = random_digits(6, seed=4, size=TINY_VLAE_CONFIG.image_size)[:, None]
+    assert np.array_equal(coder_round_trip(BitsBackCoder(model, CoderSettings(max_group=4)), x)[1], x)
+    saved_and_loaded(model, tmp_path, "int8-w7-io13")
+
+
 def test_a_weight_digit_that_could_saturate_is_refused():
     model = _narrow(TINY_VLAE_CONFIG, 7, 1)
     model.local.first[0].weight[0, 0] = 64

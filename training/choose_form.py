@@ -6,7 +6,7 @@
 Codes the model's validation images (``training.export.validation_set``: MNIST
 training digits 59,000–59,499, binarised with seed 2 for a binarised model; an RGB
 model's held-out photos) through each integer form of one float model: the wide form
-(float64 products) and the int8 forms (a VLAE's decoder: ``narrow.WEIGHT_DIGITS``; a
+(float64 products) and the int8 forms (a VLAE's decoder: ``narrow.NARROW_FORMS``; a
 hierarchical VAE's convolutions: ``digit_conv.DIGIT_FORMS``), and reports each form's
 integer −ELBO in bits/dim. A recipe's ``decoder_form`` is the fastest form whose rate
 is not measurably worse. ``--layers`` measures, for a hierarchical VAE, what 7-bit
@@ -28,7 +28,7 @@ from bbcodec.data import binarize, load_mnist
 from bbcodec.exact.bounds import negative_elbo_bits
 from bbcodec.exact.export import integer_form
 from bbcodec.exact.digit_conv import DIGIT_FORMS, DigitConv2d
-from bbcodec.exact.narrow import WEIGHT_DIGITS
+from bbcodec.exact.narrow import NARROW_FORMS
 from bbcodec.nn.hvae import HVAE
 from bbcodec.weights import load_weights
 from bench.datasets import VALIDATION_DIGITS
@@ -63,7 +63,7 @@ def form_rates(name: str) -> dict[str, float]:
     """Validation −ELBO (bits/dim) of each integer form of model ``name``'s float weights."""
     model, recipe = _load(name)
     images, calibration = validation_set(recipe)[0], calibration_images(recipe)
-    names = DIGIT_FORMS if isinstance(model, HVAE) else WEIGHT_DIGITS
+    names = DIGIT_FORMS if isinstance(model, HVAE) else NARROW_FORMS
     forms = {"wide": integer_form(model), **{form: integer_form(model, calibration, form) for form in names}}
     return {form: _rate(integer, images) for form, integer in forms.items()}
 

@@ -24,7 +24,7 @@ from bbcodec.exact.hvae import ExactHVAE
 from bbcodec.exact.digit_conv import DIGIT_FORMS, DigitConv2d, digit_convertible, in_frac_for, replace_convs
 from bbcodec.exact.fixed import FRAC
 from bbcodec.exact.layers import IConv2d, check_layers
-from bbcodec.exact.narrow import WEIGHT_DIGITS
+from bbcodec.exact.narrow import NARROW_FORMS
 from bbcodec.exact.narrow_export import HEADROOM, narrow_integer_form
 from bbcodec.exact.vlae import ExactVLAE
 from bbcodec.nn import build_config
@@ -54,9 +54,9 @@ def integer_form(model: nn.Module, calibration: np.ndarray | None = None, form: 
     elif calibration is not None:
         if not isinstance(model, VLAE):
             raise TypeError(f"no int8 form for {type(model).__name__}")
-        if form not in WEIGHT_DIGITS:
-            raise ValueError(f"a VLAE's decoder has the forms {sorted(WEIGHT_DIGITS)}, not {form!r}")
-        out = ExactVLAE.of(model, narrow_integer_form(model, calibration, WEIGHT_DIGITS[form]))
+        if form not in NARROW_FORMS:
+            raise ValueError(f"a VLAE's decoder has the forms {sorted(NARROW_FORMS)}, not {form!r}")
+        out = ExactVLAE.of(model, narrow_integer_form(model, calibration, form))
     elif isinstance(model, VLAE):
         out = ExactVLAE.of(model)
     elif isinstance(model, HVAE):

@@ -33,6 +33,7 @@ to the float model's inputs folded into the weights, so pixels enter exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,16 @@ ACC_LIMIT = 1 << 31
 CODE_LIMIT = 1 << 15  # |input code|: int16 codes (two int8 digits) or int8 pixel codes
 TABLE_SIZE = 1 << 16  # one int16 code per int16 value
 ROWS_PER_BLOCK = 1024  # rows of one pass through the layers (see NarrowPixelNet.rows_params)
-WEIGHT_DIGITS = {"int8-w7": 1, "int8-w13": 2}  # the narrow forms by name: int8 weight digits per weight
+IO_LAYERS = ("window", "out")  # the products that read the canvas and write the parameters
+# The narrow forms by name: int8 weight digits of each layer of a VLAE's decoder, by its
+# name in the pixel net ("window", "first.0", "second.0", ..., "out") or "cond" (every
+# layer of the conditioning network). 7-bit weights cost most where the pixel net reads
+# the canvas and writes the parameters (``python -m training.choose_form NAME --layers``).
+NARROW_FORMS: dict[str, Callable[[str], int]] = {
+    "int8-w7": lambda name: 1,
+    "int8-w13": lambda name: 2,
+    "int8-w7-io13": lambda name: 2 if name in IO_LAYERS else 1,
+}
 
 
 @dataclass(frozen=True)
@@ -130,14 +140,15 @@ class NarrowPixelNet(CausalWindow, nn.Module):
     """:class:`bbcodec.nn.local_pixelcnn.LocalPixelNet` (one channel) on int8 products."""
 
     def __init__(self, hidden: int, blocks: int, n_params: int, rows: int, cols: int, binary: bool,
-                 weight_limbs: int = 1) -> None:
+                 form: str = "int8-w13") -> None:
         super().__init__()
         self.channels, self.hidden, self.rows, self.cols, self.binary = 1, hidden, rows, cols, binary
-        self.window = NarrowLinear(2 * rows * cols, hidden, weight_limbs)
-        self.first = nn.ModuleList(NarrowLinear(hidden, hidden, weight_limbs) for _ in range(blocks))
-        self.second = nn.ModuleList(NarrowLinear(hidden, hidden, weight_limbs) for _ in range(blocks))
-        self.out = NarrowLinear(hidden, n_params, weight_limbs)
-        self.form = {v: k for k, v in WEIGHT_DIGITS.items()}[weight_limbs]
+        limbs = NARROW_FORMS[form]
+        self.window = NarrowLinear(2 * rows * cols, hidden, limbs("window"))
+        self.first = nn.ModuleList(NarrowLinear(hidden, hidden, limbs(f"first.{b}")) for b in range(blocks))
+        self.second = nn.ModuleList(NarrowLinear(hidden, hidden, limbs(f"second.{b}")) for b in range(blocks))
+        self.out = NarrowLinear(hidden, n_params, limbs("out"))
+        self.form = form
         self.register_buffer("h_frac", torch.zeros((), dtype=torch.int64))
         self.register_buffer("tables", torch.zeros(2 * blocks + 1, TABLE_SIZE, dtype=torch.int16))
         self._plan: tuple | None = None

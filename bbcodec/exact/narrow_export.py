@@ -23,7 +23,7 @@ from bbcodec.exact import int8_kernels as k8
 from bbcodec.exact.digit_conv import in_frac_for
 from bbcodec.exact.fixed import FRAC
 from bbcodec.exact.layers import check_layers
-from bbcodec.exact.narrow import FLAG_CODE, Codes, NarrowLinear, NarrowPixelNet, silu_table
+from bbcodec.exact.narrow import FLAG_CODE, NARROW_FORMS, Codes, NarrowLinear, NarrowPixelNet, silu_table
 from bbcodec.exact.narrow_conv import NarrowConditioning, NarrowConv2d, NarrowResBlock
 from bbcodec.nn.local_pixelcnn import LocalPixelNet
 
@@ -75,26 +75,30 @@ def _float_values(net: LocalPixelNet, x_unit: torch.Tensor, cond: torch.Tensor) 
 
 @torch.no_grad()
 def narrow_of(net: LocalPixelNet, x_unit: torch.Tensor, cond: torch.Tensor, binary: bool,
-              weight_limbs: int = 2) -> NarrowPixelNet:
+              form: str = "int8-w13") -> NarrowPixelNet:
     """The narrow integer form of a one-channel float ``net``, calibrated on float inputs
     ``x_unit`` (N, 1, H, W) and conditioning ``cond`` (N, hidden, H, W)."""
     values = _float_values(net, x_unit, cond)
     blocks = len(net.head.blocks)
-    out = NarrowPixelNet(net.hidden, blocks, net.head.out.out_features, net.rows, net.cols, binary, weight_limbs)
+    out = NarrowPixelNet(net.hidden, blocks, net.head.out.out_features, net.rows, net.cols, binary, form)
+    limbs = NARROW_FORMS[form]
     f_h = _grid_frac(values["h"])
     h_step = math.ldexp(1.0, -f_h)
     sites = [_silu_codes(v) for v in values["silu"]]  # in_0, mid_0, in_1, ..., out
     out.h_frac.fill_(f_h)
-    out.window = NarrowLinear.quantise(_window_weight(net, binary), net.window.bias, Codes(1.0), h_step, weight_limbs)
+    out.window = NarrowLinear.quantise(_window_weight(net, binary), net.window.bias, Codes(1.0), h_step,
+                                       limbs("window"))
     for b, block in enumerate(net.head.blocks):
         inner_step = math.ldexp(1.0, -_grid_frac([values["inner"][b]]))
-        out.first[b] = NarrowLinear.quantise(block[1].weight, block[1].bias, sites[2 * b], inner_step, weight_limbs)
-        out.second[b] = NarrowLinear.quantise(block[3].weight, block[3].bias, sites[2 * b + 1], h_step, weight_limbs)
+        out.first[b] = NarrowLinear.quantise(block[1].weight, block[1].bias, sites[2 * b], inner_step,
+                                             limbs(f"first.{b}"))
+        out.second[b] = NarrowLinear.quantise(block[3].weight, block[3].bias, sites[2 * b + 1], h_step,
+                                              limbs(f"second.{b}"))
         out.tables[2 * b].copy_(silu_table(h_step, sites[2 * b]))
         out.tables[2 * b + 1].copy_(silu_table(inner_step, sites[2 * b + 1]))
     out.tables[2 * blocks].copy_(silu_table(h_step, sites[-1]))
     out.out = NarrowLinear.quantise(net.head.out.weight, net.head.out.bias, sites[-1], math.ldexp(1.0, -FRAC),
-                                     weight_limbs)
+                                     limbs("out"))
     check_layers(out)
     return out
 
@@ -153,13 +157,12 @@ def narrow_conditioning_of(model: nn.Module, z: torch.Tensor, out_step: float,
 
 @torch.no_grad()
 def narrow_integer_form(model: nn.Module, calibration: np.ndarray,
-                        weight_limbs: int = 2) -> tuple[NarrowPixelNet, NarrowConditioning]:
+                        form: str = "int8-w13") -> tuple[NarrowPixelNet, NarrowConditioning]:
     """The int8 forms of a float VLAE's local pixel net and conditioning network,
     calibrated on ``calibration`` images (N, 1, H, W) uint8 at their posterior means."""
     x = torch.from_numpy(np.array(calibration))  # a writable copy
     x_unit = model.to_unit(x)
     z = model.posterior(x_unit)[0]
-    local = narrow_of(model.local, x_unit, model.conditioning(z), model.cfg.likelihood == "bernoulli",
-                      weight_limbs=weight_limbs)
-    cond = narrow_conditioning_of(model, z, math.ldexp(1.0, -int(local.h_frac)), weight_limbs)
+    local = narrow_of(model.local, x_unit, model.conditioning(z), model.cfg.likelihood == "bernoulli", form)
+    cond = narrow_conditioning_of(model, z, math.ldexp(1.0, -int(local.h_frac)), NARROW_FORMS[form]("cond"))
     return local, cond

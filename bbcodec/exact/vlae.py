@@ -20,7 +20,7 @@ from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import ONE
 from bbcodec.exact.layers import upsample2, IConv2d, ILinear, IResBlock, bounded_softplus, grid_constant, silu
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
-from bbcodec.exact.narrow import WEIGHT_DIGITS, NarrowPixelNet
+from bbcodec.exact.narrow import NARROW_FORMS, NarrowPixelNet
 from bbcodec.exact.narrow_conv import NarrowConditioning
 from bbcodec.nn.vlae import VLAE, VLAEConfig
 
@@ -67,11 +67,10 @@ class ExactVLAE(nn.Module):
         self.prior = IMADEPrior(cfg.latent_dims, cfg.made_hidden, cfg.prior_std_floor)
         self.from_latent = ILinear(cfg.latent_dims, w * side * side)
         self.local: ILocalPixelNet | NarrowPixelNet
-        if local_form in WEIGHT_DIGITS:  # the decoder's networks on int8 products
-            digits = WEIGHT_DIGITS[local_form]
-            self.cond_net = NarrowConditioning(w, cfg.hidden, digits)
+        if local_form in NARROW_FORMS:  # the decoder's networks on int8 products
+            self.cond_net = NarrowConditioning(w, cfg.hidden, NARROW_FORMS[local_form]("cond"))
             self.local = NarrowPixelNet(cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel, cfg.window_rows,
-                                        cfg.window_cols, cfg.likelihood == "bernoulli", digits)
+                                        cfg.window_cols, cfg.likelihood == "bernoulli", local_form)
         elif local_form == "wide":
             self.cond_low = IResBlock(w)
             self.cond_mid_conv = IConv2d(w, w, (3, 3), padding=(1, 1))
