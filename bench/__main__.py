@@ -3,6 +3,7 @@ and classical codecs, all measured in one run.
 
     python -m bench --quick                  # a few minutes (CI smoke test)
     python -m bench                          # full: all 10,000 MNIST / binarised MNIST test digits
+    python -m bench --publish                # the published run: also every model's files, cards, README
     python -m bench --cifar10 cifar-10-python.tar.gz --folder photos/
 
 \b
@@ -25,8 +26,8 @@ Metrics (bits/dim = bits / (H x W x C); binarised MNIST also in nats per image):
   lossy rows: bits_per_image (whole file / images), psnr_db, label_agreement (a classifier
   trained on MNIST train gives the same label to original and reconstruction)
 Outputs in <out> (bench/results for a full run, bench/out for --quick): results.json
-(schema: bench/README.md), results.md, and PNG plots. The README's results section
-is generated from results.json (--update-readme), never typed by hand.
+(schema: bench/README.md), results.md, and PNG plots. The README's results block, the
+model cards and `bbcodec models` are generated from one --publish run, never typed by hand.
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
             rows.append(lossless_row(name, data, args.singles, args.iwae_k, args.iwae_images))
             if len({img.shape for img in data.images}) == 1:
                 for k in args.samples:
-                    progress(f"{data.title}: {name} importance-weighted, K={k}")
-                    rows.append(importance_row(name, data, k))
+                    subset = data.first(args.samples_images)
+                    progress(f"{subset.title}: {name} importance-weighted, K={k}")
+                    rows.append({**importance_row(name, subset, k), "dataset": data.title})
         progress(f"{data.title}: classical codecs")
         shown = [img * 255 for img in data.images] if data.binary else data.images
         for row in classical_rows(shown):
@@ -117,8 +119,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
                 if (info.image_size == 28 and info.pixel_levels == 256 and info.image_channels == 1
                         and (not args.models or info.name in args.models) and args.lossy_images):
                     progress(f"{data.title}: {info.name} lossy, steps {args.lossy_steps}")
-                    subset = datasets.BenchSet(data.key, f"MNIST test ({args.lossy_images})",
-                                               data.images[: args.lossy_images], labels=data.labels[: args.lossy_images])
+                    subset = data.first(args.lossy_images)
                     lossy, grid = lossy_rows(info.name, subset, args.lossy_steps, args.lossy_draws)
                     rows.extend(lossy)
                     grids[info.name] = grid
@@ -152,9 +153,10 @@ def markdown(rows: list[dict], reported: list[dict]) -> str:
                            f"{fmt(r['encode_img_per_s'], 0)} | {fmt(r['decode_img_per_s'], 0)} | "
                            f"{'yes' if r['decode_fresh_process_bit_exact'] else '**NO**'} |")
             elif r["kind"] == "bbcodec importance":
-                out.append(f"| **bbcodec `{r['model']}` --samples {r['samples']}** | **{fmt(r['file_bpd'])}** | "
+                first = f", first {r['images']}" if r["images"] < group[0].get("images", r["images"]) else ""
+                out.append(f"| **bbcodec `{r['model']}` --samples {r['samples']}{first}** | **{fmt(r['file_bpd'])}** | "
                            + ("| " if binary else "")
-                           + f"{fmt(r['neg_elbo_bpd'])} | {fmt(r['iwae_all_bpd'])} (k={r['samples']}, all) | "
+                           + f"{fmt(r['neg_elbo_bpd'])} | {fmt(r['iwae_all_bpd'])} (k={r['samples']}, same images) | "
                            f"{fmt(r['net_bpd'])} | | {fmt(r['encode_img_per_s'], 0)} | {fmt(r['decode_img_per_s'], 0)} | "
                            f"{'yes' if r['decode_fresh_process_bit_exact'] else '**NO**'} |")
             elif r["kind"] == "classical":
@@ -217,9 +219,13 @@ def main() -> None:
                         help="images coded one per file for single_image_bpd (all 10,000: python -m bench.single_files)")
     parser.add_argument("--samples", type=int, nargs="*", default=[8],
                         help="importance-weighted bits-back rows with these K (none: skip)")
-    parser.add_argument("--iwae-k", type=int, default=1000, help="importance samples for the IWAE bound")
-    parser.add_argument("--iwae-images", type=int, default=100, help="images the IWAE bound is computed on")
-    parser.add_argument("--lossy-images", type=int, default=10_000, help="MNIST test images for the lossy rows")
+    parser.add_argument("--samples-images", type=int, default=500,
+                        help="first N images of each dataset for the --samples rows (K times the coding work)")
+    parser.add_argument("--iwae-k", type=int, default=200, help="importance samples for the IWAE bound")
+    parser.add_argument("--iwae-images", type=int, default=20,
+                        help="images the IWAE bound is computed on (k float passes each)")
+    parser.add_argument("--lossy-images", type=int, default=500,
+                        help="first N MNIST test images for the lossy rows (16 draws: 16 times the decoding work)")
     parser.add_argument("--lossy-steps", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
                         help="latent quantisation steps of the lossy rows")
     parser.add_argument("--lossy-draws", type=int, nargs="+", default=[1, 16],
@@ -237,9 +243,16 @@ def main() -> None:
                         help="with --render-only: fold these partial runs' rows into <out>/results.json first")
     parser.add_argument("--update-readme", action="store_true",
                         help="replace the results section of README.md with this run's tables")
+    parser.add_argument("--publish", action="store_true",
+                        help="the published run: also rewrite every shipped model's scores, validation and speed "
+                             "files (bench/publish.py), the model cards and the README's results block, so that "
+                             "every number the package states comes from this run")
     args = parser.parse_args()
     if args.merge and not args.render_only:
         parser.error("--merge folds finished runs into <out>/results.json: use it with --render-only")
+    if args.publish and (args.quick or args.render_only or args.models or args.out or args.images < 10_000
+                         or set(args.datasets) != set(DATASETS)):
+        parser.error("--publish is the full run: every model and dataset, all test images, bench/results")
     if args.quick:
         args.images, args.singles, args.iwae_k, args.iwae_images, args.lossy_images = 100, 2, 16, 4, 100
         args.samples = []  # tests/test_importance.py checks that path; here it would double the run
@@ -265,19 +278,49 @@ def main() -> None:
     table = markdown(rows, reported)
     (args.out / "results.md").write_text(table)
     print(table)
-    if args.update_readme:
-        update_readme(table, meta)
+    if args.publish:
+        publish_model_files(rows, meta)
+    if args.update_readme or args.publish:
+        update_readme(args.out)
+
+
+def publish_model_files(rows: list[dict], meta: dict) -> None:
+    """Every shipped model's scores, validation and speed files and every card, from this run."""
+    from bench import publish
+
+    names = [m.name for m in bbcodec.list_models()]
+    publish.write_scores(rows, meta)
+    progress("validation sets")
+    publish.write_validations(names)
+    progress("speed: every model beside the classical codecs")
+    publish.write_speeds(names, 2000)
+    publish.write_cards()
 
 
 README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def update_readme(table: str, meta: dict) -> None:
-    """Splice the generated tables into README.md: results are never typed by hand."""
+def readme_block(out: Path) -> str:
+    """The README's results block, from the committed files of one run in ``out``: its stamp,
+    the shipped models, each dataset's tables and the speed table."""
+    from bench import model_table, speed
+
+    results = json.loads((out / "results.json").read_text())
+    parts = [stamp(results["meta"]), "", "### Shipped models", "", model_table.render(results), "",
+             markdown(results["rows"], results["reported"])]
+    speed_file = out / "speed.json"
+    if speed_file.exists():
+        parts += ["### Speed: every codec on the same images, one after another in one process", "",
+                  speed.table(json.loads(speed_file.read_text()))]
+    return "\n".join(parts)
+
+
+def update_readme(out: Path) -> None:
+    """Splice the generated block into README.md: results are never typed by hand."""
     readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = text.index(README_BEGIN) + len(README_BEGIN), text.index(README_END)
-    readme.write_text(text[:start] + "\n" + stamp(meta) + "\n\n" + table + text[end:])
+    readme.write_text(text[:start] + "\n" + readme_block(out).rstrip() + "\n" + text[end:])
 
 
 if __name__ == "__main__":

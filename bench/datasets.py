@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,14 @@ class BenchSet:
     @property
     def dims(self) -> int:
         return int(sum(img.size for img in self.images))
+
+    def first(self, n: int) -> "BenchSet":
+        """The first ``n`` images as a set of their own, titled by their count."""
+        if n >= len(self.images):
+            return self
+        title = re.sub(r"\((\d+)", f"(first {n}", self.title, count=1)
+        return BenchSet(self.key, title, self.images[:n], self.binary,
+                        None if self.labels is None else self.labels[:n])
 
 
 def mnist(n: int) -> BenchSet:

@@ -69,7 +69,7 @@ def data_line(recipe: dict) -> str:
     if recipe["dataset"] == "rgb-patches":
         return ("* Data: 32x32 patches of real photographs from Debian packages and the foolbox 3.3.4 wheel, "
                 "downscaled 2-4x first (all sources are lossy JPEG/WebP)"
-                + "".join(RGB_SET_PHRASES[name] for name in rgb_set_names(recipe) if name in RGB_SET_PHRASES)
+                + "".join(RGB_SET_PHRASES[name] for name in dict.fromkeys(rgb_set_names(recipe)) if name in RGB_SET_PHRASES)
                 + "; sources, licences, sha256 and the train/validation split by photo in `DATA.md` and "
                 "`sources.json`. Scores are on the held-out photos' patches; the 20 CIFAR-10 test images are "
                 "never used for training. The training mix and the second phase were chosen on those 20 "
@@ -188,6 +188,12 @@ def render_derived(folder: Path, recipe: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scored_on(recipe: dict) -> str:
+    """What training scored the float model on: MNIST's test set; for `rgb`, the held-out photos
+    (its validation set; the CIFAR-10 images are only ever coded, in the README's tables)."""
+    return "held-out photos' validation mix" if recipe["dataset"].startswith("rgb") else "test set"
+
+
 def precision_text(records: list[dict]) -> str:
     """The arithmetic training ran in, as the log's run starts recorded it."""
     used = sorted({r["precision"] for r in records if r.get("event") == "started" and "precision" in r})
@@ -232,7 +238,7 @@ def render(folder: Path) -> str:
         + (" over all phases." if phases > 1 else "."),
         "",
         *([] if later else integer_lines(folder)),
-        "## Scores of the float model (test set, all of it, computed at export)",
+        f"## Scores of the float model ({scored_on(recipe)}, all of it, computed at export)",
         "",
         f"* −ELBO: **{meta['test_bpd']:.4f} bits/dim**"
         + (f" ({meta['test_bpd'] * 784:.1f} bits per digit)" if meta["config"].get("image_channels", 1) == 1 else "")
@@ -240,7 +246,8 @@ def render(folder: Path) -> str:
         "* KL per latent layer (bits per image, top layer first): "
         + kl_text(meta.get("kl_bits_per_layer", []), build_config(meta["arch"], meta["config"]).latent_part_names),
         "",
-        f"## Test −ELBO after each epoch (EMA weights, first {recipe.get('eval_images', 2000):,} test images)",
+        f"## −ELBO after each epoch (EMA weights, first {recipe.get('eval_images', 2000):,} images of the "
+        f"{scored_on(recipe)})",
         "",
     ]
     if phases > 1:

@@ -1,0 +1,92 @@
+"""What a full ``python -m bench`` run writes besides its results.json.
+
+`bbcodec models`, the model cards and the README's summary table read per-model files
+(``models/NAME/scores.json``, ``validation.json``, ``speed.json``). A full run rewrites
+every one of them, each with the run's stamp, then the cards, so that every number the
+package and the README publish comes from one run on one commit and one CPU:
+
+* ``scores.json``: the integer form's and the float model's test −ELBO, from the model's
+  lossless row on its whole test set (the same pass that measured the file);
+* ``validation.json``: the integer form's −ELBO on its validation set
+  (:func:`training.export.validate`), what choices about a model are measured on;
+* ``speed.json`` (and ``bench/results/speed.json``): :mod:`bench.speed`, every model beside
+  PNG, WebP and JPEG-XL in one pass over the same images;
+* ``CARD.md``: ``training/card.py`` from the recipe, the training log and those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import bbcodec
+from bbcodec.weights import file_sha256
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+STAMP_KEYS = ("command", "commit", "cpu", "cores", "threads", "torch", "constriction", "numpy", "python", "date")
+# A model's own test set, as the bench names it: (dataset_key, title prefix).
+TEST_SETS = {"mnist": ("mnist-8bit", "MNIST test (10000)"),
+             "mnist-binary": ("mnist-binarized-dynamic", "binarised MNIST test (10000"),
+             "rgb": ("cifar10", "CIFAR-10 test, first 20")}
+LATENT_PRECISION = 8  # bench.lossless measures the integer −ELBO with 2^8 bins per latent dimension
+
+
+def run_stamp(meta: dict) -> dict:
+    """The stamp fields of a run's meta (bench.runs.run_meta)."""
+    return {key: meta[key] for key in STAMP_KEYS}
+
+
+def _test_set(recipe: dict) -> tuple[str, str]:
+    return TEST_SETS["rgb" if recipe["dataset"].startswith("rgb") else recipe["dataset"]]
+
+
+def write_scores(rows: list[dict], meta: dict) -> list[Path]:
+    """Each shipped model's ``scores.json`` from its lossless row on its whole test set."""
+    written = []
+    for info in bbcodec.list_models():
+        folder = info.path.parent
+        key, title = _test_set(json.loads((folder / "recipe.json").read_text()))
+        row = next((r for r in rows if r["kind"] == "bbcodec lossless" and r["model"] == info.name
+                    and r["dataset_key"] == key and r["dataset"].startswith(title)), None)
+        if row is None or "integer_neg_elbo_bpd" not in row:
+            continue
+        record = {"test_set": row["dataset"], "images": row["images"], "latent_precision": LATENT_PRECISION,
+                  "integer_neg_elbo_bpd": row["integer_neg_elbo_bpd"], "float_neg_elbo_bpd": row["neg_elbo_bpd"],
+                  "integer_sha256": file_sha256(info.path), "stamp": run_stamp(meta)}
+        (folder / "scores.json").write_text(json.dumps(record, indent=2) + "\n")
+        written.append(folder / "scores.json")
+    return written
+
+
+def write_validations(names: list[str]) -> list[Path]:
+    from training.export import validate
+
+    for name in names:
+        validate(name)
+    return [MODELS / name / "validation.json" for name in names]
+
+
+def write_speeds(names: list[str], images: int) -> dict:
+    """One :mod:`bench.speed` run over ``names`` and the classical codecs."""
+    from bench import speed
+
+    args = argparse.Namespace(images=images, models=names, lossy_decoded=100, no_lossy=False)
+    result = speed.measure(args)
+    out = ROOT / "bench" / "results" / "speed.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(speed.table(result))
+    speed.write_model_speeds(result)
+    return result
+
+
+def write_cards() -> list[Path]:
+    """Every model folder's CARD.md again (float sources included: their cards quote their forms)."""
+    from training.card import render
+
+    written = []
+    for folder in sorted(p.parent for p in MODELS.glob("*/recipe.json")):
+        (folder / "CARD.md").write_text(render(folder))
+        written.append(folder / "CARD.md")
+    return written
