@@ -129,7 +129,8 @@ def _float_weights(folder: Path) -> Path:
 
 
 def _scores(folder: Path) -> dict:
-    """The model's measured test scores (``scores.json``, written by ``python -m training.export --measure``)."""
+    """The model's measured test scores (``scores.json``: ``python -m bench --publish`` writes them for
+    every shipped model, ``python -m training.export NAME --measure`` for a new one)."""
     path = folder / "scores.json"
     return json.loads(path.read_text()) if path.exists() else {}
 

@@ -268,6 +268,11 @@ def main() -> None:
             (args.out / "results.json").write_text(json.dumps(saved, indent=1))
         meta, rows, reported = saved["meta"], saved["rows"], saved["reported"]
     else:
+        if args.publish:  # first: it needs every model's validation data, and fails fast without it
+            from bench import publish
+
+            progress("validation sets")
+            publish.write_validations([m.name for m in bbcodec.list_models()])
         rows, grids, meta = run(args)
         keys = {r["dataset_key"] for r in rows}
         reported = [r for key in sorted(keys) for r in reported_rows(key)]
@@ -285,13 +290,12 @@ def main() -> None:
 
 
 def publish_model_files(rows: list[dict], meta: dict) -> None:
-    """Every shipped model's scores, validation and speed files and every card, from this run."""
+    """Every shipped model's scores and speed files and every card, from this run (its
+    validation files were written before its measurements)."""
     from bench import publish
 
     names = [m.name for m in bbcodec.list_models()]
     publish.write_scores(rows, meta)
-    progress("validation sets")
-    publish.write_validations(names)
     progress("speed: every model beside the classical codecs")
     publish.write_speeds(names, 2000)
     publish.write_cards()

@@ -26,18 +26,31 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def foreign_sources(meta: dict) -> list[str]:
-    """The per-model files whose stamp is not this run's commit and CPU."""
+def _model_stamps() -> list[tuple[str, dict]]:
     from bbcodec.zoo import list_models
 
     out = []
     for info in sorted(list_models(), key=lambda m: m.name):
         for name in ("scores.json", "validation.json", "speed.json"):
             st = _load(info.path.parent / name).get("stamp")
-            if st and (st["commit"], st["cpu"]) != (meta["commit"], meta["cpu"]):
-                out.append(f"`models/{info.name}/{name}`: `{st['command']}` ({short_commit(st['commit'])}, "
-                           f"{st['cpu']}, {st['date']})")
+            if st:
+                out.append((f"models/{info.name}/{name}", st))
     return out
+
+
+def other_invocations(meta: dict) -> list[str]:
+    """Commands of the same commit and CPU, other than the run's own, that wrote model files."""
+    seen: dict[str, list[str]] = {}
+    for path, st in _model_stamps():
+        if (st["commit"], st["cpu"]) == (meta["commit"], meta["cpu"]) and st["command"] != meta["command"]:
+            seen.setdefault(f"`{st['command']}`", []).append(path.split("/")[-1])
+    return [f"{cmd}: {', '.join(sorted(set(files)))}" for cmd, files in seen.items()]
+
+
+def foreign_sources(meta: dict) -> list[str]:
+    """The per-model files whose stamp is not this run's commit and CPU."""
+    return [f"`{path}`: `{st['command']}` ({short_commit(st['commit'])}, {st['cpu']}, {st['date']})"
+            for path, st in _model_stamps() if (st["commit"], st["cpu"]) != (meta["commit"], meta["cpu"])]
 
 
 def own_test_row(rows: list[dict], name: str, recipe: dict) -> dict:
@@ -63,6 +76,10 @@ def render(results: dict) -> str:
                      f"{_fmt(row.get('neg_elbo_bpd'))} | {_fmt(row.get('file_bpd'))} | {exact} | "
                      f"{_fmt(validation.get('integer_neg_elbo_bpd'))} | {validation.get('validation_set', '')} | "
                      f"{speeds} |")
+    others = other_invocations(results["meta"])
+    if others:
+        lines += ["", "Model files written on the same commit and CPU by another invocation:",
+                  *[f"* {s}" for s in others]]
     foreign = foreign_sources(results["meta"])
     if foreign:
         lines += ["", "Not from this run:", *[f"* {s}" for s in foreign]]
