@@ -81,7 +81,7 @@ def reported_rows(key: str) -> list[dict]:
     return [r for r in json.loads(REPORTED.read_text())["rows"] if r.get("dataset", "").startswith(family)]
 
 
-def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
+def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
     wanted = set(args.datasets)
     sets = []
     if "mnist" in wanted:
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict, dict]:
                     lossy, grid = lossy_rows(info.name, subset, args.lossy_steps, args.lossy_draws)
                     rows.extend(lossy)
                     grids[info.name] = grid
-    return rows, grids, run_meta(args.quick)
+    return rows, grids
 
 
 def fmt(v, p: int = 3) -> str:
@@ -268,12 +268,13 @@ def main() -> None:
             (args.out / "results.json").write_text(json.dumps(saved, indent=1))
         meta, rows, reported = saved["meta"], saved["rows"], saved["reported"]
     else:
+        meta = run_meta(args.quick)  # one stamp for everything the run writes, taken before it writes
         if args.publish:  # first: it needs every model's validation data, and fails fast without it
             from bench import publish
 
             progress("validation sets")
-            publish.write_validations([m.name for m in bbcodec.list_models()])
-        rows, grids, meta = run(args)
+            publish.write_validations([m.name for m in bbcodec.list_models()], publish.run_stamp(meta))
+        rows, grids = run(args)
         keys = {r["dataset_key"] for r in rows}
         reported = [r for key in sorted(keys) for r in reported_rows(key)]
         (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows, "reported": reported}, indent=1))
@@ -297,7 +298,7 @@ def publish_model_files(rows: list[dict], meta: dict) -> None:
     names = [m.name for m in bbcodec.list_models()]
     publish.write_scores(rows, meta)
     progress("speed: every model beside the classical codecs")
-    publish.write_speeds(names, 2000)
+    publish.write_speeds(names, 2000, publish.run_stamp(meta))
     publish.write_cards()
 
 

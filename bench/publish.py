@@ -2,7 +2,8 @@
 
 `bbcodec models`, the model cards and the README's summary table read per-model files
 (``models/NAME/scores.json``, ``validation.json``, ``speed.json``). A full run rewrites
-every one of them, each with the run's stamp, then the cards, so that every number the
+every one of them, each with the run's one stamp (taken before it writes anything, so
+its own outputs never mark the tree as changed), then the cards, so that every number the
 package and the README publish comes from one run on one commit and one CPU:
 
 * ``scores.json``: the integer form's and the float model's test −ELBO, from the model's
@@ -60,20 +61,20 @@ def write_scores(rows: list[dict], meta: dict) -> list[Path]:
     return written
 
 
-def write_validations(names: list[str]) -> list[Path]:
+def write_validations(names: list[str], stamp: dict) -> list[Path]:
     from training.export import validate
 
     for name in names:
-        validate(name)
+        validate(name, stamp)
     return [MODELS / name / "validation.json" for name in names]
 
 
-def write_speeds(names: list[str], images: int) -> dict:
+def write_speeds(names: list[str], images: int, stamp: dict) -> dict:
     """One :mod:`bench.speed` run over ``names`` and the classical codecs."""
     from bench import speed
 
     args = argparse.Namespace(images=images, models=names, lossy_decoded=100, no_lossy=False)
-    result = speed.measure(args)
+    result = speed.measure(args, stamp)
     out = ROOT / "bench" / "results" / "speed.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(speed.table(result))

@@ -180,10 +180,11 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def measure(args: argparse.Namespace) -> dict:
-    """One run: every requested model and the classical codecs on each dataset, with its stamp."""
+def measure(args: argparse.Namespace, run_stamp: dict | None = None) -> dict:
+    """One run: every requested model and the classical codecs on each dataset, with its
+    stamp (``run_stamp``: that of the run this one is part of)."""
     runtime.reuse_freed_memory()
-    result = {"stamp": stamp(), "datasets": []}
+    result = {"stamp": run_stamp or stamp(), "datasets": []}
     for title, images, models in datasets(args.images, args.models):
         rows = []
         for model in models:

@@ -166,15 +166,16 @@ def validation_set(recipe: dict) -> tuple[np.ndarray, str]:
 
 
 @torch.no_grad()
-def validate(name: str) -> dict:
-    """Integer −ELBO (bits/dim) on the model's validation set: ``models/NAME/validation.json``."""
+def validate(name: str, run_stamp: dict | None = None) -> dict:
+    """Integer −ELBO (bits/dim) on the model's validation set: ``models/NAME/validation.json``,
+    stamped now or with ``run_stamp`` (that of the run this is part of)."""
     folder = MODELS / name
     images, label = validation_set(json.loads((folder / "recipe.json").read_text()))
     integer, _ = load_integer(folder / INTEGER_FILE)
     bits = [negative_elbo_bits(integer, images[lo : lo + BATCH], PRECISION) for lo in range(0, len(images), BATCH)]
     record = {"validation_set": label, "images": len(images),
               "integer_neg_elbo_bpd": float(np.concatenate(bits).mean() / images[0].size),
-              "integer_sha256": file_sha256(folder / INTEGER_FILE), "stamp": stamp()}
+              "integer_sha256": file_sha256(folder / INTEGER_FILE), "stamp": run_stamp or stamp()}
     (folder / "validation.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
