@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.publish import TEST_SETS
+from bench.publish import own_test_row
 from bench.stamp import short_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +51,6 @@ def foreign_sources(meta: dict) -> list[str]:
     """The per-model files whose stamp is not this run's commit and CPU."""
     return [f"`{path}`: `{st['command']}` ({short_commit(st['commit'])}, {st['cpu']}, {st['date']})"
             for path, st in _model_stamps() if (st["commit"], st["cpu"]) != (meta["commit"], meta["cpu"])]
-
-
-def own_test_row(rows: list[dict], name: str, recipe: dict) -> dict:
-    key, title = TEST_SETS["rgb" if recipe["dataset"].startswith("rgb") else recipe["dataset"]]
-    return next((r for r in rows if r["kind"] == "bbcodec lossless" and r["model"] == name
-                 and r["dataset_key"] == key and r["dataset"].startswith(title)), {})
 
 
 def render(results: dict) -> str:

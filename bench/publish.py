@@ -22,7 +22,6 @@ import json
 from pathlib import Path
 
 import bbcodec
-from bbcodec.weights import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -39,8 +38,11 @@ def run_stamp(meta: dict) -> dict:
     return {key: meta[key] for key in STAMP_KEYS}
 
 
-def _test_set(recipe: dict) -> tuple[str, str]:
-    return TEST_SETS["rgb" if recipe["dataset"].startswith("rgb") else recipe["dataset"]]
+def own_test_row(rows: list[dict], name: str, recipe: dict) -> dict:
+    """A model's lossless row on its own whole test set ({} when the run has none)."""
+    key, title = TEST_SETS["rgb" if recipe["dataset"].startswith("rgb") else recipe["dataset"]]
+    return next((r for r in rows if r["kind"] == "bbcodec lossless" and r["model"] == name
+                 and r["dataset_key"] == key and r["dataset"].startswith(title)), {})
 
 
 def write_scores(rows: list[dict], meta: dict) -> list[Path]:
@@ -48,14 +50,12 @@ def write_scores(rows: list[dict], meta: dict) -> list[Path]:
     written = []
     for info in bbcodec.list_models():
         folder = info.path.parent
-        key, title = _test_set(json.loads((folder / "recipe.json").read_text()))
-        row = next((r for r in rows if r["kind"] == "bbcodec lossless" and r["model"] == info.name
-                    and r["dataset_key"] == key and r["dataset"].startswith(title)), None)
-        if row is None or "integer_neg_elbo_bpd" not in row:
+        row = own_test_row(rows, info.name, json.loads((folder / "recipe.json").read_text()))
+        if "integer_neg_elbo_bpd" not in row:
             continue
         record = {"test_set": row["dataset"], "images": row["images"], "latent_precision": LATENT_PRECISION,
                   "integer_neg_elbo_bpd": row["integer_neg_elbo_bpd"], "float_neg_elbo_bpd": row["neg_elbo_bpd"],
-                  "integer_sha256": file_sha256(info.path), "stamp": run_stamp(meta)}
+                  "integer_sha256": info.sha256, "stamp": run_stamp(meta)}
         (folder / "scores.json").write_text(json.dumps(record, indent=2) + "\n")
         written.append(folder / "scores.json")
     return written
