@@ -30,12 +30,24 @@ WIDER = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "hidden": 40, "pixel_blocks":
                       "window_cols": 5})
 
 
+CODE8 = VLAEConfig(**{**WIDER.__dict__, "pixel_code_bits": 8, "pixel_weight_bits": 7})
+FORMS = {1: "int8-w7", 2: "int8-w13", 8: "int8-a8w7-io13"}  # weight digits, or 8: 8-bit codes
+
+
+def _trained_for_codes(config: VLAEConfig, seed: int):
+    """A tiny float model whose pixel head trains with 8-bit codes, its code ranges set."""
+    model = make_tiny(config, seed)
+    model.calibrate_codes(torch.from_numpy(tiny_calibration(config.image_size)))
+    return model
+
+
 def _narrow(config: VLAEConfig, seed: int, digits: int):
-    return integer_form(make_tiny(config, seed), tiny_calibration(), {1: "int8-w7", 2: "int8-w13"}[digits])
+    model = _trained_for_codes(config, seed) if digits == 8 else make_tiny(config, seed)
+    return integer_form(model, tiny_calibration(config.image_size), FORMS[digits])
 
 
-@pytest.mark.parametrize("digits", [1, 2])
-@pytest.mark.parametrize("config", [TINY_VLAE_CONFIG, WIDER], ids=["tiny", "wider"])
+@pytest.mark.parametrize("config,digits", [(TINY_VLAE_CONFIG, 1), (TINY_VLAE_CONFIG, 2), (WIDER, 1), (WIDER, 2),
+                                           (CODE8, 8)], ids=["tiny-w7", "tiny-w13", "wider-w7", "wider-w13", "a8"])
 def test_kernels_equal_their_torch_definition(config, digits):
     net = _narrow(config, 5, digits).local
     assert isinstance(net, NarrowPixelNet)
@@ -68,11 +80,11 @@ def test_int8_products_are_exact_at_the_bounds():
     assert torch.equal(torch._int_mm(a, b).to(torch.int64), a.to(torch.int64) @ b.to(torch.int64))
 
 
-@pytest.mark.parametrize("config,digits", [(TINY_VLAE_CONFIG, 2), (TINY_VLAE_CONFIG, 1), (BINARY, 2)],
-                         ids=["w13", "w7", "binary"])
+@pytest.mark.parametrize("config,digits", [(TINY_VLAE_CONFIG, 2), (TINY_VLAE_CONFIG, 1), (BINARY, 2), (CODE8, 8)],
+                         ids=["w13", "w7", "binary", "a8"])
 def test_int8_pixel_net_codes_losslessly(config, digits):
     model = _narrow(config, 3, digits)
-    x = random_digits(9, seed=4, size=12)[:, None]
+    x = random_digits(9, seed=4, size=config.image_size)[:, None]
     if config.likelihood == "bernoulli":
         x = (x > 127).astype(np.uint8)
     np.testing.assert_array_equal(coder_round_trip(BitsBackCoder(model, CoderSettings(max_group=4)), x)[1], x)
@@ -134,3 +146,39 @@ def test_convolution_kernels_equal_their_torch_definition(stride, k):
     assert torch.equal(narrow.values(codes, table=table), want)
     residual = torch.randint(-32768, 32768, want.shape, dtype=torch.int16)
     assert torch.equal(narrow.values(codes, residual=residual), narrow.values_reference(codes, residual=residual))
+
+
+def test_8_bit_code_form_reads_one_digit_per_code_in_its_residual_blocks(tmp_path):
+    """``int8-a8w7-io13``: the residual blocks read 8-bit codes (one int8 digit) by 7-bit
+    weights, the window and the output layer keep 13-bit weights, the output layer reads
+    int16 codes; its codes are the float model's trained grids, so the integer rate stays
+    close to the float one; and it saves and loads as its own form."""
+    from bbcodec.exact.bounds import negative_elbo_bits
+    from bbcodec.nn.objective import elbo_terms
+
+    float_model = _trained_for_codes(CODE8, 6)
+    model = integer_form(float_model, tiny_calibration(CODE8.image_size), "int8-a8w7-io13")
+    net = model.local
+    assert net.code_limbs == (1,) * (2 * CODE8.pixel_blocks) + (2,)
+    assert [m.weight.shape[1] // len(m.bias) for m in (net.window, *net.first, *net.second, net.out)] == \
+        [2] + [1] * (2 * CODE8.pixel_blocks) + [2]
+    assert all(int(t.min()) >= -128 and int(t.max()) <= 127 for t in net.tables[:-1])
+    x = random_digits(12, seed=8, size=CODE8.image_size)[:, None]
+    integer = negative_elbo_bits(model, x, 12).mean()
+    floating = elbo_terms(float_model, torch.from_numpy(x)).negative_elbo().mean().item() / np.log(2)
+    assert abs(integer / floating - 1) < 0.01
+    saved_and_loaded(model, tmp_path, "int8-a8w7-io13")
+
+
+def test_8_bit_code_form_needs_a_net_trained_for_it():
+    with pytest.raises(ValueError, match="trained with 8-bit codes"):
+        integer_form(make_tiny(WIDER, 3), tiny_calibration(), "int8-a8w7-io13")
+
+
+def test_an_8_bit_code_table_outside_int8_is_refused():
+    model = _narrow(CODE8, 7, 8)
+    model.local.tables[0, 0] = 128
+    model.local._plan = None
+    with pytest.raises(BoundError, match="outside int8"):
+        model.local.rows_params(torch.zeros(1, 2 * CODE8.window_rows * CODE8.window_cols, dtype=torch.int8),
+                                torch.zeros(1, CODE8.hidden, dtype=torch.int32))

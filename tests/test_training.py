@@ -51,3 +51,41 @@ def test_the_log_records_the_precision_a_run_used_and_the_card_states_it(tmp_pat
     assert [r["precision"] for r in started] == [PRECISION_FP32]  # the recipe sets no bf16: fp32
     assert precision_text(log) == PRECISION_FP32
     assert precision_text([r for r in log if r.get("event") != "started"]) == "not recorded in the training log"
+
+
+def test_a_quantisation_aware_phase_starts_from_float_weights_and_calibrates_its_codes(tmp_path):
+    """A recipe that differs from its float start only in the pixel head's quantisation
+    settings loads those weights, sets its 8-bit code ranges from training images once
+    (logged), and its head then emits values on the grids the integer form uses."""
+    from bbcodec.nn.fake_quant import SiluCodes, code_grid
+    from tests.conftest import random_digits
+
+    trained = make_tiny(TINY_VLAE_CONFIG, seed=7)
+    weights = write_zoo_model(tmp_path / "zoo", "phase1", trained) / "weights.safetensors"
+    config = {**TINY_VLAE_CONFIG.to_dict(), "pixel_code_bits": 8, "pixel_weight_bits": 7}
+    trainer = Trainer(write_recipe(tmp_path / "phase2", config, weights))
+    torch.testing.assert_close(trainer.model.local.window.weight, trained.local.window.weight, rtol=0, atol=0)
+    codes = trainer.model.local.head.codes
+    assert isinstance(codes, SiluCodes) and not codes.calibrated
+    trainer.calibrate(torch.from_numpy(random_digits(16, seed=3, size=12)[:, None].copy()))
+    assert codes.calibrated and torch.equal(trainer.ema.local.head.codes.top, codes.top)
+    tops = codes.top.clone()
+    trainer.calibrate(torch.zeros(4, 1, 12, 12, dtype=torch.uint8))  # once only: a resumed run keeps its ranges
+    assert torch.equal(codes.top, tops)
+    h = torch.randn(50, TINY_VLAE_CONFIG.hidden) * 3
+    step, q_min = code_grid(float(tops[0]))
+    q = codes(h, 0) / step
+    assert torch.allclose(q, q.round(), atol=1e-3), (q - q.round()).abs().max()
+    assert q.round().min() >= q_min and q.round().max() <= q_min + 255
+    log = [json.loads(line) for line in (tmp_path / "phase2" / "train_log.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in log if r.get("event") == "calibrated"] == ["calibrated"]
+
+
+def test_a_float_config_reads_as_it_always_did():
+    """Quantisation settings left at float are not written into a config (stored
+    configs of float models stay byte for byte what they were)."""
+    assert "pixel_code_bits" not in TINY_VLAE_CONFIG.to_dict()
+    from bbcodec.nn.vlae import VLAEConfig
+
+    quantised = VLAEConfig(**{**TINY_VLAE_CONFIG.__dict__, "pixel_code_bits": 8})
+    assert VLAEConfig.from_dict(quantised.to_dict()) == quantised

@@ -35,8 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bbcodec.data import BINARIZED_TEST_SEED, binarize, cache_dir, load_mnist
 from bbcodec.nn import build_model
+from bbcodec.nn.fake_quant import SiluCodes
+from bbcodec.nn.vlae import QUANTISATION_FIELDS
 from bbcodec.nn.objective import LN2, ElboTerms, elbo_terms
 from bbcodec.weights import file_sha256, load_weights, save_weights
+
+
+CALIBRATION_IMAGES = 512  # training images that start quantisation-aware code ranges
+CODE_RANGE_KEY = "codes.top"  # the only parameters a quantisation-aware phase adds to its float start
+
+
+def _float_config(config: dict) -> dict:
+    """A config without its quantisation-aware training settings: the architecture."""
+    return {k: v for k, v in config.items() if k not in QUANTISATION_FIELDS}
 
 
 PRECISION_BF16 = "bf16 autocast with fp32 distribution parameters"
@@ -214,12 +225,25 @@ class Trainer:
         without pretending the old schedule never ended."""
         source = path if path.is_absolute() else Path(__file__).resolve().parents[1] / path
         trained, meta = load_weights(source)
-        if meta["arch"] != self.recipe["arch"] or meta["config"] != self.recipe["config"]:
+        if meta["arch"] != self.recipe["arch"] or _float_config(meta["config"]) != _float_config(self.recipe["config"]):
             raise SystemExit(f"{path} holds a different model than {self.recipe_path} describes")
-        self.model.load_state_dict(trained.state_dict())
-        self.ema.load_state_dict(trained.state_dict())
+        missing, unexpected = self.model.load_state_dict(trained.state_dict(), strict=False)
+        if unexpected or any(not key.endswith(CODE_RANGE_KEY) for key in missing):
+            raise SystemExit(f"{path} does not fit {self.recipe_path}: missing {missing}, unexpected {unexpected}")
+        self.ema.load_state_dict(self.model.state_dict())
         self.log({"event": "initialised", "from": str(path), "sha256": file_sha256(source),
                   "its_test_bpd": meta.get("test_bpd")})
+
+    def calibrate(self, train: torch.Tensor) -> None:
+        """Start quantisation-aware training's code ranges from training images, once
+        (a resumed run has them in its checkpoint)."""
+        codes = [m for m in self.model.modules() if isinstance(m, SiluCodes)]
+        if not codes or all(c.calibrated for c in codes):
+            return
+        self.model.calibrate_codes(training_batch(self.recipe, train[:CALIBRATION_IMAGES]))
+        self.ema.load_state_dict(self.model.state_dict())
+        self.log({"event": "calibrated", "images": CALIBRATION_IMAGES,
+                  "code_tops": [round(float(t), 4) for c in codes for t in c.top.tolist()]})
 
     def log(self, record: dict) -> None:
         if self.rank != 0:
@@ -276,6 +300,7 @@ class Trainer:
         steps_per_epoch = len(train) // r["batch_size"]
         total_steps = steps_per_epoch * r["epochs"]
         deadline = time.time() + minutes * 60 if minutes else math.inf
+        self.calibrate(train)
         last_ckpt = time.time()
         self.model.train()
         while self.epoch < r["epochs"] and time.time() < deadline:

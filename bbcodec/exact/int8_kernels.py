@@ -60,41 +60,51 @@ def _split(out: np.ndarray, r: int, c: int, rows: int, code: int) -> None:  # pr
     out[rows + r, c] = code - (high << 8)
 
 
+@numba.njit(cache=True, inline="always")
+def _put(out: np.ndarray, r: int, c: int, rows: int, limbs: int, code: int) -> None:  # pragma: no cover - compiled
+    """Write ``code`` as ``limbs`` int8 digits: itself (an 8-bit code) or :func:`_split`'s two."""
+    if limbs == 1:
+        out[r, c] = code
+    else:
+        _split(out, r, c, rows, code)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, cond: np.ndarray,
-                 table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+                 table: np.ndarray, out_limbs: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """``h = sat(rq(acc) + cond)`` (the window product plus its conditioning) and the
-    digits of ``table[h]``."""
+    ``out_limbs`` digits of ``table[h]`` (an 8-bit code: 1; an int16 code: 2)."""
     rows, cols = acc.shape[0], bias.shape[0]
     wl = acc.shape[1] // cols
     h = np.empty((rows, cols), dtype=np.int16)
-    digits = np.empty((2 * rows, cols), dtype=np.int8)
+    digits = np.empty((out_limbs * rows, cols), dtype=np.int8)
     for r in numba.prange(rows):
         for c in range(cols):
             v = _h16(_rq(_acc(acc, r, c, rows, 1, cols, wl), bias[c], mult[c], shift[c]) + cond[r, c])
             h[r, c] = v
-            _split(digits, r, c, rows, table[v - H_MIN])
+            _put(digits, r, c, rows, out_limbs, table[v - H_MIN])
     return h, digits
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def branch_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, h: np.ndarray,
-                 table: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+                 table: np.ndarray, in_limbs: int, out_limbs: int) -> np.ndarray:  # pragma: no cover - compiled
     """Digits of ``table[v]`` for a residual branch: its inner activation ``v = sat(rq(acc))``
-    (``h`` of shape (0, 0)), or its end ``v = sat(h + rq(acc))``, written back into ``h``."""
-    rows, cols = acc.shape[0] // 2, bias.shape[0]
+    (``h`` of shape (0, 0)), or its end ``v = sat(h + rq(acc))``, written back into ``h``.
+    The product read codes of ``in_limbs`` digits; the result has ``out_limbs``."""
+    rows, cols = acc.shape[0] // in_limbs, bias.shape[0]
     wl = acc.shape[1] // cols
     end = h.shape[0] > 0
-    digits = np.empty((2 * rows, cols), dtype=np.int8)
+    digits = np.empty((out_limbs * rows, cols), dtype=np.int8)
     for r in numba.prange(rows):
         for c in range(cols):
-            v = _rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c])
+            v = _rq(_acc(acc, r, c, rows, in_limbs, cols, wl), bias[c], mult[c], shift[c])
             if end:
                 v = _h16(h[r, c] + v)
                 h[r, c] = v
             else:
                 v = _h16(v)
-            _split(digits, r, c, rows, table[v - H_MIN])
+            _put(digits, r, c, rows, out_limbs, table[v - H_MIN])
     return digits
 
 

@@ -19,7 +19,10 @@ The form (one per model, chosen at export from calibration images):
   and AVX-512 without VNNI form u8·s8 pair sums in saturating int16 (255·64·2 < 2^15),
   and ``K · 128 · 63 < 2^31`` is proven at load;
 * requantisation recombines the digit sums in int64, multiplies by an integer
-  ``m < 2^16`` and shifts right with rounding.
+  ``m < 2^16`` and shifts right with rounding;
+* a pixel net trained for it (:mod:`bbcodec.nn.fake_quant`) reads 8-bit codes in its
+  residual blocks (form ``int8-a8w7-io13``): one digit by one 7-bit weight digit, one
+  int8 product per weight where int16 codes by 13-bit weights take four.
 
 Measured on MNIST training digits (not the test set), against the wide form:
 ``vlae-mnist-large`` +0.03% rate with 13-bit weights, +2.24% with 7-bit;
@@ -62,7 +65,13 @@ NARROW_FORMS: dict[str, Callable[[str], int]] = {
     "int8-w7": lambda name: 1,
     "int8-w13": lambda name: 2,
     "int8-w7-io13": lambda name: 2 if name in IO_LAYERS else 1,
+    "int8-a8w7-io13": lambda name: 2 if name in IO_LAYERS or name == "cond" else 1,
 }
+# Forms whose residual blocks read 8-bit SiLU codes (one int8 digit, so a 7-bit weight
+# costs one int8 product): only for a pixel net trained for them
+# (:mod:`bbcodec.nn.fake_quant`). The output layer reads int16 codes in every form.
+CODE8_FORMS = ("int8-a8w7-io13",)
+CODE8_MIN, CODE8_MAX = -128, 127
 
 
 @dataclass(frozen=True)
@@ -130,10 +139,18 @@ class NarrowLinear(nn.Module):
         return worst
 
 
-def silu_table(h_step: float, codes: Codes) -> torch.Tensor:
-    """int16 code of ``silu(q · h_step)`` for every int16 ``q`` (computed at export, stored)."""
+def silu_table(h_step: float, codes: Codes, lo: int = k8.H_MIN, hi: int = k8.H_MAX) -> torch.Tensor:
+    """Code in [lo, hi] (int16 codes, or 8-bit ones) of ``silu(q · h_step)`` for every int16
+    ``q`` (computed at export, stored)."""
     v = torch.arange(k8.H_MIN, k8.H_MIN + TABLE_SIZE, dtype=torch.float64) * h_step  # every int16 index
-    return (torch.round(F.silu(v) / codes.scale) + codes.zero).clamp(k8.H_MIN, k8.H_MAX).to(torch.int16)
+    return (torch.round(F.silu(v) / codes.scale) + codes.zero).clamp(lo, hi).to(torch.int16)
+
+
+def code_limbs(form: str, blocks: int) -> tuple[int, ...]:
+    """int8 digits of the SiLU codes at each site of a pixel net of this form (in_0, mid_0,
+    in_1, ..., out): 1 for 8-bit codes, 2 for int16 ones."""
+    inner = 1 if form in CODE8_FORMS else 2
+    return (inner,) * (2 * blocks) + (2,)
 
 
 class NarrowPixelNet(CausalWindow, nn.Module):
@@ -149,6 +166,7 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         self.second = nn.ModuleList(NarrowLinear(hidden, hidden, limbs(f"second.{b}")) for b in range(blocks))
         self.out = NarrowLinear(hidden, n_params, limbs("out"))
         self.form = form
+        self.code_limbs = code_limbs(form, blocks)
         self.register_buffer("h_frac", torch.zeros((), dtype=torch.int64))
         self.register_buffer("tables", torch.zeros(2 * blocks + 1, TABLE_SIZE, dtype=torch.int16))
         self._plan: tuple | None = None
@@ -199,16 +217,18 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         k8.requant_clamped(self._head_sums(windows, cond), *head[1:], ACT_LIMIT, out)
 
     def _head_sums(self, windows: torch.Tensor, cond: np.ndarray) -> np.ndarray:
-        """The head's int32 digit sums. Hidden codes are int16, carried as two int8 digits
-        stacked (high rows, then low rows) so one int8 product serves both; the kernels
-        recombine the sums."""
+        """The head's int32 digit sums. An int16 code is carried as two int8 digits stacked
+        (high rows, then low rows) so one int8 product serves both, an 8-bit code as one;
+        the kernels recombine the sums."""
         window, blocks, head, tables = self._kernel_plan()
-        h, digits = k8.window_codes(torch._int_mm(windows, window[0]).numpy(), *window[1:], cond, tables[0])
+        limbs = self.code_limbs
+        h, digits = k8.window_codes(torch._int_mm(windows, window[0]).numpy(), *window[1:], cond, tables[0],
+                                    limbs[0])
         for b, (first, second) in enumerate(blocks):
             inner = k8.branch_codes(torch._int_mm(torch.from_numpy(digits), first[0]).numpy(), *first[1:],
-                                    k8.NO_RESIDUAL, tables[2 * b + 1])
+                                    k8.NO_RESIDUAL, tables[2 * b + 1], limbs[2 * b], limbs[2 * b + 1])
             digits = k8.branch_codes(torch._int_mm(torch.from_numpy(inner), second[0]).numpy(), *second[1:],
-                                     h, tables[2 * b + 2])
+                                     h, tables[2 * b + 2], limbs[2 * b + 1], limbs[2 * b + 2])
         return torch._int_mm(torch.from_numpy(digits), head[0]).numpy()
 
     def _kernel_plan(self) -> tuple:
@@ -219,6 +239,10 @@ class NarrowPixelNet(CausalWindow, nn.Module):
             def args(layer: NarrowLinear) -> tuple:
                 return (layer.weight, *layer.kernel_args())
 
+            for site, limbs in enumerate(self.code_limbs):
+                codes = self.tables[site]
+                if limbs == 1 and (int(codes.min()) < CODE8_MIN or int(codes.max()) > CODE8_MAX):
+                    raise BoundError(f"SiLU table {site}: an 8-bit code site holds codes outside int8")
             blocks = [(args(a), args(b)) for a, b in zip(self.first, self.second)]
             self._plan = (args(self.window), blocks, args(self.out), self.tables.numpy())
         return self._plan

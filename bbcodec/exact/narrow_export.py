@@ -23,12 +23,13 @@ from bbcodec.exact import int8_kernels as k8
 from bbcodec.exact.digit_conv import in_frac_for
 from bbcodec.exact.fixed import FRAC
 from bbcodec.exact.layers import check_layers
-from bbcodec.exact.narrow import FLAG_CODE, NARROW_FORMS, Codes, NarrowLinear, NarrowPixelNet, silu_table
+from bbcodec.exact.narrow import (CODE8_FORMS, CODE8_MAX, CODE8_MIN, FLAG_CODE, NARROW_FORMS, Codes, NarrowLinear,
+                                  NarrowPixelNet, silu_table)
 from bbcodec.exact.narrow_conv import NarrowConditioning, NarrowConv2d, NarrowResBlock
+from bbcodec.nn.fake_quant import SILU_MIN, code_grid
 from bbcodec.nn.local_pixelcnn import LocalPixelNet
 
 HEADROOM = 2.0
-SILU_MIN = -0.2784645427610738  # min over x of x·σ(x)
 
 
 def _grid_frac(values: list[torch.Tensor]) -> int:
@@ -40,6 +41,18 @@ def _silu_codes(values: torch.Tensor) -> Codes:
     top = float(values.max())
     scale = (HEADROOM * max(top, 1e-3) - SILU_MIN) / (k8.H_MAX - k8.H_MIN)
     return Codes(scale, k8.H_MIN + round(-SILU_MIN / scale))
+
+
+def _trained_codes(net: LocalPixelNet) -> list[Codes]:
+    """The 8-bit code grids a pixel net trained with (:class:`bbcodec.nn.fake_quant.SiluCodes`),
+    as int8 codes: grid index ``q`` in [q_min, q_min + 255] is code ``q − q_min − 128``."""
+    if net.head.codes is None or not net.head.codes.calibrated:
+        raise ValueError("8-bit code forms need a pixel net trained with 8-bit codes (pixel_code_bits = 8)")
+    out = []
+    for top in net.head.codes.top.tolist():
+        step, q_min = code_grid(top)
+        out.append(Codes(step, -(q_min + 128)))
+    return out
 
 
 def _window_weight(net: LocalPixelNet, binary: bool) -> torch.Tensor:
@@ -54,17 +67,19 @@ def _window_weight(net: LocalPixelNet, binary: bool) -> torch.Tensor:
 
 
 def _float_values(net: LocalPixelNet, x_unit: torch.Tensor, cond: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-    """The float network's residual states, inner pre-activations and SiLU outputs (float64)."""
+    """The float network's residual states, inner pre-activations and SiLU outputs (float64;
+    a net trained with 8-bit codes or 7-bit weights computes with them, as it trained)."""
     net = net.double()
     canvas = net.canvas(x_unit.double())
     h = (F.conv2d(canvas, net.masked_weight(), net.window.bias) + cond.double()).permute(0, 2, 3, 1)
     h = h.reshape(-1, h.shape[-1])
     out: dict[str, list[torch.Tensor]] = {"h": [h], "inner": [], "silu": []}
-    for block in net.head.blocks:
-        s_in = F.silu(h)
-        inner = block[1](s_in)
-        s_mid = F.silu(inner)
-        h = h + block[3](s_mid)
+    head = net.head
+    for b, block in enumerate(head.blocks):
+        s_in = head.site_silu(h, 2 * b).double()
+        inner = head.linear(block[1], s_in)
+        s_mid = head.site_silu(inner, 2 * b + 1).double()
+        h = h + head.linear(block[3], s_mid)
         out["h"].append(h)
         out["inner"].append(inner)
         out["silu"] += [s_in, s_mid]
@@ -85,6 +100,9 @@ def narrow_of(net: LocalPixelNet, x_unit: torch.Tensor, cond: torch.Tensor, bina
     f_h = _grid_frac(values["h"])
     h_step = math.ldexp(1.0, -f_h)
     sites = [_silu_codes(v) for v in values["silu"]]  # in_0, mid_0, in_1, ..., out
+    ranges = [(k8.H_MIN, k8.H_MAX)] * len(sites)
+    if form in CODE8_FORMS:
+        sites[:-1], ranges[:-1] = _trained_codes(net), [(CODE8_MIN, CODE8_MAX)] * (len(sites) - 1)
     out.h_frac.fill_(f_h)
     out.window = NarrowLinear.quantise(_window_weight(net, binary), net.window.bias, Codes(1.0), h_step,
                                        limbs("window"))
@@ -94,9 +112,9 @@ def narrow_of(net: LocalPixelNet, x_unit: torch.Tensor, cond: torch.Tensor, bina
                                              limbs(f"first.{b}"))
         out.second[b] = NarrowLinear.quantise(block[3].weight, block[3].bias, sites[2 * b + 1], h_step,
                                               limbs(f"second.{b}"))
-        out.tables[2 * b].copy_(silu_table(h_step, sites[2 * b]))
-        out.tables[2 * b + 1].copy_(silu_table(inner_step, sites[2 * b + 1]))
-    out.tables[2 * blocks].copy_(silu_table(h_step, sites[-1]))
+        out.tables[2 * b].copy_(silu_table(h_step, sites[2 * b], *ranges[2 * b]))
+        out.tables[2 * b + 1].copy_(silu_table(inner_step, sites[2 * b + 1], *ranges[2 * b + 1]))
+    out.tables[2 * blocks].copy_(silu_table(h_step, sites[-1], *ranges[-1]))
     out.out = NarrowLinear.quantise(net.head.out.weight, net.head.out.bias, sites[-1], math.ldexp(1.0, -FRAC),
                                      limbs("out"))
     check_layers(out)

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bbcodec.contract import PixelDistribution
+from bbcodec.nn.fake_quant import SiluCodes, fake_weight
 from bbcodec.nn.layers import fp32
 from bbcodec.nn.likelihoods import CoupledLogistics, observation_log_prob
 
@@ -46,23 +47,64 @@ class PixelHead(nn.Module):
     """Per-pixel residual MLP from local features to distribution parameters.
 
     Works on the last dimension, so the training pass (all pixels at once) and a
-    decoding step (one pixel of every image) run the same layers.
+    decoding step (one pixel of every image) run the same layers. ``code_bits`` = 8
+    trains with the residual blocks' SiLU outputs on 8-bit code grids and ``weight_bits`` = 7
+    with their weights on 7-bit grids (:mod:`bbcodec.nn.fake_quant`): what an
+    int8 integer form of one product per weight computes. The window and the output
+    layer stay float (their integer forms keep 13-bit weights).
     """
 
-    def __init__(self, hidden: int, blocks: int, n_params: int) -> None:
+    def __init__(self, hidden: int, blocks: int, n_params: int, code_bits: int = 0, weight_bits: int = 0) -> None:
         super().__init__()
+        if code_bits not in (0, 8) or weight_bits not in (0, 7):
+            raise ValueError(f"quantisation-aware training knows 8-bit codes and 7-bit weights, "
+                             f"got {code_bits} and {weight_bits}")
         self.blocks = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                                                   nn.Linear(hidden, hidden)) for _ in range(blocks))
         for block in self.blocks:
             nn.init.zeros_(block[-1].weight)
             nn.init.zeros_(block[-1].bias)
         self.out = nn.Linear(hidden, n_params)
+        self.weight_bits = weight_bits
+        self.codes = SiluCodes(2 * blocks) if code_bits else None  # sites: in_0, mid_0, in_1, mid_1, ...
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            h = h + block(h)
-        with fp32():
+        if self.codes is None and not self.weight_bits:
+            for block in self.blocks:
+                h = h + block(h)
+            with fp32():
+                return self.out(F.silu(h.float()))
+        return self._quantised(h)
+
+    def _quantised(self, h: torch.Tensor, calibrate: bool = False) -> torch.Tensor:
+        for b, block in enumerate(self.blocks):
+            inner = self.linear(block[1], self._coded_silu(h, 2 * b, calibrate))
+            h = h + self.linear(block[3], self._coded_silu(inner, 2 * b + 1, calibrate))
+        with fp32():  # the output layer's input keeps 16-bit codes: a pixel's means are finer than 8 bits
             return self.out(F.silu(h.float()))
+
+    def _coded_silu(self, h: torch.Tensor, site: int, calibrate: bool) -> torch.Tensor:
+        if self.codes is None:
+            return F.silu(h)
+        if calibrate:
+            self.codes.calibrate(site, F.silu(h.float()))
+        return self.codes(h, site)
+
+    def site_silu(self, h: torch.Tensor, site: int) -> torch.Tensor:
+        """The SiLU of code site ``site`` (in_0, mid_0, in_1, ...) as this head trains it."""
+        return self._coded_silu(h, site, False)
+
+    def linear(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        """A residual block's layer with the weights this head trains (7-bit grids or float)."""
+        weight = fake_weight(layer.weight, self.weight_bits) if self.weight_bits else layer.weight
+        return F.linear(x, weight, layer.bias)
+
+    @torch.no_grad()
+    def calibrate_codes(self, h: torch.Tensor) -> None:
+        """Set every code site's range from features ``h`` (N, ..., hidden): each site sees
+        the codes of the sites before it, as in training."""
+        if self.codes is not None:
+            self._quantised(h, calibrate=True)
 
 
 class CausalWindow:
@@ -89,14 +131,15 @@ class CausalWindow:
 class LocalPixelNet(CausalWindow, nn.Module):
     """The trainable part: masked window convolution and per-pixel head."""
 
-    def __init__(self, channels: int, hidden: int, blocks: int, n_params: int, rows: int, cols: int) -> None:
+    def __init__(self, channels: int, hidden: int, blocks: int, n_params: int, rows: int, cols: int,
+                 code_bits: int = 0, weight_bits: int = 0) -> None:
         super().__init__()
         if rows < 1 or cols < 1 or cols % 2 == 0 or (rows == 1 and cols == 1):
             raise ValueError(f"the causal window must have an odd width and see some pixel, got {rows}x{cols}")
         self.channels, self.hidden, self.rows, self.cols = channels, hidden, rows, cols
         self.window = nn.Conv2d(channels + 1, hidden, (rows, cols))
         self.register_buffer("window_mask", causal_mask(channels + 1, rows, cols))
-        self.head = PixelHead(hidden, blocks, n_params)
+        self.head = PixelHead(hidden, blocks, n_params, code_bits, weight_bits)
 
     def masked_weight(self) -> torch.Tensor:
         return self.window.weight * self.window_mask
@@ -104,10 +147,18 @@ class LocalPixelNet(CausalWindow, nn.Module):
     def canvas(self, x_unit: torch.Tensor) -> torch.Tensor:
         return self.padded_canvas(x_unit, 1.0)
 
+    def features(self, x_unit: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The head's input at every pixel (teacher forcing), shape (N, H, W, hidden)."""
+        local = F.conv2d(self.canvas(x_unit), self.masked_weight(), self.window.bias)
+        return (local + cond).permute(0, 2, 3, 1)
+
     def params(self, x_unit: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Parameters of every pixel at once (teacher forcing), shape (N, H, W, P)."""
-        local = F.conv2d(self.canvas(x_unit), self.masked_weight(), self.window.bias)
-        return self.head((local + cond).permute(0, 2, 3, 1))
+        return self.head(self.features(x_unit, cond))
+
+    def calibrate_codes(self, x_unit: torch.Tensor, cond: torch.Tensor) -> None:
+        """Set the head's 8-bit code ranges from these images (:meth:`PixelHead.calibrate_codes`)."""
+        self.head.calibrate_codes(self.features(x_unit, cond))
 
 
 class RasterSteps:

@@ -39,6 +39,9 @@ from bbcodec.nn.local_pixelcnn import LocalPixelNet, LocalPixelSteps
 from bbcodec.nn.objective import elbo_terms
 
 
+QUANTISATION_FIELDS = ("pixel_code_bits", "pixel_weight_bits")
+
+
 @dataclass(frozen=True)
 class VLAEConfig:
     """Everything needed to rebuild the network; stored inside every checkpoint."""
@@ -56,9 +59,16 @@ class VLAEConfig:
     posterior_std_floor: float = 0.01
     window_rows: int = 4  # causal window: 3 rows above and the current row,
     window_cols: int = 7  # ±3 columns (a smaller window pushes more into the latent)
+    # Quantisation-aware training of the pixel head (bbcodec.nn.fake_quant): 8-bit SiLU
+    # codes, 7-bit residual-block weights; 0 trains that part in float.
+    pixel_code_bits: int = 0
+    pixel_weight_bits: int = 0
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields, without quantisation settings left at float (so a float model's
+        stored config reads as it always did)."""
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if not (k in QUANTISATION_FIELDS and v == 0)}
 
     @classmethod
     def from_dict(cls, d: dict) -> VLAEConfig:
@@ -155,7 +165,7 @@ class VLAE(nn.Module):
         self.cond_high = conv(w, cfg.hidden, 1)  # full resolution is where a CPU pays: 1x1 only
         # p(x | z), local part: masked convolution over [value, inside-image flag].
         self.local = LocalPixelNet(1, cfg.hidden, cfg.pixel_blocks, cfg.params_per_pixel,
-                                   cfg.window_rows, cfg.window_cols)
+                                   cfg.window_rows, cfg.window_cols, cfg.pixel_code_bits, cfg.pixel_weight_bits)
         self._register_load_state_dict_pre_hook(_rename_pre_split_keys)
 
     # --- pieces ---------------------------------------------------------------------
@@ -175,6 +185,13 @@ class VLAE(nn.Module):
         h = self.cond_low(self.from_latent(z).view(len(z), self.cfg.width, side, side))
         h = self.cond_mid(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return self.cond_high(F.silu(F.interpolate(h, scale_factor=2.0, mode="nearest")))
+
+    @torch.no_grad()
+    def calibrate_codes(self, x: torch.Tensor) -> None:
+        """Start the pixel head's 8-bit code ranges from images ``x`` (posterior means as
+        latents): what a quantisation-aware run does before its first step."""
+        mean, _ = self.posterior(x)
+        self.local.calibrate_codes(self.to_unit(x), self.conditioning(mean))
 
     def distribution(self, params: torch.Tensor) -> PixelDistribution:
         """Parameters (..., P) -> a pixel distribution with shapes (N, [K,] 1, H, W)."""
