@@ -22,11 +22,12 @@ from bbcodec.ans import Stack, entropy_models
 from bbcodec.contract import Autoregressive, GaussianLatent, LatentEvent, ObservationModel
 from bbcodec.exact.distributions import BernoulliPixels, Logistics, bin_values, gaussian_bin_frequencies
 from bbcodec.exact.fixed import PROB_BITS
-from bbcodec.exact.kernels import categorical_params
+from bbcodec.exact.kernels import categorical_params, interval_symbols
 
 PixelTables = Logistics | BernoulliPixels
 
 TABLE_BUDGET = 1 << 22  # table entries built at once (32 MB of int64), whatever the image size
+INTERVAL_ROWS = 1 << 20  # pixels whose 3-entry encoding tables are built at once
 # A decoding step of fewer images than this runs its small matrix products on one
 # thread: starting threads costs more than it saves there, and on a busy machine far
 # more (thread hand-offs stall). Results are exact integers either way.
@@ -174,10 +175,28 @@ def pixels(obs: ObservationModel) -> Codec:
 
 
 def _flat_pixels(flat: PixelTables) -> Codec:
-    """Pixels of a flat distribution (one table row per symbol), tables built a chunk at a time."""
-    levels = 2 if isinstance(flat, BernoulliPixels) else 256
-    count = int(flat.p_one.numel()) if isinstance(flat, BernoulliPixels) else len(flat.weights)
-    return chunked(count, TABLE_BUDGET // levels, lambda lo, hi: categorical(_rows(flat, lo, hi)))
+    """Pixels of a flat distribution (one table row per symbol), tables built a chunk at a
+    time. A logistic mixture's encoder builds two CDF edges per pixel, not its table: the
+    pixels are known, and :meth:`~bbcodec.exact.distributions.Logistics.intervals` gives
+    each the interval (so the coder state) that its full table gives it."""
+    if isinstance(flat, BernoulliPixels):
+        count = int(flat.p_one.numel())
+        return chunked(count, TABLE_BUDGET // 2, lambda lo, hi: categorical(_rows(flat, lo, hi)))
+    count = len(flat.weights)
+    decoding = chunked(count, TABLE_BUDGET // 256, lambda lo, hi: categorical(_rows(flat, lo, hi)))
+
+    def push(stack: Stack, symbols: np.ndarray) -> None:
+        symbols = np.asarray(symbols).ravel()
+        if symbols.size != count:
+            raise ValueError(f"expected {count} symbols, got {symbols.size}")
+        if symbols.size and (symbols.min() < 0 or symbols.max() > 255):
+            raise ValueError("pixel values must lie in [0, 256)")
+        for lo in reversed(range(0, count, INTERVAL_ROWS)):
+            hi = min(lo + INTERVAL_ROWS, count)
+            part = Logistics(flat.weights[lo:hi], flat.means[lo:hi], flat.inv_scales[lo:hi])
+            categorical(part.intervals(symbols[lo:hi])).push(stack, interval_symbols(symbols[lo:hi], 256))
+
+    return Codec(push, decoding.pop)
 
 
 def _rows(flat: PixelTables, lo: int, hi: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ from bbcodec.contract import GaussianLatent
 from bbcodec.exact import tables
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import FRAC, ONE, PROB_TOTAL, weights_to_frequencies
+from bbcodec.exact.kernels import interval_symbols
 
 
 @st.composite
@@ -143,6 +144,34 @@ def test_compiled_pixel_tables_equal_the_torch_definition_at_the_extremes():
     inv_scales = torch.exp2(torch.randint(0, 40, (m, k), generator=gen).double()).long()
     d = Logistics(weights, means, inv_scales)
     assert torch.equal(d.frequencies(), d.frequencies_reference())
+
+
+def test_encoder_intervals_are_the_full_tables_own():
+    """The encoder's 3-entry tables give every pixel the start and frequency its full
+    256-entry table gives it, so pushing them leaves the same stack (extremes included:
+    sharp and broad components, zero weights, clamped means, values 0 and 255)."""
+    gen = torch.Generator().manual_seed(5)
+    m, k = 600, 5
+    weights = torch.randint(0, 2**15 // k, (m, k), generator=gen)
+    weights[torch.rand(m, k, generator=gen) < 0.3] = 0
+    means = torch.randint(-5 * ONE, 5 * ONE, (m, k), generator=gen).clamp(-4 * ONE, 4 * ONE)
+    inv_scales = torch.exp2(torch.randint(0, 40, (m, k), generator=gen).double()).long()
+    d = Logistics(weights, means, inv_scales)
+    x = torch.randint(0, 256, (m,), generator=gen).numpy()
+    x[:50], x[50:100] = 0, 255
+    full = d.frequencies().numpy()
+    starts = np.concatenate([np.zeros((m, 1), np.int64), np.cumsum(full, 1)], 1)
+    three = d.intervals(x).numpy()
+    entry = interval_symbols(x, 256)
+    three_starts = np.concatenate([np.zeros((m, 1), np.int64), np.cumsum(three, 1)], 1)
+    rows = np.arange(m)
+    assert (three.sum(1) == PROB_TOTAL).all() and (three >= 1).all()
+    np.testing.assert_array_equal(three[rows, entry], full[rows, x])
+    np.testing.assert_array_equal(three_starts[rows, entry], starts[rows, x])
+    by_table, by_interval = Stack(), Stack()
+    codecs.categorical(torch.from_numpy(full)).push(by_table, x)
+    codecs.categorical(torch.from_numpy(three)).push(by_interval, entry)
+    np.testing.assert_array_equal(by_table.words(), by_interval.words())
 
 
 @settings(max_examples=40, deadline=None)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from bbcodec.exact import kernels, tables
@@ -121,6 +122,15 @@ class Logistics:
         return torch.from_numpy(kernels.logistic_frequencies(
             flat.weights.contiguous().numpy(), flat.means.contiguous().numpy(), flat.inv_scales.contiguous().numpy(),
             *logistic_kernel_tables()[-4:]))
+
+    def intervals(self, symbols: np.ndarray) -> torch.Tensor:
+        """(M, 3) tables that code each pixel's known value exactly as :meth:`frequencies`'
+        row would (:func:`bbcodec.exact.kernels.logistic_intervals`): an encoder's tables,
+        two CDF edges per pixel instead of 256."""
+        flat = self.flat()
+        return torch.from_numpy(kernels.logistic_intervals(
+            flat.weights.contiguous().numpy(), flat.means.contiguous().numpy(), flat.inv_scales.contiguous().numpy(),
+            *logistic_kernel_tables()[-4:], np.ascontiguousarray(symbols, dtype=np.int64).ravel()))
 
     def frequencies_reference(self) -> torch.Tensor:
         flat = self.flat()

@@ -104,6 +104,54 @@ def _logistic_serial(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndar
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _logistic_scaled(r: int, j: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
+                     edges: np.ndarray, sigmoid: np.ndarray, shift: int, offset: int) -> int:  # pragma: no cover
+    """Row ``r``'s scaled mixture CDF at edge ``j``, as :func:`_logistic_row` forms it
+    (every component's clamped sigmoid index at that edge; ``free`` shares of 2^24)."""
+    last = sigmoid.shape[0] - 1
+    total = 0
+    for c in range(weights.shape[1]):
+        w = weights[r, c]
+        if w != 0:
+            total += w * sigmoid[_sigmoid_index(edges[j], means[r, c], inv_scales[r, c], shift, offset, last)]
+    free = PROB_TOTAL - edges.shape[0] - 1
+    return ((total >> WEIGHT_TOTAL_BITS) * free) >> PROB_BITS
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def logistic_intervals(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
+                       sigmoid: np.ndarray, shift: int, offset: int,
+                       symbols: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """(rows, 3) frequencies that give each row's ``symbol`` the interval its full table
+    (:func:`logistic_frequencies`) gives it: (start, frequency) from the two table edges
+    around the symbol, the rest of 2^24 on either side. An encoder knows its symbols and
+    needs no other entry; returned as 3-entry tables [before, symbol, after] whose
+    outer entries are at least 1 (a symbol at either end borrows 1 from the other side:
+    see :func:`interval_symbols`), so the ANS step is the full table's own."""
+    n_edges = edges.shape[0]
+    free = PROB_TOTAL - n_edges - 1
+    out = np.empty((weights.shape[0], 3), dtype=np.int64)
+    for r in numba.prange(weights.shape[0]):
+        x = symbols[r]
+        below = _logistic_scaled(r, x - 1, weights, means, inv_scales, edges, sigmoid, shift, offset) if x > 0 else 0
+        upto = _logistic_scaled(r, x, weights, means, inv_scales, edges, sigmoid, shift, offset) if x < n_edges \
+            else free
+        start, freq = below + x, upto - below + 1
+        if start == 0:  # [freq, rest − 1, 1]: the symbol is entry 0
+            out[r, 0], out[r, 1], out[r, 2] = freq, PROB_TOTAL - freq - 1, 1
+        elif start + freq == PROB_TOTAL:  # [1, start − 1, freq]: the symbol is entry 2
+            out[r, 0], out[r, 1], out[r, 2] = 1, start - 1, freq
+        else:
+            out[r, 0], out[r, 1], out[r, 2] = start, freq, PROB_TOTAL - start - freq
+    return out
+
+
+def interval_symbols(symbols: np.ndarray, levels: int) -> np.ndarray:
+    """Which entry of :func:`logistic_intervals`' 3-entry tables each symbol is."""
+    return np.where(symbols == 0, 0, np.where(symbols == levels - 1, 2, 1)).astype(np.int32)
+
+
 def logistic_frequencies(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
                          sigmoid: np.ndarray, shift: int, offset: int) -> np.ndarray:
     """(rows, 256) integer frequency tables of discretised logistic mixtures (rows, K)."""
