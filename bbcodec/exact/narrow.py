@@ -225,10 +225,10 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         h, digits = k8.window_codes(torch._int_mm(windows, window[0]).numpy(), *window[1:], cond, tables[0],
                                     limbs[0])
         for b, (first, second) in enumerate(blocks):
-            inner = k8.branch_codes(torch._int_mm(torch.from_numpy(digits), first[0]).numpy(), *first[1:],
-                                    k8.NO_RESIDUAL, tables[2 * b + 1], limbs[2 * b], limbs[2 * b + 1])
-            digits = k8.branch_codes(torch._int_mm(torch.from_numpy(inner), second[0]).numpy(), *second[1:],
-                                     h, tables[2 * b + 2], limbs[2 * b + 1], limbs[2 * b + 2])
+            inner = k8.inner_codes(torch._int_mm(torch.from_numpy(digits), first[0]).numpy(), *first[1:],
+                                   tables[2 * b + 1], limbs[2 * b], limbs[2 * b + 1])
+            digits = k8.end_codes(torch._int_mm(torch.from_numpy(inner), second[0]).numpy(), *second[1:],
+                                  h, tables[2 * b + 2], limbs[2 * b + 1], limbs[2 * b + 2])
         return torch._int_mm(torch.from_numpy(digits), head[0]).numpy()
 
     def _kernel_plan(self) -> tuple:
