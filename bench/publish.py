@@ -75,9 +75,8 @@ def write_speeds(names: list[str], images: int, stamp: dict) -> dict:
 
     args = argparse.Namespace(images=images, models=names, lossy_decoded=100, no_lossy=False)
     result = speed.measure(args, stamp)
-    out = ROOT / "bench" / "results" / "speed.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(speed.table(result))
+    speed.PUBLISHED.write_text(json.dumps(result, indent=2) + "\n")
+    speed.PUBLISHED.with_suffix(".md").write_text(speed.table(result))
     speed.write_model_speeds(result)
     return result
 
