@@ -34,7 +34,7 @@ CASES = {
     "default_int8_digits.bbc": (None, "mnist_8", {}),
     "default_int8_one_digit.bbc": (None, "mnist_1", {}),
     "wide_importance.bbc": ("vlae-mnist-wide", "mnist_12", {"samples": 4}),
-    "wide_lossy.bbc": ("vlae-mnist-wide", "mnist_4", {"lossy_step": 1.0}),
+    "wide_lossy.bbc": ("vlae-mnist-wide", "mnist_4", {"lossy_step": 1.0, "lossy_draws": 16}),
     "binary_digits.bbc": ("vlae-mnist-binary", "binary_4", {}),
     "mnist_digits.bbc": ("mnist", "mnist_4", {}),
     "biva_digits.bbc": ("biva-mnist", "mnist_4", {}),
@@ -42,7 +42,7 @@ CASES = {
     "rgb_tiled.bbc": ("rgb", "cifar_wide", {}),
     "tiny_int8.bbc": ("tiny-vlae-int8", "tiny_12", {}),
     "wide_int8_importance.bbc": ("vlae-mnist-wide-int8", "mnist_12", {"samples": 4}),
-    "wide_int8_lossy.bbc": ("vlae-mnist-wide-int8", "mnist_4", {"lossy_step": 1.0}),
+    "wide_int8_lossy.bbc": ("vlae-mnist-wide-int8", "mnist_4", {"lossy_step": 1.0, "lossy_draws": 16}),
     "binary_int8_digits.bbc": ("vlae-mnist-binary-int8", "binary_4", {}),
     "mnist_int8_w7_digits.bbc": ("mnist-int8-w7", "mnist_4", {}),
     "mnist_int8_w7_crops.bbc": ("mnist-int8-w7", "mnist_crops", {}),  # 24 x 28: the any-size default
