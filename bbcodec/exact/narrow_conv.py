@@ -22,6 +22,7 @@ from bbcodec.exact.narrow import TABLE_SIZE, NarrowLinear
 
 NO_TABLE = np.zeros(0, dtype=np.int16)
 COND_LIMIT = 1 << 20  # |conditioning| on the pixel net's grid (it is added to an int16 sum and saturated)
+IMAGES_PER_PASS = 64  # images the conditioning network runs at once (see NarrowConditioning.forward)
 
 
 class NarrowConv2d(nn.Module):
@@ -120,6 +121,12 @@ class NarrowConditioning(nn.Module):
         self.register_buffer("high_table", torch.zeros(TABLE_SIZE, dtype=torch.int16))
 
     def forward(self, h0: torch.Tensor) -> torch.Tensor:
+        """A few images at a time: every operation is per image, and a pass over a whole
+        group's full-resolution rows runs its int8 products out of cache."""
+        parts = [self._images(h0[lo : lo + IMAGES_PER_PASS]) for lo in range(0, len(h0), IMAGES_PER_PASS)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _images(self, h0: torch.Tensor) -> torch.Tensor:
         x = torch.round(h0 * math.ldexp(1.0, int(self.in_frac) - FRAC)).clamp(k8.H_MIN, k8.H_MAX)
         x = self.low(x.to(torch.int16).permute(0, 2, 3, 1).contiguous())
         x = self.mid_res(self.mid_conv.values(upsample2(x)))
