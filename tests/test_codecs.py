@@ -136,27 +136,26 @@ def test_compiled_pixel_tables_equal_the_torch_definition():
 def test_compiled_pixel_tables_equal_the_torch_definition_at_the_extremes():
     """Components far sharper and far broader than the bins, zero weights and clamped
     means: every clamp of the compiled tables' look-up ranges is crossed."""
-    gen = torch.Generator().manual_seed(4)
-    m, k = 400, 5
+    d = _extreme_mixtures(400, torch.Generator().manual_seed(4))
+    assert torch.equal(d.frequencies(), d.frequencies_reference())
+
+
+def _extreme_mixtures(m: int, gen: torch.Generator, k: int = 5) -> Logistics:
+    """``m`` mixtures whose components are far sharper and far broader than the bins,
+    with zero weights and clamped means."""
     weights = torch.randint(0, 2**15 // k, (m, k), generator=gen)
     weights[torch.rand(m, k, generator=gen) < 0.3] = 0
     means = torch.randint(-5 * ONE, 5 * ONE, (m, k), generator=gen).clamp(-4 * ONE, 4 * ONE)
     inv_scales = torch.exp2(torch.randint(0, 40, (m, k), generator=gen).double()).long()
-    d = Logistics(weights, means, inv_scales)
-    assert torch.equal(d.frequencies(), d.frequencies_reference())
+    return Logistics(weights, means, inv_scales)
 
 
 def test_encoder_intervals_are_the_full_tables_own():
     """The encoder's 3-entry tables give every pixel the start and frequency its full
     256-entry table gives it, so pushing them leaves the same stack (extremes included:
     sharp and broad components, zero weights, clamped means, values 0 and 255)."""
-    gen = torch.Generator().manual_seed(5)
-    m, k = 600, 5
-    weights = torch.randint(0, 2**15 // k, (m, k), generator=gen)
-    weights[torch.rand(m, k, generator=gen) < 0.3] = 0
-    means = torch.randint(-5 * ONE, 5 * ONE, (m, k), generator=gen).clamp(-4 * ONE, 4 * ONE)
-    inv_scales = torch.exp2(torch.randint(0, 40, (m, k), generator=gen).double()).long()
-    d = Logistics(weights, means, inv_scales)
+    gen, m = torch.Generator().manual_seed(5), 600
+    d = _extreme_mixtures(m, gen)
     x = torch.randint(0, 256, (m,), generator=gen).numpy()
     x[:50], x[50:100] = 0, 255
     full = d.frequencies().numpy()
