@@ -38,6 +38,7 @@ from bbcodec import bbans, codecs
 from bbcodec.ans import Stack
 from bbcodec.contract import Autoregressive, LatentModel, ObservationModel
 from bbcodec.errors import DecodeMismatchError
+from bbcodec.exact.local import FusedStep
 from bbcodec.exact.random import Stream, sample
 from bbcodec.quantised import Sent, quantised_walk, snap_step, walk_posterior_means
 
@@ -71,7 +72,10 @@ def latent_crc(sent: Sent, crc: int = 0) -> int:
 
 
 def _draw(dist: object, stream: Stream) -> np.ndarray:
-    """One draw per pixel of an integer pixel distribution, in its pixel order."""
+    """One draw per pixel of an integer pixel distribution, in its pixel order (a fused
+    decoding step draws without building its tables: the same values)."""
+    if isinstance(dist, FusedStep):
+        return dist.draw(stream.next(dist.rows))
     freqs = dist.frequencies()
     return sample(freqs, stream.next(len(freqs))).to(torch.uint8).numpy()
 

@@ -72,6 +72,26 @@ def test_fused_step_tables_equal_parameters_then_tables(images):
         assert torch.equal(net.step_logistic_tables(canvas, i, j, cond, k), expected)
 
 
+@pytest.mark.parametrize("images", [3, 40])
+def test_step_draws_equal_draws_from_the_step_tables(images):
+    """A lossy decoder's draw kernel picks the values that sampling the step's tables
+    picks, at every kind of uniform (0, 2^24 − 1 and random ones)."""
+    from bbcodec.exact.random import sample
+
+    model = _narrow(TINY_VLAE_CONFIG, 5, 2)
+    net, k = model.local, TINY_VLAE_CONFIG.mixture_components
+    gen = torch.Generator().manual_seed(images)
+    canvas = net.empty_canvas(images, 6, 7)
+    canvas[:, :1] = torch.randint(-128, 128, canvas[:, :1].shape, dtype=torch.int8, generator=gen)
+    cond = torch.randint(-3000, 3000, (images, net.hidden), dtype=torch.int32, generator=gen)
+    for i, j in [(0, 0), (2, 3), (5, 6)]:
+        tables = net.step_logistic_tables(canvas, i, j, cond, k)
+        for u in (np.zeros(images, np.int64), np.full(images, 2**24 - 1),
+                  torch.randint(0, 2**24, (images,), generator=gen).numpy()):
+            expected = sample(tables, u).to(torch.uint8).numpy()
+            np.testing.assert_array_equal(net.step_logistic_draws(canvas, i, j, cond, k, u), expected)
+
+
 def test_int8_products_are_exact_at_the_bounds():
     """Full-range int8 inputs by weight digits at ±63: the int32 sums equal int64 arithmetic."""
     gen = torch.Generator().manual_seed(0)

@@ -17,7 +17,13 @@ import numba
 import numpy as np
 import torch
 
-from bbcodec.exact.kernels import STEP_PARALLEL_ROWS, _logistic_parameters_row, _logistic_row, window_origin
+from bbcodec.exact.kernels import (
+    STEP_PARALLEL_ROWS,
+    _logistic_parameters_row,
+    _logistic_row,
+    _logistic_scaled,
+    window_origin,
+)
 
 # The 16-bit grid of values and codes: int16, up to 127·256 + 127 so that every value
 # splits into two signed int8 digits (high = (q + 128) >> 8, low = q − 256·high).
@@ -198,6 +204,42 @@ def head_logistic_tables(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, sh
     ``logistic_tables`` is :func:`bbcodec.exact.distributions.logistic_kernel_tables`."""
     kernel = _head_tables_parallel if acc.shape[0] // 2 >= STEP_PARALLEL_ROWS else _head_tables_serial
     return kernel(acc, bias, mult, shift, limit, k, *logistic_tables)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def head_logistic_draws(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int, k: int,
+                        uniforms: np.ndarray, exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray,
+                        exp_shift: int, exp_offset: int, mean_limit: int, log_scale_floor: int, edges: np.ndarray,
+                        sigmoid: np.ndarray, sigmoid_shift: int,
+                        sigmoid_offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Each row's inverse-CDF draw at its 24-bit ``uniforms`` from the pixel head's logistic
+    mixture, without its table: the largest value whose cumulative start is at most the
+    draw, found by bisection over the table's edges (eight CDF evaluations instead of a
+    table; :func:`bbcodec.exact.random.sample` of :func:`head_logistic_tables` is the same)."""
+    rows = acc.shape[0] // 2
+    params = np.empty((rows, bias.shape[0]), dtype=np.int64)
+    weights = np.empty((rows, k), dtype=np.int64)
+    means = np.empty((rows, k), dtype=np.int64)
+    inv = np.empty((rows, k), dtype=np.int64)
+    out = np.empty(rows, dtype=np.uint8)
+    wl = acc.shape[1] // bias.shape[0]
+    for r in numba.prange(rows):
+        for c in range(bias.shape[0]):
+            v = _rq(_acc(acc, r, c, rows, 2, bias.shape[0], wl), bias[c], mult[c], shift[c])
+            params[r, c] = min(max(v, -limit), limit)
+        _logistic_parameters_row(params, r, k, weights, means, inv, exp_neg, exp_neg_shift, exp_table, exp_shift,
+                                 exp_offset, mean_limit, log_scale_floor)
+        lo, hi = 0, edges.shape[0]  # the value lies in [lo, hi]; value s starts at scaled(s − 1) + s
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            start = _logistic_scaled(r, mid - 1, weights, means, inv, edges, sigmoid, sigmoid_shift,
+                                     sigmoid_offset) + mid
+            if start <= uniforms[r]:
+                lo = mid
+            else:
+                hi = mid - 1
+        out[r] = lo
+    return out
 
 
 def requantise_reference(acc: torch.Tensor, bias: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

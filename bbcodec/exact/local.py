@@ -9,13 +9,17 @@ same integers, whatever batch, kernel or memory layout computes them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
+import numpy as np
 import torch
 from torch import nn
 
 from bbcodec.exact import kernels, tables
-from bbcodec.exact.distributions import BernoulliPixels, FrequencyTable, Logistics
+from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import ACT_LIMIT, ONE
+from bbcodec.exact.random import sample
 from bbcodec.exact.layers import SILU_OFFSET, IConv2d, ILinear, requantise_add, silu
 from bbcodec.nn.local_pixelcnn import CausalWindow, RasterSteps
 
@@ -136,12 +140,13 @@ class ExactPixelSteps(RasterSteps):
                  shape: tuple[int, int, int, int], distribution: Callable[[torch.Tensor], object],
                  to_unit: Callable[[torch.Tensor], torch.Tensor], coupled: bool,
                  step_tables: Callable[..., torch.Tensor] | None = None,
-                 position: Callable[[torch.Tensor], object] | None = None) -> None:
+                 position: Callable[[torch.Tensor], object] | None = None,
+                 step_draws: Callable[..., np.ndarray] | None = None) -> None:
         self._start(net, shape, distribution, to_unit, coupled)
         self._cond = cond  # or a function computing it when first needed (a lossy encoder never is)
         # where fused kernels serve the decoder's steps: (canvas, i, j, cond row) -> a step's
         # tables, or one position's parameters (N, P) -> its (coupled) steps
-        self.step_tables, self.position = step_tables, position
+        self.step_tables, self.position, self.step_draws = step_tables, position, step_draws
 
     @property
     def cond(self) -> torch.Tensor:
@@ -182,7 +187,9 @@ class ExactPixelSteps(RasterSteps):
         assert self._canvas is not None and self._cond_steps is not None
         position, channel, i, j = self._where(t)
         if self.step_tables is not None and self.sub_steps == 1:
-            return FrequencyTable(self.step_tables(self._canvas, i, j, self._cond_steps[position]))
+            where = (self._canvas, i, j, self._cond_steps[position])
+            draws = None if self.step_draws is None else partial(self.step_draws, *where)
+            return FusedStep(self.shape[0], partial(self.step_tables, *where), draws)
         if channel == 0:
             params = self.net.step_params(self._canvas, i, j, self._cond_steps[position])
             if self.position is not None:
@@ -194,6 +201,26 @@ class ExactPixelSteps(RasterSteps):
         if self.sub_steps > 1:
             return self._position.step_distribution(channel)
         return self._position
+
+
+@dataclass(frozen=True)
+class FusedStep:
+    """One step's pixels as the fused kernels serve them, made when asked: the frequency
+    tables a coder needs, or seeded draws a lossy decoder needs (no tables)."""
+
+    rows: int
+    tables: Callable[[], torch.Tensor]
+    draws: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def frequencies(self) -> torch.Tensor:
+        return self.tables()
+
+    def draw(self, uniforms: np.ndarray) -> np.ndarray:
+        """uint8 draws at 24-bit ``uniforms``: the tables' inverse-CDF draws
+        (:func:`bbcodec.exact.random.sample`), by the draw kernel when there is one."""
+        if self.draws is not None:
+            return self.draws(uniforms=uniforms)
+        return sample(self.tables(), uniforms).to(torch.uint8).numpy()
 
 
 def step_major(parts: list, x: torch.Tensor, coupled: bool) -> tuple[object, torch.Tensor]:

@@ -262,11 +262,23 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         logistic head: :meth:`step_params` and the mixture's tables in one kernel after the
         products (the same integers; a decoding step is short, and the tensors between
         those steps cost as much as a small group's products)."""
-        window = np.ascontiguousarray(canvas.numpy()[:, :, i : i + self.rows, j : j + self.cols])  # numpy: fewer µs
-        window = torch.from_numpy(window.reshape(len(window), -1))
         head = self._kernel_plan()[2]
-        return torch.from_numpy(k8.head_logistic_tables(self._head_sums(window, cond_row.numpy()), *head[1:],
+        return torch.from_numpy(k8.head_logistic_tables(self._step_sums(canvas, i, j, cond_row), *head[1:],
                                                         ACT_LIMIT, k, logistic_kernel_tables()))
+
+    def _step_sums(self, canvas: torch.Tensor, i: int, j: int, cond_row: torch.Tensor) -> np.ndarray:
+        """The head's int32 digit sums at pixel (i, j) of every image."""
+        window = np.ascontiguousarray(canvas.numpy()[:, :, i : i + self.rows, j : j + self.cols])  # numpy: fewer µs
+        return self._head_sums(torch.from_numpy(window.reshape(len(window), -1)), cond_row.numpy())
+
+    def step_logistic_draws(self, canvas: torch.Tensor, i: int, j: int, cond_row: torch.Tensor, k: int,
+                            uniforms: np.ndarray) -> np.ndarray:
+        """Seeded draws (N,) uint8 of pixel (i, j) of every image at the 24-bit ``uniforms``:
+        what sampling :meth:`step_logistic_tables` gives, without building the tables (a
+        lossy decoder draws and never codes)."""
+        head = self._kernel_plan()[2]
+        return k8.head_logistic_draws(self._step_sums(canvas, i, j, cond_row), *head[1:], ACT_LIMIT, k,
+                                      np.ascontiguousarray(uniforms, dtype=np.int64), *logistic_kernel_tables())
 
     def params(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Every pixel at once given the true pixels (teacher forcing): (N, H, W, P).

@@ -154,6 +154,8 @@ class ExactVLAE(nn.Module):
         narrow = isinstance(self.local, NarrowPixelNet)
         canvas_values = self.local.pixel_codes if narrow else self.to_unit
         fused = narrow and self.cfg.likelihood != "bernoulli"
-        step_tables = partial(self.local.step_logistic_tables, k=self.cfg.mixture_components) if fused else None
+        k = self.cfg.mixture_components
+        step_tables = partial(self.local.step_logistic_tables, k=k) if fused else None
+        step_draws = partial(self.local.step_logistic_draws, k=k) if fused else None
         return ExactPixelSteps(self.local, lambda: self.conditioning(z), shape, self.distribution, canvas_values,
-                               coupled=False, step_tables=step_tables)
+                               coupled=False, step_tables=step_tables, step_draws=step_draws)
