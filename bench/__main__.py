@@ -225,10 +225,10 @@ def main() -> None:
     parser.add_argument("--iwae-images", type=int, default=20,
                         help="images the IWAE bound is computed on (k float passes each)")
     parser.add_argument("--lossy-images", type=int, default=500,
-                        help="first N MNIST test images for the lossy rows (16 draws: 16 times the decoding work)")
+                        help="first N MNIST test images for the lossy rows (4 draws: 4 times the decoding work)")
     parser.add_argument("--lossy-steps", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
                         help="latent quantisation steps of the lossy rows")
-    parser.add_argument("--lossy-draws", type=int, nargs="+", default=[1, 16],
+    parser.add_argument("--lossy-draws", type=int, nargs="+", default=[1, 4],
                         help="draws averaged per pixel in the lossy rows (each step is run with each)")
     parser.add_argument("--cifar10", type=Path, default=None, help="path to the official cifar-10-python.tar.gz")
     parser.add_argument("--folder", type=Path, default=None, help="also benchmark every image in this folder")

@@ -28,7 +28,7 @@ def digits() -> np.ndarray:
 def test_default_models_for_grayscale_are_the_shipped_ones(monkeypatch):
     monkeypatch.delenv("BBCODEC_MODELS_DIR", raising=False)
     info = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None)
-    assert info.name == "vlae-mnist-large-int8"
+    assert info.name == "vlae-mnist-large-q8"
     assert bbcodec.api.choose_model([np.zeros((30, 41), np.uint8)], None).name == "mnist-int8-w7"
     # Lossy ranks on its own measurements (label agreement at a rate), not the lossless rate.
     lossy = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None, lossy=True)

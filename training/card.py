@@ -88,6 +88,11 @@ FORM_TEXT = {
                 "decoder (conditioning network and local pixel net) on int8 products: 13-bit weights as two int8 "
                 "digits, 16-bit activations on grids calibrated at export",
     "int8-w7": "as int8-w13 with 7-bit weights (one int8 digit)",
+    "int8-a8w7-io13": "encoder and latent prior as in the wide form; the decoder on int8 products: the "
+                      "conditioning network, the window convolution (which reads the canvas) and the output "
+                      "layer (which writes the pixel distributions' parameters) with 13-bit weights on 16-bit "
+                      "codes, the residual blocks with 7-bit weights on the 8-bit SiLU codes the model was "
+                      "trained for (bbcodec/nn/fake_quant.py), one int8 product per weight",
 }
 HVAE_FORM_TEXT = {  # a hierarchical VAE's int8 forms: its convolutions on digits (bbcodec/exact/digit_conv.py)
     "int8-w13": "activations on the 2^-14 grid as in the wide form; every convolution of fan-in ≥ 64 sums int8 "
@@ -200,12 +205,42 @@ def precision_text(records: list[dict]) -> str:
     return " and ".join(used) if used else "not recorded in the training log"
 
 
+def parent_lines(folder: Path, recipe: dict) -> list[str]:
+    """A model fine-tuned from another shipped model's weights (``init_from`` naming that
+    model's folder): where it started and what that model scored."""
+    start = Path(recipe.get("init_from", ""))
+    if start.parent.name == folder.name or start.parent.parent.name != "models":
+        return []  # a later phase of this model's own training
+    parent = start.parent.name
+    initialised = next(r for r in read_log(folder) if r.get("event") == "initialised")
+    return [f"* Fine-tuned from `{parent}`'s float weights (its card: `../{parent}/CARD.md`; sha256 "
+            f"`{initialised['sha256'][:16]}…`, test −ELBO {initialised['its_test_bpd']:.4f} bits/dim)"
+            + (f", trained with its per-pixel network's quantisation in the loop ({recipe['config']['pixel_code_bits']}"
+               f"-bit SiLU codes, {recipe['config']['pixel_weight_bits']}-bit weights; bbcodec/nn/fake_quant.py)"
+               if recipe["config"].get("pixel_code_bits") else "") + "."]
+
+
+def free_bits_text(recipe: dict) -> str:
+    if not recipe.get("free_bits_nats") or not recipe.get("free_bits_epochs"):
+        return "no free bits"
+    return (f"free bits {recipe['free_bits_nats']} nats per latent channel (dimension) "
+            + ("for the whole run" if recipe["free_bits_epochs"] >= recipe["epochs"]
+               else f"for the first {recipe['free_bits_epochs']} epochs"))
+
+
+def read_log(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
+
+
 def render(folder: Path) -> str:
     recipe = json.loads((folder / "recipe.json").read_text())
     if "derived_from" in recipe:
         return render_derived(folder, recipe)
-    records = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    records = read_log(folder)
     meta = read_meta(folder / "weights.safetensors")
+    fine_tuned = parent_lines(folder, recipe)
+    if fine_tuned:  # its log starts at the parent's weights: one phase of its own
+        records = [r for r in records if r.get("event") != "initialised"]
     phased = with_phases(records)
     phases = phased[-1][0] if phased else 1
     epochs = [(ph, r) for ph, r in phased if r.get("event") == "epoch"]
@@ -216,6 +251,7 @@ def render(folder: Path) -> str:
         f"# Model card: `{folder.name}`",
         "",
         *(float_source_lines(folder, later) if later else []),
+        *fine_tuned,
         f"* Architecture: `{meta['arch']}` (bbcodec/nn/{meta['arch']}.py), config stored inside the weights:",
         "",
         "```json",
@@ -224,9 +260,7 @@ def render(folder: Path) -> str:
         f"* Weights: `weights.safetensors`, sha256 `{file_sha256(folder / 'weights.safetensors')}` (EMA of the parameters).",
         data_line(recipe),
         f"* Recipe: `recipe.json` (Adamax lr {recipe['lr']}, batch {recipe['batch_size']}, cosine over "
-        f"{recipe['epochs']} epochs, free bits {recipe.get('free_bits_nats')} nats per latent channel (dimension) "
-        + ("for the whole run" if recipe.get("free_bits_epochs", 0) >= recipe["epochs"]
-           else f"for the first {recipe.get('free_bits_epochs')} epochs")
+        f"{recipe['epochs']} epochs, " + free_bits_text(recipe)
         + (f", KL weight {recipe['kl_weight']}" if recipe.get("kl_weight", 1.0) != 1.0 else "")
         + ", gradient clipping and skipping, EMA; precision: " + precision_text(records)
         + "), trained by "
@@ -238,6 +272,7 @@ def render(folder: Path) -> str:
         + (" over all phases." if phases > 1 else "."),
         "",
         *([] if later else integer_lines(folder)),
+        *([calibration_line(recipe), ""] if recipe.get("decoder_form") and not later else []),
         f"## Scores of the float model ({scored_on(recipe)}, all of it, computed at export)",
         "",
         f"* −ELBO: **{meta['test_bpd']:.4f} bits/dim**"

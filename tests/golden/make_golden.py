@@ -31,8 +31,8 @@ CASES = {
     # Forms since retired (their files still decode; encoding with them is refused):
     "default_digits.bbc": ("vlae-mnist-large", "mnist_8", {}),  # written when it was the default
     "default_one_digit.bbc": ("vlae-mnist-large", "mnist_1", {}),
-    "default_int8_digits.bbc": (None, "mnist_8", {}),
-    "default_int8_one_digit.bbc": (None, "mnist_1", {}),
+    "default_int8_digits.bbc": ("vlae-mnist-large-int8", "mnist_8", {}),  # the default before -q8
+    "default_int8_one_digit.bbc": ("vlae-mnist-large-int8", "mnist_1", {}),
     "wide_importance.bbc": ("vlae-mnist-wide", "mnist_12", {"samples": 4}),
     "wide_lossy.bbc": ("vlae-mnist-wide", "mnist_4", {"lossy_step": 1.0, "lossy_draws": 16}),
     "binary_digits.bbc": ("vlae-mnist-binary", "binary_4", {}),
@@ -46,6 +46,9 @@ CASES = {
     "binary_int8_digits.bbc": ("vlae-mnist-binary-int8", "binary_4", {}),
     "mnist_int8_w7_digits.bbc": ("mnist-int8-w7", "mnist_4", {}),
     "mnist_int8_w7_crops.bbc": ("mnist-int8-w7", "mnist_crops", {}),  # 24 x 28: the any-size default
+    "default_q8_digits.bbc": (None, "mnist_8", {}),  # the default model: vlae-mnist-large-q8
+    "default_q8_one_digit.bbc": (None, "mnist_1", {}),
+    "default_q8_importance.bbc": (None, "mnist_12", {"samples": 4}),
 }
 
 
