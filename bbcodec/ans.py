@@ -24,14 +24,59 @@ class StackUnderflowError(BBCodecError):
     """A pop needed more bits than the stack holds (no initial bits left)."""
 
 
+class RawHead:
+    """The coder laid out for compiled kernels that pop symbols themselves: ``words`` (the
+    bulk, valid up to ``head[0]``) and ``head`` = [bulk length, 64-bit state], uint64.
+
+    constriction's compressed form is the bulk followed by the state's nonzero 32-bit
+    words, low first (``AnsCoder::into_compressed``), and it reads a state back as the
+    last word and, where there is one, the word below it (``read_initial_state``). A
+    kernel that pops by ``AnsCoder::decode_symbol``'s rule
+    (:func:`bbcodec.exact.kernels.ans_advance`) leaves exactly the coder constriction
+    would: a decoding step's pixels need no tables and no call per step.
+    """
+
+    def __init__(self, compressed: np.ndarray) -> None:
+        words = np.array(compressed, dtype=np.uint32)  # owned: kernels read it in place
+        n, state = len(words), 0
+        if n >= 2:
+            n, state = n - 2, (int(words[-1]) << 32) | int(words[-2])
+        elif n == 1:
+            n, state = 0, int(words[0])
+        self.words = words
+        self.head = np.array([n, state], dtype=np.uint64)
+
+    def compressed(self) -> np.ndarray:
+        """constriction's compressed form of the current state."""
+        n, state = int(self.head[0]), int(self.head[1])
+        tail = [state & 0xFFFFFFFF, state >> 32] if state >> 32 else [state] if state else []
+        return np.concatenate([self.words[:n], np.array(tail, dtype=np.uint32)])
+
+
 class Stack:
-    """A LIFO entropy coder holding a growing array of 32-bit words."""
+    """A LIFO entropy coder holding a growing array of 32-bit words: constriction's
+    ``AnsCoder``, or for a run of compiled pops its :class:`RawHead` (turned back into a
+    coder at the next operation that needs one)."""
 
     def __init__(self, words: np.ndarray | None = None) -> None:
+        self._raw: RawHead | None = None
         if words is None:
-            self._coder = AnsCoder()
+            self._ans = AnsCoder()
         else:
-            self._coder = AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+            self._ans = AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+
+    @property
+    def _coder(self) -> AnsCoder:
+        if self._raw is not None:
+            self._ans, self._raw = AnsCoder(self._raw.compressed()), None
+        return self._ans
+
+    def raw(self) -> RawHead:
+        """The coder as a :class:`RawHead` for kernels that pop in place (one copy of the
+        words each way, when switching)."""
+        if self._raw is None:
+            self._raw = RawHead(self._ans.get_compressed())
+        return self._raw
 
     def push(self, symbols: np.ndarray, family: object, *params: np.ndarray) -> None:
         """Push ``symbols`` (one per parameter row) so that ``pop`` returns them in order."""

@@ -245,7 +245,12 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
         with step_threads(n):
             for t in range(obs.num_steps):
                 index = obs.step_index(t)
-                values = categorical(pixel_frequencies(obs.step_distribution(t))).pop(stack).astype(np.uint8)
+                dist = obs.step_distribution(t)
+                pops = getattr(dist, "pops", None)  # a fused step (bbcodec.exact.local.FusedStep) may pop itself
+                if pops is not None:  # the kernel pops from the coder: no tables
+                    values = pops(raw=stack.raw())
+                else:
+                    values = categorical(pixel_frequencies(dist)).pop(stack).astype(np.uint8)
                 out[index] = values.reshape(out[index].shape)
                 obs.write(t, torch.from_numpy(out[index]))
         return out

@@ -92,6 +92,52 @@ def test_step_draws_equal_draws_from_the_step_tables(images):
             np.testing.assert_array_equal(net.step_logistic_draws(canvas, i, j, cond, k, u), expected)
 
 
+def _random_step(images: int, seed: int):
+    """A tiny int8 model's pixel net, a canvas with a random first row, conditioning rows."""
+    model = _narrow(TINY_VLAE_CONFIG, 5, 2)
+    gen = torch.Generator().manual_seed(seed)
+    canvas = model.local.empty_canvas(images, 6, 7)
+    canvas[:, :1] = torch.randint(-128, 128, canvas[:, :1].shape, dtype=torch.int8, generator=gen)
+    cond = torch.randint(-3000, 3000, (images, model.local.hidden), dtype=torch.int32, generator=gen)
+    return model.local, canvas, cond, gen
+
+
+@pytest.mark.parametrize("images", [3, 40])
+@pytest.mark.parametrize("words", [0, 1, 3, 200])  # empty, state only, a few bulk words, a long stack
+def test_step_pops_equal_popping_the_step_tables(images, words):
+    """A decoder's pop kernel gives the pixels constriction pops with the step's tables
+    and leaves the same coder (then pushing the tables back restores the stack),
+    including on a stack that runs dry (constriction then reads zeros)."""
+    from bbcodec.ans import Stack
+    from bbcodec.codecs import categorical
+
+    net, canvas, cond, gen = _random_step(images, images + words)
+    k = TINY_VLAE_CONFIG.mixture_components
+    start = torch.randint(1, 2**32, (words,), generator=gen).numpy().astype(np.uint32) if words else None
+    for i, j in [(0, 0), (2, 3), (5, 6)]:
+        tables = categorical(net.step_logistic_tables(canvas, i, j, cond, k))
+        by_table, by_kernel = Stack(start), Stack(start)
+        expected = tables.pop(by_table)
+        got = net.step_logistic_pop(canvas, i, j, cond, k, by_kernel.raw())
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(by_kernel.words(), by_table.words())
+        if words >= 3:
+            tables.push(by_kernel, got)
+            np.testing.assert_array_equal(by_kernel.words(), start)
+
+
+def test_raw_head_keeps_constrictions_layout():
+    """Taking a coder apart for the kernels and putting it back changes no word."""
+    from bbcodec.ans import RawHead, Stack
+
+    rng = np.random.default_rng(0)
+    stacks = [Stack(), Stack(np.array([7], np.uint32)), Stack(rng.integers(1, 2**32, 50, dtype=np.uint32))]
+    pushed = Stack()
+    pushed.push(np.array([3, 1]), bbcodec.ans.entropy_models.Uniform(5))
+    for stack in [*stacks, pushed]:
+        np.testing.assert_array_equal(RawHead(stack.words()).compressed(), stack.words())
+
+
 def test_int8_products_are_exact_at_the_bounds():
     """Full-range int8 inputs by weight digits at ±63: the int32 sums equal int64 arithmetic."""
     gen = torch.Generator().manual_seed(0)

@@ -21,7 +21,10 @@ from bbcodec.exact.kernels import (
     STEP_PARALLEL_ROWS,
     _logistic_parameters_row,
     _logistic_row,
-    _logistic_scaled,
+    ans_advance,
+    ans_quantile,
+    logistic_interval,
+    logistic_value_at,
     window_origin,
 )
 
@@ -140,20 +143,31 @@ def requant_clamped(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: 
 
 
 @numba.njit(cache=True, inline="always")
-def _head_tables_row(acc: np.ndarray, r: int, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int,
-                     k: int, params: np.ndarray, weights: np.ndarray, means: np.ndarray, inv: np.ndarray,
-                     exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray, exp_shift: int, exp_offset: int,
-                     mean_limit: int, log_scale_floor: int, edges: np.ndarray, sigmoid: np.ndarray, sigmoid_shift: int,
-                     sigmoid_offset: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Row ``r`` of :func:`head_logistic_tables`: the head's parameters as
-    :func:`requant_clamped` gives them, then the mixture and its table as
-    :func:`bbcodec.exact.kernels.logistic_parameters` and ``logistic_frequencies`` make them."""
+def _head_mixture_row(acc: np.ndarray, r: int, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int,
+                      k: int, params: np.ndarray, weights: np.ndarray, means: np.ndarray, inv: np.ndarray,
+                      exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray, exp_shift: int, exp_offset: int,
+                      mean_limit: int, log_scale_floor: int) -> None:  # pragma: no cover - compiled
+    """Row ``r``'s logistic mixture (``weights``, ``means``, ``inv``) from the head's digit
+    sums: its parameters as :func:`requant_clamped` gives them, the mixture as
+    :func:`bbcodec.exact.kernels.logistic_parameters` makes it."""
     rows, cols = acc.shape[0] // 2, bias.shape[0]
     wl = acc.shape[1] // cols
     for c in range(cols):
         params[r, c] = min(max(_rq(_acc(acc, r, c, rows, 2, cols, wl), bias[c], mult[c], shift[c]), -limit), limit)
     _logistic_parameters_row(params, r, k, weights, means, inv, exp_neg, exp_neg_shift, exp_table, exp_shift,
                              exp_offset, mean_limit, log_scale_floor)
+
+
+@numba.njit(cache=True, inline="always")
+def _head_tables_row(acc: np.ndarray, r: int, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int,
+                     k: int, params: np.ndarray, weights: np.ndarray, means: np.ndarray, inv: np.ndarray,
+                     exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray, exp_shift: int, exp_offset: int,
+                     mean_limit: int, log_scale_floor: int, edges: np.ndarray, sigmoid: np.ndarray, sigmoid_shift: int,
+                     sigmoid_offset: int, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Row ``r`` of :func:`head_logistic_tables`: its mixture, then its table as
+    :func:`bbcodec.exact.kernels.logistic_frequencies` makes it."""
+    _head_mixture_row(acc, r, bias, mult, shift, limit, k, params, weights, means, inv, exp_neg, exp_neg_shift,
+                      exp_table, exp_shift, exp_offset, mean_limit, log_scale_floor)
     _logistic_row(out, r, weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset)
 
 
@@ -207,38 +221,60 @@ def head_logistic_tables(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, sh
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
+def _head_mixtures(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int, k: int,
+                   exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray, exp_shift: int, exp_offset: int,
+                   mean_limit: int, log_scale_floor: int) -> tuple:  # pragma: no cover - compiled
+    """Every row's logistic mixture (weights, means, inverse scales), rows across threads."""
+    rows = acc.shape[0] // 2
+    params = np.empty((rows, bias.shape[0]), dtype=np.int64)
+    weights = np.empty((rows, k), dtype=np.int64)
+    means = np.empty((rows, k), dtype=np.int64)
+    inv = np.empty((rows, k), dtype=np.int64)
+    for r in numba.prange(rows):
+        _head_mixture_row(acc, r, bias, mult, shift, limit, k, params, weights, means, inv, exp_neg, exp_neg_shift,
+                          exp_table, exp_shift, exp_offset, mean_limit, log_scale_floor)
+    return weights, means, inv
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
 def head_logistic_draws(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int, k: int,
                         uniforms: np.ndarray, exp_neg: np.ndarray, exp_neg_shift: int, exp_table: np.ndarray,
                         exp_shift: int, exp_offset: int, mean_limit: int, log_scale_floor: int, edges: np.ndarray,
                         sigmoid: np.ndarray, sigmoid_shift: int,
                         sigmoid_offset: int) -> np.ndarray:  # pragma: no cover - compiled
     """Each row's inverse-CDF draw at its 24-bit ``uniforms`` from the pixel head's logistic
-    mixture, without its table: the largest value whose cumulative start is at most the
-    draw, found by bisection over the table's edges (eight CDF evaluations instead of a
-    table; :func:`bbcodec.exact.random.sample` of :func:`head_logistic_tables` is the same)."""
-    rows = acc.shape[0] // 2
-    params = np.empty((rows, bias.shape[0]), dtype=np.int64)
-    weights = np.empty((rows, k), dtype=np.int64)
-    means = np.empty((rows, k), dtype=np.int64)
-    inv = np.empty((rows, k), dtype=np.int64)
-    out = np.empty(rows, dtype=np.uint8)
-    wl = acc.shape[1] // bias.shape[0]
-    for r in numba.prange(rows):
-        for c in range(bias.shape[0]):
-            v = _rq(_acc(acc, r, c, rows, 2, bias.shape[0], wl), bias[c], mult[c], shift[c])
-            params[r, c] = min(max(v, -limit), limit)
-        _logistic_parameters_row(params, r, k, weights, means, inv, exp_neg, exp_neg_shift, exp_table, exp_shift,
-                                 exp_offset, mean_limit, log_scale_floor)
-        lo, hi = 0, edges.shape[0]  # the value lies in [lo, hi]; value s starts at scaled(s − 1) + s
-        while lo < hi:
-            mid = (lo + hi + 1) >> 1
-            start = _logistic_scaled(r, mid - 1, weights, means, inv, edges, sigmoid, sigmoid_shift,
-                                     sigmoid_offset) + mid
-            if start <= uniforms[r]:
-                lo = mid
-            else:
-                hi = mid - 1
-        out[r] = lo
+    mixture, without its table (:func:`bbcodec.exact.random.sample` of
+    :func:`head_logistic_tables` is the same)."""
+    weights, means, inv = _head_mixtures(acc, bias, mult, shift, limit, k, exp_neg, exp_neg_shift, exp_table,
+                                         exp_shift, exp_offset, mean_limit, log_scale_floor)
+    out = np.empty(weights.shape[0], dtype=np.uint8)
+    for r in numba.prange(weights.shape[0]):
+        out[r] = logistic_value_at(r, uniforms[r], weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def head_logistic_pop(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int, k: int,
+                      head: np.ndarray, words: np.ndarray, exp_neg: np.ndarray, exp_neg_shift: int,
+                      exp_table: np.ndarray, exp_shift: int, exp_offset: int, mean_limit: int, log_scale_floor: int,
+                      edges: np.ndarray, sigmoid: np.ndarray, sigmoid_shift: int,
+                      sigmoid_offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """Pop each row's pixel, first row first, from the ANS coder's ``head`` and ``words``
+    (:class:`bbcodec.ans.RawHead`) under the pixel head's logistic mixture, without its
+    table: the value whose interval holds the state's quantile (bisection over the table's
+    edges), then that interval's state update. The same symbols and coder state as
+    constriction's pop with :func:`head_logistic_tables`' tables, in ten CDF evaluations
+    a row instead of 256 and a table; the rows' mixtures are computed across threads,
+    the pops (each needs the state the one before left) on one."""
+    weights, means, inv = _head_mixtures(acc, bias, mult, shift, limit, k, exp_neg, exp_neg_shift, exp_table,
+                                         exp_shift, exp_offset, mean_limit, log_scale_floor)
+    out = np.empty(weights.shape[0], dtype=np.uint8)
+    for r in range(weights.shape[0]):
+        quantile = ans_quantile(head)
+        value = logistic_value_at(r, quantile, weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset)
+        start, freq = logistic_interval(r, value, weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset)
+        ans_advance(head, words, start, freq, quantile)
+        out[r] = value
     return out
 
 

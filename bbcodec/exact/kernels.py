@@ -119,6 +119,59 @@ def _logistic_scaled(r: int, j: int, weights: np.ndarray, means: np.ndarray, inv
     return ((total >> WEIGHT_TOTAL_BITS) * free) >> PROB_BITS
 
 
+@numba.njit(cache=True, inline="always")
+def logistic_interval(r: int, x: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
+                      edges: np.ndarray, sigmoid: np.ndarray, shift: int,
+                      offset: int) -> tuple[int, int]:  # pragma: no cover - compiled
+    """(start, frequency) of value ``x`` in row ``r``'s full table (:func:`logistic_frequencies`),
+    from the two table edges around it: value ``x`` starts at scaled(x − 1) + x."""
+    n_edges = edges.shape[0]
+    below = _logistic_scaled(r, x - 1, weights, means, inv_scales, edges, sigmoid, shift, offset) if x > 0 else 0
+    upto = _logistic_scaled(r, x, weights, means, inv_scales, edges, sigmoid, shift, offset) if x < n_edges \
+        else PROB_TOTAL - n_edges - 1
+    return below + x, upto - below + 1
+
+
+@numba.njit(cache=True, inline="always")
+def logistic_value_at(r: int, quantile: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
+                      edges: np.ndarray, sigmoid: np.ndarray, shift: int,
+                      offset: int) -> int:  # pragma: no cover - compiled
+    """The value whose interval in row ``r``'s full table holds ``quantile`` (in [0, 2^24)):
+    the largest value starting at or below it, by bisection over the table's edges (eight
+    CDF evaluations instead of 256). An inverse-CDF draw and an ANS pop both ask this."""
+    lo, hi = 0, edges.shape[0]  # the value lies in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        if _logistic_scaled(r, mid - 1, weights, means, inv_scales, edges, sigmoid, shift, offset) + mid <= quantile:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+ANS_WORD = np.uint64(1 << 32)  # constriction's AnsCoder: 32-bit words, a 64-bit state
+
+
+@numba.njit(cache=True, inline="always")
+def ans_quantile(head: np.ndarray) -> int:  # pragma: no cover - compiled
+    """The quantile the next pop reads: the state's low 24 bits (``head`` = [bulk length, state])."""
+    return np.int64(head[1] & np.uint64(PROB_TOTAL - 1))
+
+
+@numba.njit(cache=True, inline="always")
+def ans_advance(head: np.ndarray, words: np.ndarray, start: int, freq: int,
+                quantile: int) -> None:  # pragma: no cover - compiled
+    """Finish popping the symbol at [start, start + freq) that holds ``quantile``: the state
+    update and refill of constriction's ``AnsCoder::decode_symbol`` (precision 24), on
+    the coder's words as :class:`bbcodec.ans.RawHead` holds them. Unsigned 64-bit
+    throughout (numba would turn mixed signed/unsigned arithmetic into floats)."""
+    state = (head[1] >> np.uint64(PROB_BITS)) * np.uint64(freq) + np.uint64(quantile - start)
+    if state < ANS_WORD and head[0] > np.uint64(0):
+        head[0] -= np.uint64(1)
+        state = (state << np.uint64(32)) | np.uint64(words[head[0]])
+    head[1] = state
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def logistic_intervals(weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray,
                        sigmoid: np.ndarray, shift: int, offset: int,
@@ -129,15 +182,9 @@ def logistic_intervals(weights: np.ndarray, means: np.ndarray, inv_scales: np.nd
     needs no other entry; returned as 3-entry tables [before, symbol, after] whose
     outer entries are at least 1 (a symbol at either end borrows 1 from the other side:
     see :func:`interval_symbols`), so the ANS step is the full table's own."""
-    n_edges = edges.shape[0]
-    free = PROB_TOTAL - n_edges - 1
     out = np.empty((weights.shape[0], 3), dtype=np.int64)
     for r in numba.prange(weights.shape[0]):
-        x = symbols[r]
-        below = _logistic_scaled(r, x - 1, weights, means, inv_scales, edges, sigmoid, shift, offset) if x > 0 else 0
-        upto = _logistic_scaled(r, x, weights, means, inv_scales, edges, sigmoid, shift, offset) if x < n_edges \
-            else free
-        start, freq = below + x, upto - below + 1
+        start, freq = logistic_interval(r, symbols[r], weights, means, inv_scales, edges, sigmoid, shift, offset)
         if start == 0:  # [freq, rest − 1, 1]: the symbol is entry 0
             out[r, 0], out[r, 1], out[r, 2] = freq, PROB_TOTAL - freq - 1, 1
         elif start + freq == PROB_TOTAL:  # [1, start − 1, freq]: the symbol is entry 2

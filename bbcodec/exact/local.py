@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bbcodec.ans import RawHead
 from bbcodec.exact import kernels, tables
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import ACT_LIMIT, ONE
@@ -141,12 +142,14 @@ class ExactPixelSteps(RasterSteps):
                  to_unit: Callable[[torch.Tensor], torch.Tensor], coupled: bool,
                  step_tables: Callable[..., torch.Tensor] | None = None,
                  position: Callable[[torch.Tensor], object] | None = None,
-                 step_draws: Callable[..., np.ndarray] | None = None) -> None:
+                 step_draws: Callable[..., np.ndarray] | None = None,
+                 step_pops: Callable[..., np.ndarray] | None = None) -> None:
         self._start(net, shape, distribution, to_unit, coupled)
         self._cond = cond  # or a function computing it when first needed (a lossy encoder never is)
         # where fused kernels serve the decoder's steps: (canvas, i, j, cond row) -> a step's
-        # tables, or one position's parameters (N, P) -> its (coupled) steps
-        self.step_tables, self.position, self.step_draws = step_tables, position, step_draws
+        # tables (or its draws, or its pops), or one position's parameters (N, P) -> its (coupled) steps
+        self.step_tables, self.position = step_tables, position
+        self.step_draws, self.step_pops = step_draws, step_pops
 
     @property
     def cond(self) -> torch.Tensor:
@@ -189,7 +192,8 @@ class ExactPixelSteps(RasterSteps):
         if self.step_tables is not None and self.sub_steps == 1:
             where = (self._canvas, i, j, self._cond_steps[position])
             draws = None if self.step_draws is None else partial(self.step_draws, *where)
-            return FusedStep(self.shape[0], partial(self.step_tables, *where), draws)
+            pops = None if self.step_pops is None else partial(self.step_pops, *where)
+            return FusedStep(self.shape[0], partial(self.step_tables, *where), draws, pops)
         if channel == 0:
             params = self.net.step_params(self._canvas, i, j, self._cond_steps[position])
             if self.position is not None:
@@ -206,11 +210,13 @@ class ExactPixelSteps(RasterSteps):
 @dataclass(frozen=True)
 class FusedStep:
     """One step's pixels as the fused kernels serve them, made when asked: the frequency
-    tables a coder needs, or seeded draws a lossy decoder needs (no tables)."""
+    tables a coder needs, seeded draws a lossy decoder needs, or the pixels popped from
+    a coder by the kernel itself (no tables either way)."""
 
     rows: int
     tables: Callable[[], torch.Tensor]
     draws: Callable[[np.ndarray], np.ndarray] | None = None
+    pops: Callable[[RawHead], np.ndarray] | None = None  # -> the step's (rows,) uint8 pixels
 
     def frequencies(self) -> torch.Tensor:
         return self.tables()

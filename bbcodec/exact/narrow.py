@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bbcodec.ans import RawHead
 from bbcodec.exact import int8_kernels as k8
 from bbcodec.exact.distributions import logistic_kernel_tables
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC, BoundError
@@ -279,6 +280,15 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         head = self._kernel_plan()[2]
         return k8.head_logistic_draws(self._step_sums(canvas, i, j, cond_row), *head[1:], ACT_LIMIT, k,
                                       np.ascontiguousarray(uniforms, dtype=np.int64), *logistic_kernel_tables())
+
+    def step_logistic_pop(self, canvas: torch.Tensor, i: int, j: int, cond_row: torch.Tensor, k: int,
+                          raw: RawHead) -> np.ndarray:
+        """Pop pixel (i, j) of every image (N,) uint8 from the coder ``raw``: what popping
+        with :meth:`step_logistic_tables` gives, without building the tables or calling
+        the coder (a decoding step is short: those cost as much as its products)."""
+        head = self._kernel_plan()[2]
+        return k8.head_logistic_pop(self._step_sums(canvas, i, j, cond_row), *head[1:], ACT_LIMIT, k, raw.head,
+                                    raw.words, *logistic_kernel_tables())
 
     def params(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Every pixel at once given the true pixels (teacher forcing): (N, H, W, P).

@@ -157,5 +157,6 @@ class ExactVLAE(nn.Module):
         k = self.cfg.mixture_components
         step_tables = partial(self.local.step_logistic_tables, k=k) if fused else None
         step_draws = partial(self.local.step_logistic_draws, k=k) if fused else None
+        step_pops = partial(self.local.step_logistic_pop, k=k) if fused else None
         return ExactPixelSteps(self.local, lambda: self.conditioning(z), shape, self.distribution, canvas_values,
-                               coupled=False, step_tables=step_tables, step_draws=step_draws)
+                               coupled=False, step_tables=step_tables, step_draws=step_draws, step_pops=step_pops)
