@@ -86,3 +86,38 @@ def test_fused_position_steps_equal_the_mixture_built_in_torch(rows):
         assert torch.equal(fused.step_distribution(t).frequencies(), torch_built.step_distribution(t).frequencies())
         fused.write(t, x[:, t])
         torch_built.write(t, x[:, t])
+
+
+@pytest.mark.parametrize("rows", [3, 40])
+@pytest.mark.parametrize("words", [0, 1, 3, 200])  # empty, state only, a few bulk words, a long stack
+def test_position_pops_equal_popping_the_channel_tables(rows, words):
+    """A decoder's coupled pop kernel gives, channel after channel, the values constriction
+    pops with the channel's tables, and leaves the same coder (pushing the tables back
+    restores the stack), including on a stack that runs dry (constriction reads zeros)."""
+    from bbcodec.ans import Stack
+    from bbcodec.exact.coupled import CoupledSteps
+    from bbcodec.exact.fixed import ONE
+
+    k = 3
+    gen = torch.Generator().manual_seed(rows + words)
+    scale = torch.tensor([4.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 6.0, 6.0, 6.0]).repeat(k)
+    params = torch.round(torch.randn(rows, 10 * k, generator=gen, dtype=torch.float64) * scale * ONE).numpy()
+    start = torch.randint(1, 2**32, (words,), generator=gen).numpy().astype(np.uint32) if words else None
+    by_tables, by_kernel = CoupledSteps.from_packed(params, k), CoupledSteps.from_packed(params, k)
+    by_tables.reset()
+    by_kernel.reset()
+    table_stack, kernel_stack = Stack(start), Stack(start)
+    pushed = []
+    for t in range(3):
+        tables = codecs.categorical(by_tables.step_distribution(t).frequencies())
+        expected = tables.pop(table_stack).astype(np.uint8)
+        got = by_kernel.step_distribution(t).pops(raw=kernel_stack.raw())
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(kernel_stack.words(), table_stack.words())
+        pushed.append((tables, got))
+        by_tables.write(t, torch.from_numpy(expected))
+        by_kernel.write(t, torch.from_numpy(got))
+    if words >= 3:
+        for tables, got in reversed(pushed):
+            tables.push(kernel_stack, got)
+        np.testing.assert_array_equal(kernel_stack.words(), start)

@@ -11,23 +11,24 @@ from the very integer CDFs the coder uses.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 import torch
 
+from bbcodec.ans import RawHead
 from bbcodec.exact import kernels, tables
 from bbcodec.exact.distributions import (
     LOG2_FRAC,
     LOG_SCALE_FLOOR,
     MEAN_LIMIT,
     SIGMOID_SHIFT,
-    FrequencyTable,
     Logistics,
     inverse_scales,
     softmax2_weights,
 )
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC, ONE, fixed_mul
+from bbcodec.exact.local import FusedStep
 
 LOG2_E = round(math.log2(math.e) * (1 << LOG2_FRAC))  # natural-log grid logits -> log2 in 2^-20 bits
 
@@ -87,7 +88,7 @@ class CoupledLogistics:
     def step_index(self, t: int) -> tuple[slice, slice]:
         return self._steps.step_index(t)
 
-    def step_distribution(self, t: int) -> FrequencyTable:
+    def step_distribution(self, t: int) -> FusedStep:
         return self._steps.step_distribution(t)
 
     def write(self, t: int, values: torch.Tensor) -> None:
@@ -127,10 +128,21 @@ class CoupledSteps:
     def step_index(self, t: int) -> tuple[slice, slice]:
         return slice(None), slice(t, t + 1)
 
-    def step_distribution(self, t: int) -> FrequencyTable:
+    def step_distribution(self, t: int) -> FusedStep:
+        """Channel ``t`` of every row: its tables when asked, or its values popped by a kernel."""
+        return FusedStep(len(self._units), partial(self._tables, t), pops=partial(self._pops, t))
+
+    def _tables(self, t: int) -> torch.Tensor:
         freqs, self._current_means = kernels.coupled_step(t, *self._kernel_args, self._units, self._masses,
                                                           *_step_constants())
-        return FrequencyTable(torch.from_numpy(freqs))
+        return torch.from_numpy(freqs)
+
+    def _pops(self, t: int, raw: RawHead) -> np.ndarray:
+        """Pop channel ``t`` of every row from ``raw`` (what popping :meth:`_tables` gives)."""
+        constants = _step_constants()
+        values, self._current_means = kernels.coupled_pop(t, *self._kernel_args, self._units, self._masses, raw.head,
+                                                          raw.words, *constants)
+        return values
 
     def write(self, t: int, values: torch.Tensor) -> None:
         """Record channel ``t``'s coded values: their grid value and, for the channels after

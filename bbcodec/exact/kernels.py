@@ -475,6 +475,18 @@ def _coupled_row(t: int, r: int, log2_pi: np.ndarray, means: np.ndarray, coeffs:
                  offset: int, exp2_shift: int, mean_limit: int, one: float,
                  limit: float) -> None:  # pragma: no cover - compiled
     """Row ``r`` of :func:`coupled_step`: its component means and weights, then its table."""
+    _coupled_mixture_row(t, r, log2_pi, means, coeffs, units, masses, comp_means, weights, exp2_neg, exp2_shift,
+                         mean_limit, one, limit)
+    _logistic_row(out, r, weights, comp_means, inv[t], edges, sigmoid, shift, offset)
+
+
+@numba.njit(cache=True, inline="always")
+def _coupled_mixture_row(t: int, r: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarray,
+                         units: np.ndarray, masses: np.ndarray, comp_means: np.ndarray, weights: np.ndarray,
+                         exp2_neg: np.ndarray, exp2_shift: int, mean_limit: int, one: float,
+                         limit: float) -> None:  # pragma: no cover - compiled
+    """Row ``r``'s mixture over channel ``t``: component means shifted by the channels before
+    it, weights the integer softmax of ``log2 π`` plus those channels' log2 masses."""
     k = log2_pi.shape[1]
     top = -(1 << 62)
     for c in range(k):
@@ -493,7 +505,6 @@ def _coupled_row(t: int, r: int, log2_pi: np.ndarray, means: np.ndarray, coeffs:
         total += weights[r, c]
     for c in range(k):
         weights[r, c] = (weights[r, c] << WEIGHT_TOTAL_BITS) // total
-    _logistic_row(out, r, weights, comp_means, inv[t], edges, sigmoid, shift, offset)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -540,6 +551,33 @@ def coupled_step(t: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndar
     kernel = _coupled_parallel if len(log2_pi) >= STEP_PARALLEL_ROWS else _coupled_serial
     return kernel(t, log2_pi, means, coeffs, inv, units, masses, edges, sigmoid, exp2_neg, shift, offset,
                   exp2_shift, mean_limit, one, limit)
+
+
+@numba.njit(cache=True, nogil=True)
+def coupled_pop(t: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarray, inv: np.ndarray,
+                units: np.ndarray, masses: np.ndarray, head: np.ndarray, words: np.ndarray, edges: np.ndarray,
+                sigmoid: np.ndarray, exp2_neg: np.ndarray, shift: int, offset: int, exp2_shift: int,
+                mean_limit: int, one: float, limit: float) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    """Pop channel ``t`` of every row, first row first, from the coder's ``head`` and ``words``
+    (:class:`bbcodec.ans.RawHead`): the values constriction pops with :func:`coupled_step`'s
+    tables, and the coder it leaves, without the tables (each row's value by bisection over
+    its mixture's edges, then ``AnsCoder::decode_symbol``'s update). Returns the values and
+    the component means, as :func:`coupled_step` does."""
+    rows, k = log2_pi.shape
+    comp_means = np.empty((rows, k), dtype=np.int64)
+    weights = np.empty((rows, k), dtype=np.int64)
+    for r in range(rows):
+        _coupled_mixture_row(t, r, log2_pi, means, coeffs, units, masses, comp_means, weights, exp2_neg, exp2_shift,
+                             mean_limit, one, limit)
+    inv_t = inv[t]
+    out = np.empty(rows, dtype=np.uint8)
+    for r in range(rows):
+        quantile = ans_quantile(head)
+        value = logistic_value_at(r, quantile, weights, comp_means, inv_t, edges, sigmoid, shift, offset)
+        start, freq = logistic_interval(r, value, weights, comp_means, inv_t, edges, sigmoid, shift, offset)
+        ans_advance(head, words, start, freq, quantile)
+        out[r] = value
+    return out, comp_means
 
 
 @numba.njit(cache=True, nogil=True)
