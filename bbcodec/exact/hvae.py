@@ -178,7 +178,7 @@ class ExactHVAE(nn.Module):
         return h
 
     def bottom_up(self, x: torch.Tensor) -> Generator[InferredLatent, torch.Tensor, list[torch.Tensor]]:
-        d = self.stem(tables.load().float["pixel_unit"][x.to(torch.int64)])
+        d = self.stem(tables.pixel_units(x))
         features: list[torch.Tensor] = [d] * len(self.cfg.latents)
         for s, blocks in enumerate(self.bu_blocks):
             d = self._run(blocks, d)
@@ -230,7 +230,7 @@ class ExactHVAE(nn.Module):
             position = (lambda p: CoupledSteps.from_packed(p.contiguous().numpy(), k)) if self.cfg.channel_coupling \
                 else None
             return ExactPixelSteps(self.local, out, shape, lambda p: self._distribution(p.permute(0, 3, 1, 2)),
-                                   lambda x: tables.load().float["pixel_unit"][x.to(torch.int64)],
+                                   tables.pixel_units,
                                    coupled=self.cfg.channel_coupling, position=position)
         return self._distribution(out)
 

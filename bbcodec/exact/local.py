@@ -21,7 +21,7 @@ from bbcodec.exact import kernels, tables
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import ACT_LIMIT, ONE
 from bbcodec.exact.random import sample
-from bbcodec.exact.layers import SILU_OFFSET, IConv2d, ILinear, requantise_add, silu
+from bbcodec.exact.layers import SILU_OFFSET, IConv2d, ILinear, requantise_add
 from bbcodec.nn.local_pixelcnn import CausalWindow, RasterSteps
 
 
@@ -47,30 +47,47 @@ class IPixelHead(nn.Module):
         """h (..., hidden) -> parameters (..., n_params); residual branches fused (same integers
         as ``h + second(silu(first(silu(h))))``)."""
         shape = h.shape
-        h = h.reshape(-1, shape[-1]).contiguous()
-        act = silu(h)
-        table = tables.load().float["silu_residual"].numpy()
-        for first, second in self._kernel_plan():
-            inner = kernels.requant_silu(torch.addmm(first[0], act, first[1]).numpy(), first[2], table, SILU_OFFSET,
-                                         float(ACT_LIMIT))
-            y, act = kernels.requant_add_silu(torch.addmm(second[0], torch.from_numpy(inner), second[1]).numpy(),
-                                              second[2], h.numpy(), table, SILU_OFFSET, float(ACT_LIMIT))
-            h, act = torch.from_numpy(y), torch.from_numpy(act)
-        return self.out(act).view(*shape[:-1], -1)
+        return torch.from_numpy(self.rows(h.reshape(-1, shape[-1]).numpy())).view(*shape[:-1], -1)
 
-    def _kernel_plan(self) -> list[tuple[tuple, tuple]]:
-        """Each block's (bias, weightᵀ, scale) pairs as the kernels take them, made once: a
+    def rows(self, h: np.ndarray) -> np.ndarray:
+        """:meth:`forward` of (rows, hidden) grid values as numpy arrays between the kernels:
+        a decoding step's products are small, and tensor wrappers around each would cost
+        about as much as the products."""
+        table = tables.load().float["silu_residual"].numpy()
+        h = np.ascontiguousarray(h)
+        act = kernels.silu(h, table, SILU_OFFSET)
+        blocks, out = self._kernel_plan()
+        for first, second in blocks:
+            inner = kernels.requant_silu(_product(act, first), first[2], table, SILU_OFFSET, float(ACT_LIMIT))
+            h, act = kernels.requant_add_silu(_product(inner, second), second[2], h, table, SILU_OFFSET,
+                                              float(ACT_LIMIT))
+        return kernels.requant_rows(_product(act, out), out[2], float(ACT_LIMIT))
+
+    def _kernel_plan(self) -> tuple[list[tuple[tuple, tuple]], tuple]:
+        """Each block's (bias, weightᵀ, scale) pairs and the output layer's, made once: a
         decoding step of a small group costs little more than fetching them."""
         if getattr(self, "_plan", None) is None:
-            def args(layer: ILinear) -> tuple:
-                return layer.bias, layer.weight.t(), layer.scale(2).numpy()
-
-            self._plan = [(args(first), args(second)) for first, second in self.blocks]
+            self._plan = ([(_layer_arrays(first), _layer_arrays(second)) for first, second in self.blocks],
+                          _layer_arrays(self.out))
         return self._plan
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         self._plan = None  # new weights: the plan is made again from them
         super()._load_from_state_dict(*args, **kwargs)
+
+
+def _layer_arrays(layer: ILinear) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(bias, weightᵀ contiguous, scale) of an integer linear layer (or a convolution, its
+    weight flattened per output channel), as :func:`_product` and the kernels take them."""
+    weight = layer.weight.reshape(len(layer.weight), -1).t().contiguous()
+    return layer.bias, weight, layer.scale(2).numpy()
+
+
+def _product(x: np.ndarray, layer: tuple[torch.Tensor, torch.Tensor, np.ndarray]) -> np.ndarray:
+    """``bias + x · wᵀ`` of whole numbers (exact: the layer's bound is proven at load), on
+    torch's threads like every other product (a second BLAS's spinning threads would
+    slow both)."""
+    return torch.addmm(layer[0], torch.from_numpy(x), layer[1]).numpy()
 
 
 class ILocalPixelNet(CausalWindow, nn.Module):
@@ -107,9 +124,17 @@ class ILocalPixelNet(CausalWindow, nn.Module):
 
     def step_params(self, canvas: torch.Tensor, i: int, j: int, cond_row: torch.Tensor) -> torch.Tensor:
         """Parameters (N, P) of position (i, j) of every image, from the canvas coded so far."""
-        window = canvas[:, :, i : i + self.rows, j : j + self.cols].reshape(len(canvas), -1)
-        acc = self.window.accumulate(window)
-        return self.head(requantise_add(acc, self.window.scale(2), cond_row))
+        window = canvas.numpy()[:, :, i : i + self.rows, j : j + self.cols]
+        window = np.ascontiguousarray(window).reshape(len(canvas), -1)
+        if getattr(self, "_window_plan", None) is None:  # made once (weights never change after loading)
+            self._window_plan = _layer_arrays(self.window)
+        local = kernels.requant_add(_product(window, self._window_plan), self._window_plan[2], cond_row.numpy(),
+                                    float(ACT_LIMIT))
+        return torch.from_numpy(self.head.rows(local))
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        self._window_plan = None  # new weights: the window's arrays are made again from them
+        super()._load_from_state_dict(*args, **kwargs)
 
     def params(self, x_unit: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Parameters of every pixel at once (teacher forcing), (N, H, W, P) on the grid.

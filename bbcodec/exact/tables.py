@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bbcodec.exact.fixed import FRAC, PROB_BITS
@@ -125,6 +126,18 @@ def load() -> Tables:
     if digest != SHA256:
         raise RuntimeError(f"{PATH.name} has sha256 {digest}, this bbcodec needs {SHA256}: reinstall bbcodec")
     return Tables(load_file(str(PATH)))
+
+
+@lru_cache(maxsize=1)
+def _pixel_unit_values() -> np.ndarray:
+    return load().float["pixel_unit"].numpy()
+
+
+def pixel_units(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels as the networks' grid inputs in [-1, 1] (float64 whole numbers): the
+    stored ``pixel_unit`` table, read by numpy (a decoding step writes a few pixels, and
+    torch's indexing costs more than the step's look-ups)."""
+    return torch.from_numpy(_pixel_unit_values()[x.numpy()])
 
 
 def index_of(u: torch.Tensor, name: str) -> torch.Tensor:

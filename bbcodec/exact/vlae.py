@@ -108,7 +108,7 @@ class ExactVLAE(nn.Module):
         """uint8 pixels as grid network inputs in [-1, 1] (binary: 0 -> -1, 1 -> 1)."""
         if self.cfg.likelihood == "bernoulli":
             return x.double() * (2 * ONE) - ONE
-        return tables.load().float["pixel_unit"][x.to(torch.int64)]
+        return tables.pixel_units(x)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder_in(self.to_unit(x))

@@ -201,11 +201,12 @@ class RasterSteps:
         _, channel, i, j = self._where(t)
         n, c = self.shape[:2]
         y, x = i + self.net.pad_top, j + self.net.pad_side
+        canvas = self._canvas.numpy()  # numpy's strided assignment: a step writes only a few values
         if self.sub_steps > 1:
             self._position.write(channel, values)
-            self._canvas[:, channel, y, x] = self.to_unit(values.reshape(n))
+            canvas[:, channel, y, x] = self.to_unit(values.reshape(n)).numpy()
         else:
-            self._canvas[:, :c, y, x] = self.to_unit(values.reshape(n, c))
+            canvas[:, :c, y, x] = self.to_unit(values.reshape(n, c)).numpy()
 
 
 class LocalPixelSteps(RasterSteps):
