@@ -40,6 +40,10 @@ PREFERENCE = ("vlae-mnist-large-q8", "vlae-mnist-large-int8", "vlae-mnist-wide-i
 # (vlae-mnist-wide-int8 on validation digits: bench/results/lossy_vlae-mnist-wide-int8_validation.json).
 LOSSY_PREFERENCE = ("vlae-mnist-wide-int8",)
 DEFAULT_MODEL = PREFERENCE[0]  # what compress() picks for 28x28 grayscale digits, and load_model() loads
+# The fast preset for 28x28 grayscale (`bbcodec encode --fast`): a small VLAE trained for the
+# same int8 form, several times less work per digit for a higher rate (`bbcodec models`
+# lists both, each with its measured rate and speed).
+FAST_PRESET = "vlae-mnist-fast-q8"
 ANY_SIZE_GRAYSCALE = "mnist-int8-w7"  # the grayscale model that codes any image size
 
 

@@ -123,3 +123,28 @@ def test_the_tree_tracks_no_checkpoint_of_a_shipped_model():
     shipped = {m.name for m in bbcodec.list_models()}
     stale = [p for p in tracked if p.split("/")[1] in shipped and "/ckpt/" in p]
     assert not stale, stale
+
+
+def test_the_fast_preset_codes_digits_exactly_from_the_command_line(digits, tmp_path, monkeypatch):
+    """`encode --fast` codes with the shipped fast preset (its file names it) and every
+    pixel comes back; naming a model as well is a usage error that writes nothing."""
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from bbcodec.cli import main
+
+    monkeypatch.delenv("BBCODEC_MODELS_DIR", raising=False)
+    paths = []
+    for i, img in enumerate(digits[:3]):
+        paths.append(tmp_path / f"d{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    run = lambda *args: CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)  # noqa: E731
+    assert run("encode", *paths, "-o", tmp_path / "f.bbc", "--fast").exit_code == 0
+    assert json.loads(run("info", tmp_path / "f.bbc", "--json").output)["model"] == bbcodec.zoo.FAST_PRESET
+    assert run("decode", tmp_path / "f.bbc", "-o", tmp_path / "out").exit_code == 0
+    for i, img in enumerate(digits[:3]):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"d{i}.png")), img)
+    both = run("encode", paths[0], "-o", tmp_path / "g.bbc", "--fast", "--model", "vlae-mnist-large-q8")
+    assert both.exit_code == 2 and "--fast" in both.output and not (tmp_path / "g.bbc").exists()

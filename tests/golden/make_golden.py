@@ -49,6 +49,8 @@ CASES = {
     "default_q8_digits.bbc": (None, "mnist_8", {}),  # the default model: vlae-mnist-large-q8
     "default_q8_one_digit.bbc": (None, "mnist_1", {}),
     "default_q8_importance.bbc": (None, "mnist_12", {"samples": 4}),
+    "fast_q8_digits.bbc": ("vlae-mnist-fast-q8", "mnist_8", {}),  # the fast preset (--fast)
+    "fast_q8_one_digit.bbc": ("vlae-mnist-fast-q8", "mnist_1", {}),
 }
 
 
