@@ -23,8 +23,8 @@ from bbcodec.exact.kernels import (
     _logistic_row,
     ans_advance,
     ans_quantile,
-    logistic_interval,
     logistic_value_at,
+    logistic_value_interval,
     window_origin,
 )
 
@@ -271,8 +271,8 @@ def head_logistic_pop(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift
     out = np.empty(weights.shape[0], dtype=np.uint8)
     for r in range(weights.shape[0]):
         quantile = ans_quantile(head)
-        value = logistic_value_at(r, quantile, weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset)
-        start, freq = logistic_interval(r, value, weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset)
+        value, start, freq = logistic_value_interval(r, quantile, weights, means, inv, edges, sigmoid, sigmoid_shift,
+                                                     sigmoid_offset)
         ans_advance(head, words, start, freq, quantile)
         out[r] = value
     return out

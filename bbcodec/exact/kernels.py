@@ -149,6 +149,26 @@ def logistic_value_at(r: int, quantile: int, weights: np.ndarray, means: np.ndar
     return lo
 
 
+@numba.njit(cache=True, inline="always")
+def logistic_value_interval(r: int, quantile: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
+                            edges: np.ndarray, sigmoid: np.ndarray, shift: int,
+                            offset: int) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """(value, start, frequency): :func:`logistic_value_at` and then :func:`logistic_interval`
+    of that value, in one bisection: the two CDF edges around the value are the last two
+    the bisection evaluated on either side (a pop needs all three)."""
+    n_edges = edges.shape[0]
+    lo, hi = 0, n_edges  # the value lies in [lo, hi]
+    below, above = 0, PROB_TOTAL - n_edges - 1  # scaled(lo − 1) and scaled(hi), as logistic_interval takes them
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        scaled = _logistic_scaled(r, mid - 1, weights, means, inv_scales, edges, sigmoid, shift, offset)
+        if scaled + mid <= quantile:
+            lo, below = mid, scaled
+        else:
+            hi, above = mid - 1, scaled
+    return lo, below + lo, above - below + 1
+
+
 ANS_WORD = np.uint64(1 << 32)  # constriction's AnsCoder: 32-bit words, a 64-bit state
 
 
@@ -573,8 +593,8 @@ def coupled_pop(t: int, log2_pi: np.ndarray, means: np.ndarray, coeffs: np.ndarr
     out = np.empty(rows, dtype=np.uint8)
     for r in range(rows):
         quantile = ans_quantile(head)
-        value = logistic_value_at(r, quantile, weights, comp_means, inv_t, edges, sigmoid, shift, offset)
-        start, freq = logistic_interval(r, value, weights, comp_means, inv_t, edges, sigmoid, shift, offset)
+        value, start, freq = logistic_value_interval(r, quantile, weights, comp_means, inv_t, edges, sigmoid, shift,
+                                                     offset)
         ans_advance(head, words, start, freq, quantile)
         out[r] = value
     return out, comp_means

@@ -31,7 +31,6 @@ from bbcodec.exact.fixed import (
     WEIGHT_LIMIT,
     BoundError,
     check_accumulator_bound,
-    requantise,
     saturate,
 )
 
@@ -109,8 +108,9 @@ class ILinear(_Quantised):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acc = self.accumulate(x.reshape(-1, x.shape[-1]))
-        return requantise(acc, self.scale(2)).view(*x.shape[:-1], -1)
+        acc = self.accumulate(x.reshape(-1, x.shape[-1]))  # requantised in one kernel: the same integers
+        out = kernels.requant_rows(acc.numpy(), self.scale(2).numpy(), float(ACT_LIMIT))
+        return torch.from_numpy(out).view(*x.shape[:-1], -1)
 
 
 class IConv2d(_Quantised):

@@ -176,8 +176,8 @@ class NarrowPixelNet(CausalWindow, nn.Module):
     def pixel_codes(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 pixels -> their int8 canvas codes: ``x − 128`` is ``x`` with its top bit
         flipped, read as int8 (binary: ``127 · x``, which stays below 128)."""
-        x = x.to(torch.uint8)
-        return (x * FLAG_CODE if self.binary else x ^ 128).view(torch.int8)
+        x = x.numpy().astype(np.uint8, copy=False)  # numpy: a decoding step maps a few pixels
+        return torch.from_numpy((x * np.uint8(FLAG_CODE) if self.binary else x ^ np.uint8(128)).view(np.int8))
 
     def empty_canvas(self, n: int, h: int, w: int) -> torch.Tensor:
         canvas = torch.zeros(n, 2, h + self.pad_top, w + 2 * self.pad_side, dtype=torch.int8)
