@@ -126,6 +126,67 @@ def test_step_pops_equal_popping_the_step_tables(images, words):
             np.testing.assert_array_equal(by_kernel.words(), start)
 
 
+def _step_by_step(net, cond_steps: torch.Tensor, shape: tuple[int, int, int], k: int, pick) -> np.ndarray:
+    """A group's pixels the step kernels' way: ``pick(canvas, i, j, cond row, t)`` gives
+    step t's pixels, which go onto the canvas as the net's codes."""
+    n, h, w = shape
+    canvas, out = net.empty_canvas(n, h, w), np.empty(shape, dtype=np.uint8)
+    for t in range(h * w):
+        i, j = divmod(t, w)
+        out[:, i, j] = pick(canvas, i, j, cond_steps[t], t)
+        canvas[:, 0, i + net.pad_top, j + net.pad_side] = net.pixel_codes(torch.from_numpy(out[:, i, j]))
+    return out
+
+
+@pytest.mark.parametrize("config,digits", [(TINY_VLAE_CONFIG, 1), (WIDER, 2), (CODE8, 8)],
+                         ids=["tiny-w7", "wider-w13", "a8"])
+@pytest.mark.parametrize("images", [3, 40])
+@pytest.mark.parametrize("words", [1, 300])  # a stack that runs dry at once, one that lasts
+def test_a_group_in_one_loop_pops_what_the_step_kernels_pop(config, digits, images, words):
+    """:class:`NarrowGroup` (the flags' share of the window made once, pops writing the
+    canvas) gives every pixel and the coder state that popping step by step gives."""
+    from bbcodec.ans import RawHead
+    from bbcodec.exact.narrow_steps import NarrowGroup
+
+    net, k = _narrow(config, 5, digits).local, config.mixture_components
+    gen = torch.Generator().manual_seed(images + words)
+    shape = (images, 5, 6)
+    cond_steps = torch.randint(-3000, 3000, (30, images, net.hidden), dtype=torch.int32, generator=gen)
+    start = torch.randint(1, 2**32, (words,), generator=gen).numpy().astype(np.uint32)
+    by_steps, by_group = RawHead(start), RawHead(start)
+    expected = _step_by_step(net, cond_steps, shape, k,
+                             lambda canvas, i, j, cond, t: net.step_logistic_pop(canvas, i, j, cond, k, by_steps))
+    got = NarrowGroup(net, net.empty_canvas(*shape), cond_steps, k).pop(by_group)
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(by_group.compressed(), by_steps.compressed())
+
+
+@pytest.mark.parametrize("images", [3, 40])
+def test_a_group_in_one_loop_draws_what_the_step_kernels_draw(images):
+    from bbcodec.exact.narrow_steps import NarrowGroup
+
+    net, k = _narrow(CODE8, 5, 8).local, CODE8.mixture_components
+    gen = torch.Generator().manual_seed(images)
+    shape = (images, 5, 6)
+    cond_steps = torch.randint(-3000, 3000, (30, images, net.hidden), dtype=torch.int32, generator=gen)
+    uniforms = torch.randint(0, 2**24, (30, images), generator=gen).numpy()
+    uniforms[0], uniforms[-1] = 0, 2**24 - 1
+    expected = _step_by_step(net, cond_steps, shape, k,
+                             lambda canvas, i, j, cond, t: net.step_logistic_draws(canvas, i, j, cond, k, uniforms[t]))
+    got = NarrowGroup(net, net.empty_canvas(*shape), cond_steps, k).draw(uniforms)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_group_whose_images_differ_in_their_flags_is_refused():
+    from bbcodec.exact.narrow_steps import NarrowGroup
+
+    net = _narrow(TINY_VLAE_CONFIG, 5, 1).local
+    canvas = net.empty_canvas(3, 5, 6)
+    canvas[1, 1, -1, -1 - net.pad_side] = 0
+    with pytest.raises(ValueError, match="inside-image flags"):
+        NarrowGroup(net, canvas, torch.zeros(30, 3, net.hidden, dtype=torch.int32), 2)
+
+
 def test_raw_head_keeps_constrictions_layout():
     """Taking a coder apart for the kernels and putting it back changes no word."""
     from bbcodec.ans import RawHead, Stack

@@ -79,19 +79,33 @@ def _put(out: np.ndarray, r: int, c: int, rows: int, limbs: int, code: int) -> N
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, cond: np.ndarray,
-                 table: np.ndarray, out_limbs: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """``h = sat(rq(acc) + cond)`` (the window product plus its conditioning) and the
-    ``out_limbs`` digits of ``table[h]`` (an 8-bit code: 1; an int16 code: 2)."""
+def window_codes_into(acc: np.ndarray, flag: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray,
+                      cond: np.ndarray, table: np.ndarray, out_limbs: int, h: np.ndarray,
+                      digits: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``h = sat(rq(acc + flag) + cond)`` (the window product plus its conditioning) and the
+    ``out_limbs`` digits of ``table[h]`` (an 8-bit code: 1; an int16 code: 2), into ``h``
+    and ``digits``. ``flag`` holds digit sums every row shares, added to each row's
+    (the inside-image flags' part of the window, the same for every image of a step)."""
     rows, cols = acc.shape[0], bias.shape[0]
     wl = acc.shape[1] // cols
-    h = np.empty((rows, cols), dtype=np.int16)
-    digits = np.empty((out_limbs * rows, cols), dtype=np.int8)
     for r in numba.prange(rows):
         for c in range(cols):
-            v = _h16(_rq(_acc(acc, r, c, rows, 1, cols, wl), bias[c], mult[c], shift[c]) + cond[r, c])
+            v = np.int64(acc[r, c]) + flag[c]
+            if wl == 2:
+                v = (v << 6) + acc[r, cols + c] + flag[cols + c]
+            v = _h16(_rq(v, bias[c], mult[c], shift[c]) + cond[r, c])
             h[r, c] = v
             _put(digits, r, c, rows, out_limbs, table[v - H_MIN])
+
+
+def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, cond: np.ndarray,
+                 table: np.ndarray, out_limbs: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`window_codes_into` with no shared flag sums, into new arrays."""
+    rows, cols = acc.shape[0], bias.shape[0]
+    h = np.empty((rows, cols), dtype=np.int16)
+    digits = np.empty((out_limbs * rows, cols), dtype=np.int8)
+    window_codes_into(acc, np.zeros(acc.shape[1], dtype=np.int32), bias, mult, shift, cond, table, out_limbs, h,
+                      digits)
     return h, digits
 
 
@@ -99,33 +113,46 @@ def window_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.
 # residual" flag: with the flag in its loop the end of a branch ran about nine times
 # slower (measured: 512 rows × 192 channels, 254 µs against 38 µs for the inner kernel).
 @numba.njit(cache=True, nogil=True, parallel=True)
-def inner_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, table: np.ndarray,
-                in_limbs: int, out_limbs: int) -> np.ndarray:  # pragma: no cover - compiled
-    """Digits of ``table[v]`` for a residual branch's inner activation ``v = sat(rq(acc))``.
-    The product read codes of ``in_limbs`` digits; the result has ``out_limbs``."""
+def inner_codes_into(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, table: np.ndarray,
+                     in_limbs: int, out_limbs: int, digits: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Digits of ``table[v]`` for a residual branch's inner activation ``v = sat(rq(acc))``,
+    into ``digits``. The product read codes of ``in_limbs`` digits; the result has ``out_limbs``."""
     rows, cols = acc.shape[0] // in_limbs, bias.shape[0]
     wl = acc.shape[1] // cols
-    digits = np.empty((out_limbs * rows, cols), dtype=np.int8)
     for r in numba.prange(rows):
         for c in range(cols):
             v = _h16(_rq(_acc(acc, r, c, rows, in_limbs, cols, wl), bias[c], mult[c], shift[c]))
             _put(digits, r, c, rows, out_limbs, table[v - H_MIN])
+
+
+def inner_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, table: np.ndarray,
+                in_limbs: int, out_limbs: int) -> np.ndarray:
+    """:func:`inner_codes_into` into a new array."""
+    digits = np.empty((out_limbs * (acc.shape[0] // in_limbs), bias.shape[0]), dtype=np.int8)
+    inner_codes_into(acc, bias, mult, shift, table, in_limbs, out_limbs, digits)
     return digits
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def end_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, h: np.ndarray,
-              table: np.ndarray, in_limbs: int, out_limbs: int) -> np.ndarray:  # pragma: no cover - compiled
-    """Digits of ``table[v]`` at a residual branch's end ``v = sat(h + rq(acc))``, written
-    back into the residual stream ``h``."""
+def end_codes_into(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, h: np.ndarray,
+                   table: np.ndarray, in_limbs: int, out_limbs: int,
+                   digits: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Digits of ``table[v]`` at a residual branch's end ``v = sat(h + rq(acc))``, into
+    ``digits``, with ``v`` written back into the residual stream ``h``."""
     rows, cols = acc.shape[0] // in_limbs, bias.shape[0]
     wl = acc.shape[1] // cols
-    digits = np.empty((out_limbs * rows, cols), dtype=np.int8)
     for r in numba.prange(rows):
         for c in range(cols):
             v = _h16(h[r, c] + _rq(_acc(acc, r, c, rows, in_limbs, cols, wl), bias[c], mult[c], shift[c]))
             h[r, c] = v
             _put(digits, r, c, rows, out_limbs, table[v - H_MIN])
+
+
+def end_codes(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, h: np.ndarray,
+              table: np.ndarray, in_limbs: int, out_limbs: int) -> np.ndarray:
+    """:func:`end_codes_into` into a new array."""
+    digits = np.empty((out_limbs * (acc.shape[0] // in_limbs), bias.shape[0]), dtype=np.int8)
+    end_codes_into(acc, bias, mult, shift, h, table, in_limbs, out_limbs, digits)
     return digits
 
 

@@ -168,13 +168,17 @@ class ExactPixelSteps(RasterSteps):
                  step_tables: Callable[..., torch.Tensor] | None = None,
                  position: Callable[[torch.Tensor], object] | None = None,
                  step_draws: Callable[..., np.ndarray] | None = None,
-                 step_pops: Callable[..., np.ndarray] | None = None) -> None:
+                 step_pops: Callable[..., np.ndarray] | None = None,
+                 group_steps: Callable[[torch.Tensor, torch.Tensor], object] | None = None) -> None:
         self._start(net, shape, distribution, to_unit, coupled)
         self._cond = cond  # or a function computing it when first needed (a lossy encoder never is)
         # where fused kernels serve the decoder's steps: (canvas, i, j, cond row) -> a step's
         # tables (or its draws, or its pops), or one position's parameters (N, P) -> its (coupled) steps
         self.step_tables, self.position = step_tables, position
         self.step_draws, self.step_pops = step_draws, step_pops
+        # (canvas, conditioning rows) -> every step of the group in one loop
+        # (:class:`bbcodec.exact.narrow_steps.NarrowGroup`), where the net has one
+        self.group_steps = group_steps
 
     @property
     def cond(self) -> torch.Tensor:
@@ -210,6 +214,13 @@ class ExactPixelSteps(RasterSteps):
         self._canvas = self.net.empty_canvas(n, h, w)
         self._cond_steps = self.net.cond_rows(self.cond)
         self._position = None
+
+    def whole_group(self) -> object | None:
+        """After :meth:`reset`: every step of the group in one loop, with ``pop(raw)`` and
+        ``draw(uniforms)`` giving all (N, H, W) pixels, or None where the net has no such loop."""
+        if self.group_steps is None or self.sub_steps > 1:
+            return None
+        return self.group_steps(self._canvas, self._cond_steps)
 
     def step_distribution(self, t: int) -> object:
         assert self._canvas is not None and self._cond_steps is not None

@@ -22,6 +22,7 @@ from bbcodec.exact.layers import upsample2, IConv2d, ILinear, IResBlock, bounded
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
 from bbcodec.exact.narrow import NARROW_FORMS, NarrowPixelNet
 from bbcodec.exact.narrow_conv import NarrowConditioning
+from bbcodec.exact.narrow_steps import NarrowGroup
 from bbcodec.nn.vlae import VLAE, VLAEConfig
 
 SOFTPLUS_OFFSET = 0.5413248546129181  # bbcodec.nn.layers.bounded_softplus: raw = 0 maps to 1 + floor
@@ -158,5 +159,7 @@ class ExactVLAE(nn.Module):
         step_tables = partial(self.local.step_logistic_tables, k=k) if fused else None
         step_draws = partial(self.local.step_logistic_draws, k=k) if fused else None
         step_pops = partial(self.local.step_logistic_pop, k=k) if fused else None
+        group_steps = partial(NarrowGroup, self.local, k=k) if fused else None
         return ExactPixelSteps(self.local, lambda: self.conditioning(z), shape, self.distribution, canvas_values,
-                               coupled=False, step_tables=step_tables, step_draws=step_draws, step_pops=step_pops)
+                               coupled=False, step_tables=step_tables, step_draws=step_draws, step_pops=step_pops,
+                               group_steps=group_steps)
