@@ -197,8 +197,7 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         if cond.dtype != torch.int32:
             down = math.ldexp(1.0, int(self.h_frac) - FRAC)  # a power of two: exact
             cond = torch.round(cond * down).to(torch.int32)
-        rows = cond.permute(2, 3, 0, 1)
-        return rows.reshape(-1, cond.shape[0], cond.shape[1]).contiguous()
+        return torch.from_numpy(k8.position_major(cond.contiguous().numpy()))
 
     # --- the network ----------------------------------------------------------------------
     def rows_params(self, windows: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
