@@ -280,6 +280,20 @@ def head_logistic_draws(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shi
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def pop_mixture_rows(head: np.ndarray, words: np.ndarray, weights: np.ndarray, means: np.ndarray, inv: np.ndarray,
+                     edges: np.ndarray, sigmoid: np.ndarray, sigmoid_shift: int, sigmoid_offset: int,
+                     out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Pop each row's value into ``out``, first row first, under its logistic mixture from
+    the coder (``head``, ``words``): each pop needs the state the one before left."""
+    for r in range(weights.shape[0]):
+        quantile = ans_quantile(head)
+        value, start, freq = logistic_value_interval(r, quantile, weights, means, inv, edges, sigmoid, sigmoid_shift,
+                                                     sigmoid_offset)
+        ans_advance(head, words, start, freq, quantile)
+        out[r] = value
+
+
 @numba.njit(cache=True, nogil=True)
 def head_logistic_pop(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndarray, limit: int, k: int,
                       head: np.ndarray, words: np.ndarray, exp_neg: np.ndarray, exp_neg_shift: int,
@@ -296,12 +310,7 @@ def head_logistic_pop(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift
     weights, means, inv = _head_mixtures(acc, bias, mult, shift, limit, k, exp_neg, exp_neg_shift, exp_table,
                                          exp_shift, exp_offset, mean_limit, log_scale_floor)
     out = np.empty(weights.shape[0], dtype=np.uint8)
-    for r in range(weights.shape[0]):
-        quantile = ans_quantile(head)
-        value, start, freq = logistic_value_interval(r, quantile, weights, means, inv, edges, sigmoid, sigmoid_shift,
-                                                     sigmoid_offset)
-        ans_advance(head, words, start, freq, quantile)
-        out[r] = value
+    pop_mixture_rows(head, words, weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset, out)
     return out
 
 

@@ -32,7 +32,7 @@ from bbcodec.ans import RawHead
 from bbcodec.exact import int8_kernels as k8
 from bbcodec.exact.distributions import logistic_kernel_tables
 from bbcodec.exact.fixed import ACT_LIMIT
-from bbcodec.exact.kernels import ans_advance, ans_quantile, logistic_value_at, logistic_value_interval
+from bbcodec.exact.kernels import logistic_value_at
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -71,12 +71,7 @@ def pop_step(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.ndar
     :func:`_write_and_gather`."""
     weights, means, inv = k8._head_mixtures(acc, bias, mult, shift, limit, k, exp_neg, exp_neg_shift, exp_table,
                                             exp_shift, exp_offset, mean_limit, log_scale_floor)
-    for r in range(weights.shape[0]):
-        quantile = ans_quantile(head)
-        value, start, freq = logistic_value_interval(r, quantile, weights, means, inv, edges, sigmoid, sigmoid_shift,
-                                                     sigmoid_offset)
-        ans_advance(head, words, start, freq, quantile)
-        values[r] = value
+    k8.pop_mixture_rows(head, words, weights, means, inv, edges, sigmoid, sigmoid_shift, sigmoid_offset, values)
     _write_and_gather(canvas, values, y, x, binary, next_i, next_j, rows, cols, windows)
 
 
