@@ -242,10 +242,10 @@ def autoregressive_pixels(obs: Autoregressive) -> Codec:
     def pop(stack: Stack) -> np.ndarray:
         out = np.empty((n, c, h, w), dtype=np.uint8)
         obs.reset()
-        group = obs.whole_group() if hasattr(obs, "whole_group") else None
+        whole = obs.whole_group() if hasattr(obs, "whole_group") else None
         with step_threads(n):
-            if group is not None:  # every step in one loop (bbcodec.exact.narrow_steps)
-                out[:] = group.pop(stack.raw()).reshape(out.shape)
+            if whole is not None:  # every step in one loop (bbcodec.exact.narrow_steps)
+                out[:] = whole.pop(stack.raw()).reshape(out.shape)
                 return out
             for t in range(obs.num_steps):
                 index = obs.step_index(t)

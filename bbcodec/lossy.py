@@ -89,10 +89,10 @@ def reconstruct(obs: ObservationModel, group: int) -> np.ndarray:
     n, c, h, w = obs.shape
     out = np.empty((n, c, h, w), dtype=np.uint8)
     obs.reset()
-    group = obs.whole_group() if hasattr(obs, "whole_group") else None
+    whole = obs.whole_group() if hasattr(obs, "whole_group") else None
     with codecs.step_threads(n):
-        if group is not None:  # every step in one loop, step t drawing uniforms t·N … t·N + N − 1
-            return group.draw(stream.next(obs.num_steps * n).reshape(obs.num_steps, n)).reshape(out.shape)
+        if whole is not None:  # every step in one loop, step t drawing uniforms t·N … t·N + N − 1
+            return whole.draw(stream.next(obs.num_steps * n).reshape(obs.num_steps, n)).reshape(out.shape)
         for t in range(obs.num_steps):
             index = obs.step_index(t)
             out[index] = _draw(obs.step_distribution(t), stream).reshape(out[index].shape)
