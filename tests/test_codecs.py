@@ -15,9 +15,9 @@ from bbcodec import codecs
 from bbcodec.ans import Stack, StackUnderflowError
 from bbcodec.contract import GaussianLatent
 from bbcodec.exact import tables
-from bbcodec.exact.distributions import BernoulliPixels, Logistics
+from bbcodec.exact.distributions import BernoulliPixels, Logistics, logistic_kernel_tables
 from bbcodec.exact.fixed import FRAC, ONE, PROB_TOTAL, weights_to_frequencies
-from bbcodec.exact.kernels import interval_symbols
+from bbcodec.exact.kernels import interval_symbols, logistic_value_interval
 
 
 @st.composite
@@ -171,6 +171,38 @@ def test_encoder_intervals_are_the_full_tables_own():
     codecs.categorical(torch.from_numpy(full)).push(by_table, x)
     codecs.categorical(torch.from_numpy(three)).push(by_interval, entry)
     np.testing.assert_array_equal(by_table.words(), by_interval.words())
+
+
+def test_a_pop_without_the_table_finds_the_full_tables_value_and_interval():
+    """The table-free search (:func:`bbcodec.exact.kernels.logistic_value_interval`: the
+    heaviest component's bin first, then bisection) gives the value, start and frequency
+    the full table gives, at the first and last quantile of random values' intervals and
+    at random quantiles, for sharp, broad, zero-weight and clamped mixtures."""
+    gen, m = torch.Generator().manual_seed(6), 600
+    d = _extreme_mixtures(m, gen)
+    full = d.frequencies().numpy()
+    starts = np.concatenate([np.zeros((m, 1), np.int64), np.cumsum(full, 1)], 1)
+    x = torch.randint(0, 256, (m,), generator=gen).numpy()
+    x[:50], x[50:100] = 0, 255
+    rows = np.arange(m)
+    quantiles = np.stack([starts[rows, x], starts[rows, x] + full[rows, x] - 1,
+                          torch.randint(0, PROB_TOTAL, (m,), generator=gen).numpy()], 1)
+    edges, sigmoid, shift, offset = logistic_kernel_tables()[-4:]
+    w, mu, inv = (t.contiguous().numpy() for t in (d.weights, d.means, d.inv_scales))
+    for r in range(m):
+        for q in quantiles[r]:
+            value = int(np.searchsorted(starts[r], q, side="right")) - 1
+            found = logistic_value_interval(r, int(q), w, mu, inv, edges, sigmoid, shift, offset)
+            assert found == (value, starts[r, value], full[r, value]), (r, q)
+
+
+def test_the_tables_make_every_mixture_cdf_non_decreasing():
+    """What makes the table-free search's answer unique (whatever order it searches in):
+    sorted bin edges, a non-decreasing sigmoid, non-negative weights and inverse scales."""
+    edges, sigmoid = logistic_kernel_tables()[-4:-2]
+    exp_neg, _, exp_table = logistic_kernel_tables()[:3]
+    assert (np.diff(edges) > 0).all() and (np.diff(sigmoid) >= 0).all()
+    assert (exp_neg >= 0).all() and (exp_table >= 0).all()
 
 
 @settings(max_examples=40, deadline=None)

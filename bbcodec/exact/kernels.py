@@ -133,32 +133,29 @@ def logistic_interval(r: int, x: int, weights: np.ndarray, means: np.ndarray, in
 
 
 @numba.njit(cache=True, inline="always")
-def logistic_value_at(r: int, quantile: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
-                      edges: np.ndarray, sigmoid: np.ndarray, shift: int,
-                      offset: int) -> int:  # pragma: no cover - compiled
-    """The value whose interval in row ``r``'s full table holds ``quantile`` (in [0, 2^24)):
-    the largest value starting at or below it, by bisection over the table's edges (eight
-    CDF evaluations instead of 256). An inverse-CDF draw and an ANS pop both ask this."""
-    lo, hi = 0, edges.shape[0]  # the value lies in [lo, hi]
-    while lo < hi:
-        mid = (lo + hi + 1) >> 1
-        if _logistic_scaled(r, mid - 1, weights, means, inv_scales, edges, sigmoid, shift, offset) + mid <= quantile:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+def _likely_value(r: int, weights: np.ndarray, means: np.ndarray, edges: np.ndarray) -> int:  # pragma: no cover
+    """The value whose bin holds the mean of row ``r``'s heaviest component: where most
+    of a sharp mixture's mass lies (an MNIST background pixel's 0, a stroke's 255)."""
+    top = 0
+    for c in range(1, weights.shape[1]):
+        if weights[r, c] > weights[r, top]:
+            top = c
+    # The edges are evenly spaced to within rounding, so the bin is found by one
+    # division instead of a search (a guess need not be exact: it only orders the search).
+    n_edges, first = edges.shape[0], edges[0]
+    mean = means[r, top]
+    if mean <= first:
+        return 0
+    return min((mean - first) * (n_edges - 1) // (edges[n_edges - 1] - first) + 1, n_edges)
 
 
 @numba.njit(cache=True, inline="always")
-def logistic_value_interval(r: int, quantile: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
-                            edges: np.ndarray, sigmoid: np.ndarray, shift: int,
-                            offset: int) -> tuple[int, int, int]:  # pragma: no cover - compiled
-    """(value, start, frequency): :func:`logistic_value_at` and then :func:`logistic_interval`
-    of that value, in one bisection: the two CDF edges around the value are the last two
-    the bisection evaluated on either side (a pop needs all three)."""
-    n_edges = edges.shape[0]
-    lo, hi = 0, n_edges  # the value lies in [lo, hi]
-    below, above = 0, PROB_TOTAL - n_edges - 1  # scaled(lo − 1) and scaled(hi), as logistic_interval takes them
+def _bisect_interval(r: int, quantile: int, lo: int, hi: int, below: int, above: int, weights: np.ndarray,
+                     means: np.ndarray, inv_scales: np.ndarray, edges: np.ndarray, sigmoid: np.ndarray, shift: int,
+                     offset: int) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """(value, start, frequency) of the value in [lo, hi] whose interval holds ``quantile``,
+    given ``below`` = scaled(lo − 1) and ``above`` = scaled(hi): the two CDF edges around
+    the value are the last two the bisection evaluated on either side."""
     while lo < hi:
         mid = (lo + hi + 1) >> 1
         scaled = _logistic_scaled(r, mid - 1, weights, means, inv_scales, edges, sigmoid, shift, offset)
@@ -167,6 +164,43 @@ def logistic_value_interval(r: int, quantile: int, weights: np.ndarray, means: n
         else:
             hi, above = mid - 1, scaled
     return lo, below + lo, above - below + 1
+
+
+@numba.njit(cache=True, inline="always")
+def logistic_value_interval(r: int, quantile: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
+                            edges: np.ndarray, sigmoid: np.ndarray, shift: int,
+                            offset: int) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """(value, start, frequency) of the value whose interval in row ``r``'s full table
+    (:func:`logistic_frequencies`) holds ``quantile`` (in [0, 2^24)), without the table:
+    what an ANS pop needs, and an inverse-CDF draw the first of.
+
+    The search first tries :func:`_likely_value` (one or two CDF evaluations), then
+    bisects on the side the quantile lies (eight or fewer). Every value's start is
+    scaled(value − 1) + value, strictly increasing (weights and inverse scales are
+    non-negative, the sigmoid table non-decreasing), so one value holds the quantile
+    and any search order finds the same one: the search order is speed, not format."""
+    n_edges = edges.shape[0]
+    top = PROB_TOTAL - n_edges - 1  # scaled(n_edges): the CDF's end
+    guess = _likely_value(r, weights, means, edges)
+    below = _logistic_scaled(r, guess - 1, weights, means, inv_scales, edges, sigmoid, shift, offset) if guess > 0 else 0
+    if quantile < below + guess:
+        return _bisect_interval(r, quantile, 0, guess - 1, 0, below, weights, means, inv_scales, edges, sigmoid,
+                                shift, offset)
+    above = _logistic_scaled(r, guess, weights, means, inv_scales, edges, sigmoid, shift, offset) \
+        if guess < n_edges else top
+    if quantile > above + guess:
+        return _bisect_interval(r, quantile, guess + 1, n_edges, above, top, weights, means, inv_scales, edges,
+                                sigmoid, shift, offset)
+    return guess, below + guess, above - below + 1
+
+
+@numba.njit(cache=True, inline="always")
+def logistic_value_at(r: int, quantile: int, weights: np.ndarray, means: np.ndarray, inv_scales: np.ndarray,
+                      edges: np.ndarray, sigmoid: np.ndarray, shift: int,
+                      offset: int) -> int:  # pragma: no cover - compiled
+    """The value whose interval in row ``r``'s full table holds ``quantile``
+    (:func:`logistic_value_interval`'s search): an inverse-CDF draw."""
+    return logistic_value_interval(r, quantile, weights, means, inv_scales, edges, sigmoid, shift, offset)[0]
 
 
 ANS_WORD = np.uint64(1 << 32)  # constriction's AnsCoder: 32-bit words, a 64-bit state
