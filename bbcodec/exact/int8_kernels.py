@@ -369,6 +369,18 @@ def lookup16(values: np.ndarray, table: np.ndarray) -> np.ndarray:  # pragma: no
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
+def split_digits(codes: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """int16 ``codes`` (A, B, C), any strides, as int8 digit rows of one product into ``out``
+    (2·A·B, C): row ``a·B + b`` high digits, then every low one (:func:`_split`)."""
+    a_len, b_len, c_len = codes.shape
+    rows = a_len * b_len
+    for a in numba.prange(a_len):
+        for b in range(b_len):
+            for c in range(c_len):
+                _split(out, a * b_len + b, c, rows, np.int64(codes[a, b, c]))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
 def position_major(values: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     """(N, C, H, W) -> (H·W, N, C), images across threads: a decoding step reads one
     position of every image (torch's strided permute of a group's conditioning took

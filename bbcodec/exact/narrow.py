@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -48,7 +49,11 @@ from bbcodec.ans import RawHead
 from bbcodec.exact import int8_kernels as k8
 from bbcodec.exact.distributions import logistic_kernel_tables
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC, BoundError
+from bbcodec.exact.narrow_steps import CondSteps
 from bbcodec.nn.local_pixelcnn import CausalWindow
+
+if TYPE_CHECKING:
+    from bbcodec.exact.narrow_conv import CondCodes
 
 WEIGHT_LIMIT = 63
 FLAG_CODE = 127  # the inside-image flag's code on the canvas
@@ -190,18 +195,30 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         canvas[:, :1, self.pad_top :, self.pad_side : self.pad_side + w] = codes
         return canvas
 
-    def cond_rows(self, cond: torch.Tensor) -> torch.Tensor:
-        """Conditioning (N, hidden, H, W) -> int32 (H·W, N, hidden) on ``h``'s grid: int32 input
-        is already there (:class:`~bbcodec.exact.narrow_conv.NarrowConditioning`), float64
-        input is on the activation grid and is rounded onto it."""
-        if cond.dtype != torch.int32:
-            down = math.ldexp(1.0, int(self.h_frac) - FRAC)  # a power of two: exact
-            cond = torch.round(cond * down).to(torch.int32)
-        return torch.from_numpy(k8.position_major(cond.contiguous().numpy()))
+    def cond_rows(self, cond: torch.Tensor | CondCodes) -> CondSteps:
+        """Conditioning -> its rows in the order the decoding steps read them: from
+        :class:`~bbcodec.exact.narrow_conv.CondCodes` a block at a time, from a tensor
+        (N, hidden, H, W) all at once (:meth:`_on_grid`)."""
+        if not isinstance(cond, torch.Tensor):
+            return CondSteps(cond)
+        return CondSteps(k8.position_major(self._on_grid(cond).contiguous().numpy()))
+
+    def _on_grid(self, cond: torch.Tensor) -> torch.Tensor:
+        """int32 input is on ``h``'s grid already; float64 input is on the activation grid
+        and is rounded onto it."""
+        if cond.dtype == torch.int32:
+            return cond
+        down = math.ldexp(1.0, int(self.h_frac) - FRAC)  # a power of two: exact
+        return torch.round(cond * down).to(torch.int32)
 
     # --- the network ----------------------------------------------------------------------
     def rows_params(self, windows: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """int8 windows (rows, 2·rows·cols) and int32 conditioning (rows, hidden) -> grid parameters.
+        """int8 windows (rows, 2·rows·cols) and int32 conditioning (rows, hidden) -> grid parameters."""
+        dense = cond.numpy()
+        return self._rows_params(windows, lambda lo, hi: dense[lo:hi])
+
+    def _rows_params(self, windows: torch.Tensor, cond: Callable[[int, int], np.ndarray]) -> torch.Tensor:
+        """:meth:`rows_params` with the conditioning of rows ``lo:hi`` made by ``cond(lo, hi)``.
 
         Rows are independent, so a long pass runs in blocks of :data:`ROWS_PER_BLOCK`:
         a block's products and codes stay in cache (one pass over 50,000 rows runs the
@@ -209,7 +226,7 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         out = np.empty((len(windows), len(self.out.bias)), dtype=np.float64)
         for lo in range(0, len(windows), ROWS_PER_BLOCK):
             hi = min(lo + ROWS_PER_BLOCK, len(windows))
-            self._block_params(windows[lo:hi], cond[lo:hi].numpy(), out[lo:hi])
+            self._block_params(windows[lo:hi], cond(lo, hi), out[lo:hi])
         return torch.from_numpy(out)
 
     def _block_params(self, windows: torch.Tensor, cond: np.ndarray, out: np.ndarray) -> None:
@@ -289,7 +306,7 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         return k8.head_logistic_pop(self._step_sums(canvas, i, j, cond_row), *head[1:], ACT_LIMIT, k, raw.head,
                                     raw.words, *logistic_kernel_tables())
 
-    def params(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def params(self, codes: torch.Tensor, cond: torch.Tensor | CondCodes) -> torch.Tensor:
         """Every pixel at once given the true pixels (teacher forcing): (N, H, W, P).
         The same integers as the steps: each row's sums are exact whatever the batch."""
         canvas = self.canvas(codes)
@@ -297,8 +314,12 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         h, w = hp - self.pad_top, wp - 2 * self.pad_side
         s = canvas.stride()
         windows = canvas.as_strided((n, h, w, c, self.rows, self.cols), (s[0], s[2], s[3], s[1], s[2], s[3]))
-        cond_rows = self.cond_rows(cond).permute(1, 0, 2).reshape(n * h * w, -1).contiguous()
-        return self.rows_params(windows.reshape(n * h * w, -1), cond_rows).view(n, h, w, -1)
+        if isinstance(cond, torch.Tensor):
+            dense = self._on_grid(cond).permute(0, 2, 3, 1).reshape(n * h * w, -1).contiguous().numpy()
+            rows: Callable[[int, int], np.ndarray] = lambda lo, hi: dense[lo:hi]  # noqa: E731
+        else:
+            rows = cond.rows
+        return self._rows_params(windows.reshape(n * h * w, -1), rows).view(n, h, w, -1)
 
     def rows_params_reference(self, windows: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """:meth:`rows_params` in int64 torch ops, no digits: the definition the kernels must match."""

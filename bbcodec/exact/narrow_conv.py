@@ -5,7 +5,8 @@ step reads; in float64 its full-resolution convolutions cost about a third of
 decoding. Here it runs on the narrow form of :mod:`bbcodec.exact.narrow`: values are
 int16 on power-of-two grids (channels last), every convolution reads int16 codes as
 two int8 digits (im2col by a compiled kernel) in one ``torch._int_mm``, and its
-output lands directly on the pixel net's residual grid.
+output lands directly on the pixel net's residual grid. Its last layer, a 1×1
+convolution, runs where the pixel net reads the rows (:class:`CondCodes`).
 """
 
 from __future__ import annotations
@@ -108,8 +109,8 @@ class NarrowConditioning(nn.Module):
     """The VLAE's ``cond_low → ×2 → cond_mid → ×2 → silu → cond_high`` on int8 digits.
 
     Input: ``from_latent(z)`` (N, width, side, side) on the activation grid (the wide
-    linear layer before it is tiny); output: int32 (N, hidden, H, W) on the pixel
-    net's residual grid, what :meth:`NarrowPixelNet.cond_rows` reads as is."""
+    linear layer before it is tiny); output: :class:`CondCodes`, which give int32 rows
+    on the pixel net's residual grid as :class:`~bbcodec.exact.narrow.NarrowPixelNet` reads them."""
 
     def __init__(self, width: int, hidden: int, weight_limbs: int = 2) -> None:
         super().__init__()
@@ -120,18 +121,63 @@ class NarrowConditioning(nn.Module):
         self.register_buffer("in_frac", torch.zeros((), dtype=torch.int64))
         self.register_buffer("high_table", torch.zeros(TABLE_SIZE, dtype=torch.int16))
 
-    def forward(self, h0: torch.Tensor) -> torch.Tensor:
+    def forward(self, h0: torch.Tensor) -> CondCodes:
         """A few images at a time: every operation is per image, and a pass over a whole
         group's full-resolution rows runs its int8 products out of cache."""
         parts = [self._images(h0[lo : lo + IMAGES_PER_PASS]) for lo in range(0, len(h0), IMAGES_PER_PASS)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        return CondCodes(parts[0] if len(parts) == 1 else np.concatenate(parts), self.high.linear)
 
-    def _images(self, h0: torch.Tensor) -> torch.Tensor:
+    def _images(self, h0: torch.Tensor) -> np.ndarray:
+        """The codes (N, H, W, C) int16 the last layer reads."""
         x = torch.round(h0 * math.ldexp(1.0, int(self.in_frac) - FRAC)).clamp(k8.H_MIN, k8.H_MAX)
         x = self.low(x.to(torch.int16).permute(0, 2, 3, 1).contiguous())
         x = self.mid_res(self.mid_conv.values(upsample2(x)))
-        codes = torch.from_numpy(k8.lookup16(upsample2(x).contiguous().numpy(), self.high_table.numpy()))
-        acc, (n, h, w) = self.high.accumulate(codes)
-        cond = k8.requant_clamped(acc, *self.high.linear.kernel_args(), COND_LIMIT,
-                                  np.empty((n * h * w, len(self.high.linear.bias)), dtype=np.int32))
-        return torch.from_numpy(cond).view(n, h, w, -1).permute(0, 3, 1, 2)
+        return k8.lookup16(upsample2(x).contiguous().numpy(), self.high_table.numpy())
+
+
+class CondCodes:
+    """The conditioning as the codes (N, H, W, C) its last layer, a 1×1 convolution, reads:
+    the pixel net applies that layer to the rows it needs, a block at a time.
+
+    Why: finished, the conditioning is ``hidden`` int32 numbers per pixel (the default
+    model: 600 kB an image, 300 MB a group), and writing it whole, then laying it out
+    in the order the steps read it, cost more than computing it. A block of rows stays
+    in cache, and the integers are the same: a row's sums are its own, whichever rows
+    share its product.
+    """
+
+    def __init__(self, codes: np.ndarray, layer: NarrowLinear) -> None:
+        self.codes, self.layer = codes, layer
+        self.hidden = len(layer.bias)
+        self.steps = codes.shape[1] * codes.shape[2]  # positions per image
+
+    def __len__(self) -> int:
+        return self.codes.shape[0]
+
+    def __getitem__(self, images: slice) -> CondCodes:
+        """The conditioning of a slice of the images."""
+        return CondCodes(self.codes[images], self.layer)
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """int32 (hi − lo, hidden): rows ``lo:hi`` in image-major order (image, row, column)."""
+        flat = self.codes.reshape(1, -1, self.codes.shape[-1])
+        return self._finish(flat[:, lo:hi])
+
+    def positions(self, lo: int, hi: int) -> np.ndarray:
+        """int32 (hi − lo, N, hidden): positions ``lo:hi`` (raster order) of every image."""
+        n, h, w, c = self.codes.shape
+        return self._finish(self.codes.reshape(n, h * w, c)[:, lo:hi].transpose(1, 0, 2)).reshape(hi - lo, n, -1)
+
+    def dense(self) -> torch.Tensor:
+        """int32 (N, hidden, H, W): all of it at once (tests, and nets without blocks)."""
+        n, h, w, _ = self.codes.shape
+        return torch.from_numpy(self.rows(0, n * h * w)).view(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def _finish(self, codes: np.ndarray) -> np.ndarray:
+        """The last layer on (A, B, C) codes: (A·B, hidden) int32, clamped to ±COND_LIMIT."""
+        m = codes.shape[0] * codes.shape[1]
+        digits = np.empty((2 * m, codes.shape[2]), dtype=np.int8)
+        k8.split_digits(codes, digits)
+        acc = self.layer.accumulate(torch.from_numpy(digits)).numpy()
+        return k8.requant_clamped(acc, *self.layer.kernel_args(), COND_LIMIT,
+                                  np.empty((m, self.hidden), dtype=np.int32))

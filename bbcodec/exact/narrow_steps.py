@@ -23,6 +23,7 @@ pixels and the coder state are the same; tests compare the two step by step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numba
 import numpy as np
@@ -92,13 +93,52 @@ def draw_step(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, shift: np.nda
     _write_and_gather(canvas, values, y, x, binary, next_i, next_j, rows, cols, windows)
 
 
+COND_ROWS_PER_BLOCK = 2048  # conditioning rows (positions × images) made at once for the steps to read
+
+
+class PositionRows(Protocol):
+    """Conditioning that makes its rows for a range of positions when asked
+    (:class:`~bbcodec.exact.narrow_conv.CondCodes`)."""
+
+    steps: int  # positions per image
+
+    def __len__(self) -> int: ...
+
+    def positions(self, lo: int, hi: int) -> np.ndarray: ...
+
+
+class CondSteps:
+    """A group's conditioning in the order its decoding steps read it: ``[t]`` is position
+    ``t`` of every image, int32 (N, hidden) on the pixel net's residual grid.
+
+    From a position-major array (H·W, N, hidden) that is a view; from
+    :class:`PositionRows` a block of positions is made when a step first needs one,
+    about :data:`COND_ROWS_PER_BLOCK` rows, so the block is still in cache when read."""
+
+    def __init__(self, source: np.ndarray | PositionRows) -> None:
+        self.source = source
+        self._lo = 0
+        self._block: np.ndarray | None = source if isinstance(source, np.ndarray) else None
+
+    def __len__(self) -> int:
+        return len(self.source) if isinstance(self.source, np.ndarray) else self.source.steps
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        if self._block is None or not self._lo <= t < self._lo + len(self._block):
+            per_block = max(1, COND_ROWS_PER_BLOCK // max(1, len(self.source)))
+            self._lo, self._block = t, self.source.positions(t, min(t + per_block, len(self)))
+        return torch.from_numpy(self._block[t - self._lo])
+
+
 class NarrowGroup:
     """One group's raster decoding on a :class:`~bbcodec.exact.narrow.NarrowPixelNet`
     under a ``k``-component logistic head: :meth:`pop` from a coder or :meth:`draw` at
     seeded uniforms, every step in one loop. ``canvas`` is the net's empty canvas for the
-    group (it is written in place) and ``cond_steps`` its conditioning rows (H·W, N, hidden)."""
+    group (it is written in place) and ``cond_steps`` its conditioning rows by position
+    (:class:`CondSteps`, or an int32 tensor (H·W, N, hidden))."""
 
-    def __init__(self, net: torch.nn.Module, canvas: torch.Tensor, cond_steps: torch.Tensor, k: int) -> None:
+    def __init__(self, net: torch.nn.Module, canvas: torch.Tensor, cond_steps: CondSteps | torch.Tensor,
+                 k: int) -> None:
         flags = canvas[:, 1]
         if not bool((flags == flags[:1]).all()):
             raise ValueError("the images of a group must share their inside-image flags")
@@ -108,7 +148,7 @@ class NarrowGroup:
         self.canvas = canvas.numpy()
         self.n, _, hp, wp = canvas.shape
         self.h, self.w = hp - net.pad_top, wp - 2 * net.pad_side
-        self.cond = cond_steps.numpy()
+        self.cond = cond_steps if isinstance(cond_steps, CondSteps) else CondSteps(cond_steps.numpy())
         self.w_pixels = window[0][:taps].contiguous()
         self.window_args = window[1:]
         self.flag_sums = self._flag_sums(flags[0], window[0][taps:])
@@ -126,7 +166,7 @@ class NarrowGroup:
         limbs = self.net.code_limbs
         digits = np.empty((limbs[0] * self.n, len(self.window_args[0])), dtype=np.int8)
         k8.window_codes_into(torch._int_mm(torch.from_numpy(self.windows), self.w_pixels).numpy(), self.flag_sums[t],
-                             *self.window_args, self.cond[t], self.tables[0], limbs[0], self.h_stream, digits)
+                             *self.window_args, self.cond[t].numpy(), self.tables[0], limbs[0], self.h_stream, digits)
         for b, (first, second) in enumerate(self.blocks):
             inner = np.empty((limbs[2 * b + 1] * self.n, len(first[1])), dtype=np.int8)
             k8.inner_codes_into(torch._int_mm(torch.from_numpy(digits), first[0]).numpy(), *first[1:],
