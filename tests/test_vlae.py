@@ -188,3 +188,21 @@ def test_automatic_choice_skips_fixed_size_and_binary_models(zoo_env):
     assert choose_model([np.zeros((12, 12), np.uint8)], None).name != "tiny-vlae-binary"
     assert choose_model([np.zeros((12, 12), np.uint8)], None, lossy=True).name == "tiny-vlae"
     assert choose_model([np.zeros((28, 28), np.uint8)], None, lossy=True).accepts(28, 28)
+
+
+@pytest.mark.parametrize("name", ["vlae-mnist-large-q8", "vlae-mnist-fast-q8"])
+def test_the_prior_one_dimension_at_a_time_equals_the_whole_network(name):
+    """A decoder's latent step evaluates the MADE prior on the hidden units dimension i
+    reads alone (:meth:`IMADEPrior.dim`); every dimension's integers are the whole
+    network's, and the units it skips are most of the network's."""
+    from bbcodec import zoo
+
+    prior = zoo.load_model(name)[0].prior
+    dims = prior.out.weight.shape[0] // 2
+    z = torch.round(torch.randn(200, dims, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2**14)
+    mean, std = prior(z)
+    for i in range(dims):
+        got_mean, got_std = prior.dim(z, i)
+        assert torch.equal(got_mean, mean[:, i]) and torch.equal(got_std, std[:, i]), i
+    units = sum(0 if path is None else path[1].weight.numel() for path in prior._paths())
+    assert units < dims * prior.layer2.weight.numel() / 2

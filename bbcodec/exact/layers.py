@@ -107,6 +107,16 @@ class ILinear(_Quantised):
         out.set_from_float(layer.weight if weight is None else weight, layer.bias)
         return out
 
+    def part(self, outputs: torch.Tensor, inputs: torch.Tensor | None = None) -> ILinear:
+        """The layer restricted to some ``outputs`` (indices) reading some ``inputs``: each
+        output's integers are the whole layer's when the inputs left out carry zero weights."""
+        ins = torch.arange(self.weight.shape[1]) if inputs is None else inputs
+        out = ILinear(len(ins), len(outputs))
+        out.weight.copy_(self.weight[outputs][:, ins])
+        out.bias.copy_(self.bias[outputs])
+        out.shift.copy_(self.shift[outputs])
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         acc = self.accumulate(x.reshape(-1, x.shape[-1]))  # requantised in one kernel: the same integers
         out = kernels.requant_rows(acc.numpy(), self.scale(2).numpy(), float(ACT_LIMIT))

@@ -36,6 +36,7 @@ class IMADEPrior(nn.Module):
         self.layer1, self.layer2, self.out = ILinear(dims, hidden), ILinear(hidden, hidden), ILinear(hidden, 2 * dims)
         self.register_buffer("offset", grid_constant(SOFTPLUS_OFFSET))
         self.register_buffer("floor", grid_constant(std_floor))
+        self._by_dim: list | None = None
 
     @classmethod
     def of(cls, prior: nn.Module) -> IMADEPrior:
@@ -49,6 +50,41 @@ class IMADEPrior(nn.Module):
         h = silu(self.layer2(silu(self.layer1(z))))
         mean, raw = self.out(h).chunk(2, dim=1)
         return mean, bounded_softplus(raw, self.offset, self.floor)
+
+    def dim(self, z: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dimension ``i``'s mean and std (N,): :meth:`forward`'s column ``i``, from the hidden
+        units it reads alone. Why: a decoder asks for one dimension at a time, and by the
+        masks dimension ``i`` reads about i/D of each hidden layer, so the whole network
+        at every dimension did about three times the work (the same integers: every unit
+        left out carries zero weight into the ones kept)."""
+        path = self._paths()[i]
+        if path is None:  # no hidden unit reaches it (the first dimension): the whole network
+            mean, std = self.forward(z)
+            return mean[:, i], std[:, i]
+        first, second, out = path
+        mean, raw = out(silu(second(silu(first(z))))).unbind(1)
+        return mean, bounded_softplus(raw, self.offset, self.floor)
+
+    def _paths(self) -> list[tuple[ILinear, ILinear, ILinear] | None]:
+        """Per dimension: layer 1 at the units layer 2 reads, layer 2 at the units the
+        outputs (mean, std) read, the outputs; from the stored weights' nonzeros."""
+        if self._by_dim is None:
+            dims = self.out.weight.shape[0] // 2
+            self._by_dim = []
+            for i in range(dims):
+                outs = torch.tensor([i, dims + i])
+                units2 = (self.out.weight[outs] != 0).any(0).nonzero().flatten()
+                units1 = (self.layer2.weight[units2] != 0).any(0).nonzero().flatten()
+                if len(units1) == 0:
+                    self._by_dim.append(None)
+                    continue
+                self._by_dim.append((self.layer1.part(units1), self.layer2.part(units2, units1),
+                                     self.out.part(outs, units2)))
+        return self._by_dim
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        self._by_dim = None  # new weights: the paths are made again from them
+        super()._load_from_state_dict(*args, **kwargs)
 
 
 class ExactVLAE(nn.Module):
@@ -143,7 +179,7 @@ class ExactVLAE(nn.Module):
             post_mean, post_std = (t.to(torch.int64) for t in self.posterior(x))
         z = torch.zeros(n, self.cfg.latent_dims, dtype=torch.float64)
         for i in range(self.cfg.latent_dims):
-            prior_mean, prior_std = (t[:, i].to(torch.int64).view(n, 1, 1, 1) for t in self.prior(z))
+            prior_mean, prior_std = (t.to(torch.int64).view(n, 1, 1, 1) for t in self.prior.dim(z, i))
             layer = GaussianLatent(
                 prior_mean, prior_std,
                 None if post_mean is None else post_mean[:, i].view(n, 1, 1, 1),
