@@ -309,3 +309,29 @@ def test_an_8_bit_code_table_outside_int8_is_refused():
     with pytest.raises(BoundError, match="outside int8"):
         model.local.rows_params(torch.zeros(1, 2 * CODE8.window_rows * CODE8.window_cols, dtype=torch.int8),
                                 torch.zeros(1, CODE8.hidden, dtype=torch.int32))
+
+
+def test_conditioning_rows_made_by_blocks_equal_its_int64_definition():
+    """The conditioning's last layer runs on the rows a pass asks for (``CondCodes``):
+    image-major blocks (teacher forcing) and position-major ones (decoding steps, by
+    ``CondSteps``) equal the layer in int64 torch ops over the whole map."""
+    from bbcodec import zoo
+    from bbcodec.exact import int8_kernels as k8
+    from bbcodec.exact.narrow_conv import COND_LIMIT
+    from bbcodec.exact.narrow_steps import CondSteps
+
+    model = zoo.load_model("vlae-mnist-fast-q8")[0]
+    z = torch.round(torch.randn(5, model.cfg.latent_dims, generator=torch.Generator().manual_seed(2),
+                                dtype=torch.float64) * 2**14)
+    cond = model.conditioning(z)
+    layer = cond.layer
+    digits = layer.weight.to(torch.int64).view(layer.weight.shape[0], -1, len(layer.bias))
+    weight = digits[:, 0] if digits.shape[1] == 1 else digits[:, 0] * 64 + digits[:, 1]
+    codes = torch.from_numpy(cond.codes).to(torch.int64).reshape(-1, cond.codes.shape[-1])
+    expected = k8.requantise_reference(codes @ weight, layer.bias, layer.mult, layer.shift)
+    expected = expected.clamp(-COND_LIMIT, COND_LIMIT).to(torch.int32).view(5, 28 * 28, -1)
+    np.testing.assert_array_equal(cond.rows(100, 1000), expected.reshape(-1, layer.bias.shape[0])[100:1000].numpy())
+    steps = CondSteps(cond)
+    for t in (0, 1, 400, 783, 5):
+        assert torch.equal(steps[t], expected[:, t])
+    assert torch.equal(cond[1:3].dense(), expected[1:3].view(2, 28, 28, -1).permute(0, 3, 1, 2))
