@@ -133,6 +133,7 @@ def test_convolutions_by_rows_equal_float64_conv2d(c_in, c_out, k, stride, size)
     x = torch.randint(-ACT_LIMIT, ACT_LIMIT + 1, (n, c_in, size, size), generator=gen).double()
     x[0] = ACT_LIMIT
     assert torch.equal(layer(x), layer.reference(x))
+    assert torch.equal(layer.after_silu(x), layer.reference(silu(x)))  # the SiLU as the rows are gathered
 
 
 def test_the_format_random_stream_is_pinned():

@@ -487,6 +487,48 @@ def window_origin(row: int, h_out: int, w_out: int, stride: int) -> tuple[int, i
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
+def conv_rows(x: np.ndarray, lo: int, hi: int, kh: int, kw: int, stride: int, ph: int, pw: int, h_out: int,
+              w_out: int, table: np.ndarray, offset: int) -> np.ndarray:  # pragma: no cover - compiled
+    """:func:`im2col` rows of images ``lo:hi`` of channels-first values ``x`` (N, C, H, W),
+    zero-padded by (ph, pw) on the way: rows (image, raster), columns (di, dj, channel).
+    With a SiLU ``table`` (non-empty) the rows hold ``silu(x)`` and the padding 0, what
+    :func:`silu` then padding gives. Each image is laid out channels-last once, in cache."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    per = h_out * w_out
+    out = np.empty(((hi - lo) * per, kh * kw * c), dtype=x.dtype)
+    act = table.shape[0] > 0
+    for i in numba.prange(hi - lo):
+        src = np.zeros((h + 2 * ph, w + 2 * pw, c), dtype=x.dtype)
+        for ch in range(c):
+            for y in range(h):
+                for xx in range(w):
+                    v = x[lo + i, ch, y, xx]
+                    src[y + ph, xx + pw, ch] = _silu(v, table, offset) if act else v
+        for oy in range(h_out):
+            for ox in range(w_out):
+                row = i * per + oy * w_out + ox
+                for di in range(kh):
+                    for dj in range(kw):
+                        base = (di * kw + dj) * c
+                        for ch in range(c):
+                            out[row, base + ch] = src[oy * stride + di, ox * stride + dj, ch]
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def requant_channels_first(acc: np.ndarray, scale: np.ndarray, limit: float, out: np.ndarray,
+                           lo: int) -> None:  # pragma: no cover - compiled
+    """``requant`` of :func:`conv_rows`-ordered sums (images from ``lo``, raster; C columns)
+    into channels-first ``out`` (N, C, H'·W'), one (image, channel) plane at a time."""
+    c, per = out.shape[1], out.shape[2]
+    for k in numba.prange((acc.shape[0] // per) * c):
+        i, ch = k // c, k % c
+        s = scale[ch]
+        for p in range(per):
+            out[lo + i, ch, p] = _requant(acc[i * per + p, ch], s, limit)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
 def im2col(padded: np.ndarray, kh: int, kw: int, stride: int, h_out: int,
            w_out: int) -> np.ndarray:  # pragma: no cover - compiled
     """The ``kh × kw`` windows of channels-last values (N, Hp, Wp, C) as rows (N·H'·W', kh·kw·C):

@@ -37,6 +37,7 @@ from bbcodec.exact.fixed import (
 _TO_TABLE = 2.0 ** (tables.GRIDS["silu_residual"].step - FRAC)  # activation grid -> table grid (a power of two)
 CONV_ROWS_PER_BLOCK = 1024  # im2col rows per product in IConv2d: float64 products run fastest at this size
 SILU_OFFSET = -(tables.GRIDS["silu_residual"].lo << tables.GRIDS["silu_residual"].step)
+NO_TABLE = np.zeros(0, dtype=np.float64)  # "no SiLU" for the kernels that take one
 assert _TO_TABLE == 0.25, "kernels.silu assumes the residual tables sample every 4th activation step"
 
 
@@ -146,24 +147,36 @@ class IConv2d(_Quantised):
             return out.view(n, h, w, -1).permute(0, 3, 1, 2)
         return self._by_rows(x)
 
-    def _by_rows(self, x: torch.Tensor) -> torch.Tensor:
+    def after_silu(self, x: torch.Tensor) -> torch.Tensor:
+        """``self(silu(x))``, the SiLU applied as the rows are gathered (the same integers).
+        A layer with forward hooks (an export's calibration watching what it reads) is
+        called on ``silu(x)``, so the hooks see that."""
+        if (self.weight.shape[2:] == (1, 1) and self.stride == 1) or self._forward_pre_hooks or self._forward_hooks:
+            return self(silu(x))
+        return self._by_rows(x, silu_table())
+
+    def _by_rows(self, x: torch.Tensor, table: np.ndarray = NO_TABLE) -> torch.Tensor:
         """The convolution as matrix products over im2col rows, a block of images at a time:
         float64 ``conv2d`` runs torch's slow generic loop, and the matrix product is exact
-        for the same reason (every partial sum a whole number below 2^53, proven at load)."""
+        for the same reason (every partial sum a whole number below 2^53, proven at load).
+        The rows are gathered from the channels-first input with the padding (and a SiLU
+        ``table``) applied on the way, and the sums land in a channels-first output: no
+        padded, transposed or activated copy of the whole input or output is made."""
         n, c, h, w = x.shape
         (ph, pw), (kh, kw), s = self.padding, self.weight.shape[2:], self.stride
         h_out, w_out = (h + 2 * ph - kh) // s + 1, (w + 2 * pw - kw) // s + 1
-        padded = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).contiguous().numpy()
+        values = x.contiguous().numpy()
         weight = self.weight.permute(0, 2, 3, 1).reshape(len(self.weight), -1).t()  # (kh·kw·C, out)
         scale = self.scale(2).numpy()
-        out = torch.empty(n, h_out, w_out, len(self.weight), dtype=torch.float64)
+        out = np.empty((n, len(self.weight), h_out, w_out), dtype=np.float64)
+        planes = out.reshape(n, len(self.weight), h_out * w_out)
         step = max(1, CONV_ROWS_PER_BLOCK // (h_out * w_out))
         for lo in range(0, n, step):
-            cols = torch.from_numpy(kernels.im2col(padded[lo : lo + step], kh, kw, s, h_out, w_out))
-            acc = torch.addmm(self.bias, cols, weight)
-            out[lo : lo + step] = torch.from_numpy(kernels.requant_rows(acc.numpy(), scale, float(ACT_LIMIT))).view(
-                -1, h_out, w_out, len(self.weight))
-        return out.permute(0, 3, 1, 2).contiguous()
+            cols = kernels.conv_rows(values, lo, min(lo + step, n), kh, kw, s, ph, pw, h_out, w_out, table,
+                                     SILU_OFFSET)
+            kernels.requant_channels_first(torch.addmm(self.bias, torch.from_numpy(cols), weight).numpy(), scale,
+                                           float(ACT_LIMIT), planes, lo)
+        return torch.from_numpy(out)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The same integers by float64 ``conv2d``: the definition :meth:`forward` matches."""

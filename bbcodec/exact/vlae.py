@@ -18,7 +18,9 @@ from bbcodec.contract import GaussianLatent, LatentSteps
 from bbcodec.exact import tables
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import ONE
-from bbcodec.exact.layers import upsample2, IConv2d, ILinear, IResBlock, bounded_softplus, grid_constant, silu
+from bbcodec.exact.layers import (
+    upsample2, IConv2d, ILinear, IResBlock, bounded_softplus, conv_after_silu, grid_constant, silu,
+)
 from bbcodec.exact.local import ExactPixelSteps, ILocalPixelNet
 from bbcodec.exact.narrow import NARROW_FORMS, NarrowPixelNet
 from bbcodec.exact.narrow_conv import NarrowConditioning
@@ -148,9 +150,8 @@ class ExactVLAE(nn.Module):
         return tables.pixel_units(x)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder_in(self.to_unit(x))
-        h = silu(self.encoder_res1(h))
-        h = silu(self.encoder_res2(self.encoder_down(h)))
+        h = self.encoder_res1(self.encoder_in(self.to_unit(x)))
+        h = silu(self.encoder_res2(conv_after_silu(self.encoder_down, h)))
         mean, raw = self.to_posterior(h.flatten(1)).chunk(2, dim=1)
         return mean, bounded_softplus(raw, self.post_offset, self.post_floor)
 
