@@ -314,12 +314,11 @@ class NarrowPixelNet(CausalWindow, nn.Module):
         h, w = hp - self.pad_top, wp - 2 * self.pad_side
         s = canvas.stride()
         windows = canvas.as_strided((n, h, w, c, self.rows, self.cols), (s[0], s[2], s[3], s[1], s[2], s[3]))
+        windows = windows.reshape(n * h * w, -1)
         if isinstance(cond, torch.Tensor):
-            dense = self._on_grid(cond).permute(0, 2, 3, 1).reshape(n * h * w, -1).contiguous().numpy()
-            rows: Callable[[int, int], np.ndarray] = lambda lo, hi: dense[lo:hi]  # noqa: E731
-        else:
-            rows = cond.rows
-        return self._rows_params(windows.reshape(n * h * w, -1), rows).view(n, h, w, -1)
+            dense = self._on_grid(cond).permute(0, 2, 3, 1).reshape(n * h * w, -1).contiguous()
+            return self.rows_params(windows, dense).view(n, h, w, -1)
+        return self._rows_params(windows, cond.rows).view(n, h, w, -1)
 
     def rows_params_reference(self, windows: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """:meth:`rows_params` in int64 torch ops, no digits: the definition the kernels must match."""
