@@ -134,16 +134,16 @@ def coder_round_trip(coder, x: np.ndarray):
     return result, np.concatenate(decoded)
 
 
-def saved_and_loaded(model, folder: Path, form: str):  # noqa: ANN001, ANN201 - any integer model
+def saved_and_loaded(model, folder: Path, form: str, revision: int = 2):  # noqa: ANN001, ANN201 - any integer model
     """``model`` written as an integer form and read back: checks the file names ``form``
-    under the narrow format revision and that the loaded model gives the same bits."""
+    under the format ``revision`` (2: narrow) and that the loaded model gives the same bits."""
     from bbcodec.exact.bounds import negative_elbo_bits
     from bbcodec.exact.export import load_integer
 
     path = folder / INTEGER_FILE
     save_integer(model, path, {})
     loaded, meta = load_integer(path)
-    assert meta["exact_format"] == 2 and meta["local_form"] == form
+    assert meta["exact_format"] == revision and meta["local_form"] == form
     x = random_digits(4, seed=1, size=12)[:, None]
     assert np.array_equal(negative_elbo_bits(model, x, 8), negative_elbo_bits(loaded, x, 8))
     return loaded

@@ -1,6 +1,7 @@
 """Digit convolutions (bbcodec.exact.digit_conv): the compiled path equals its int64
 definition, a hierarchical VAE's digit form codes losslessly at any image size, rates
-close to its wide form, saves and loads, and refuses weights that could saturate."""
+close to its wide form, saves and loads, and refuses weights that could saturate; a
+VLAE's encoder on digits does the same."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import torch
 
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
 from bbcodec.exact.digit_conv import PIXEL_HEAD, DigitConv2d
-from bbcodec.exact.export import integer_form
+from bbcodec.exact.bounds import negative_elbo_bits
+from bbcodec.exact.export import ENCODER_FORMAT, integer_form
 from bbcodec.exact.fixed import ACT_LIMIT, FRAC, BoundError
 from bbcodec.exact.layers import IConv2d, check_layers, silu_reference
+from bbcodec.exact.vlae import ENCODER_FORMS
 from bbcodec.nn.hvae import HVAEConfig
 from tests.conftest import (
     TINY_BIVA_CONFIG,
     TINY_CONFIG,
+    TINY_VLAE_CONFIG,
     coder_round_trip,
     int8_over_wide_rate,
     make_tiny,
@@ -98,3 +102,33 @@ def test_mixed_digit_form_keeps_13_bit_weights_in_the_pixel_head_only(tmp_path):
 def test_unknown_digit_form_is_refused():
     with pytest.raises(ValueError, match="int8-w7-out13"):
         integer_form(make_tiny(TINY_CONFIG, 3), tiny_calibration(), "int8-w5")
+
+
+@pytest.mark.parametrize("encoder_form", ENCODER_FORMS)
+def test_a_vlae_encoder_on_digits_codes_losslessly_saves_and_loads(tmp_path, encoder_form):
+    model = integer_form(make_tiny(TINY_VLAE_CONFIG, 2), tiny_calibration(), "int8-w13", encoder_form)
+    digit = {name for name, m in model.named_modules() if isinstance(m, DigitConv2d)}
+    assert digit == {"encoder_res1.conv1", "encoder_res1.conv2", "encoder_down", "encoder_res2.conv1",
+                     "encoder_res2.conv2"}, "every encoder convolution of fan-in ≥ 64, nothing else"
+    x = random_digits(7, seed=4, size=12)[:, None]
+    np.testing.assert_array_equal(coder_round_trip(BitsBackCoder(model, CoderSettings(max_group=4)), x)[1], x)
+    loaded = saved_and_loaded(model, tmp_path, "int8-w13", ENCODER_FORMAT)
+    assert loaded.encoder_form == encoder_form
+    digits = torch.from_numpy(x)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.posterior(digits), model.posterior(digits)))
+
+
+def test_a_vlae_encoder_on_digits_rates_close_to_its_wide_encoder():
+    float_model, x = make_tiny(TINY_VLAE_CONFIG, 6), random_digits(16, seed=8, size=12)[:, None]
+    wide = negative_elbo_bits(integer_form(float_model, tiny_calibration(), "int8-w13"), x, 8).mean()
+    digits = integer_form(float_model, tiny_calibration(), "int8-w13", "int8-w7")
+    assert abs(negative_elbo_bits(digits, x, 8).mean() / wide - 1) < 0.01
+
+
+def test_an_encoder_form_needs_a_vlae_and_calibration_images():
+    with pytest.raises(ValueError, match="calibrated"):
+        integer_form(make_tiny(TINY_VLAE_CONFIG, 2), None, "int8-w13", "int8-w7")
+    with pytest.raises(ValueError, match="calibrated"):
+        integer_form(make_tiny(TINY_CONFIG, 2), tiny_calibration(), "int8-w13", "int8-w7")
+    with pytest.raises(ValueError, match="int8-w13"):
+        integer_form(make_tiny(TINY_VLAE_CONFIG, 2), tiny_calibration(), "int8-w13", "int8-w5")

@@ -108,6 +108,14 @@ HVAE_FORM_TEXT = {  # a hierarchical VAE's int8 forms: its convolutions on digit
 }
 
 
+ENCODER_FORM_TEXT = {
+    "int8-w13": "its convolutions of fan-in ≥ 64 sum int8 digit products (input requantised to 16 bits on a grid "
+                "calibrated at export, 13-bit weights as two int8 digits), the rest as in the wide form",
+    "int8-w7": "its convolutions of fan-in ≥ 64 sum int8 digit products (input requantised to 16 bits on a grid "
+               "calibrated at export, 7-bit weights: one int8 digit), the rest as in the wide form",
+}
+
+
 def provenance(file: str, st: dict) -> str:
     """Where a card's number comes from: the results file and the run that wrote it."""
     return f"`{file}`: `{st['command']}`, commit {short_commit(st['commit'])}, {st['cpu']}, {st['date']}"
@@ -124,6 +132,9 @@ def integer_lines(folder: Path) -> list[str]:
     lines = ["## Integer coding form (what .bbc files use)", "",
              f"* `integer.safetensors`, sha256 `{file_sha256(integer)}`: {text}, "
              "exported by `python -m training.export` (docs/EXACTNESS.md)."]
+    if encoder := meta.get("encoder_form"):
+        lines += [f"* Encoder (the posterior's network) in the form `{encoder}`: {ENCODER_FORM_TEXT[encoder]}.",
+                  *encoder_choice_lines(folder)]
     scores_path = folder / "scores.json"
     if scores_path.exists():
         sc = json.loads(scores_path.read_text())
@@ -154,6 +165,17 @@ def form_choice_lines(folder: Path, source: str) -> list[str]:
     st = doc["stamp"]
     return [f"* Form chosen on {doc['images']}: integer −ELBO {rates} bits/dim "
             f"({provenance(f'bench/results/{path.name}', st)})."]
+
+
+def encoder_choice_lines(folder: Path) -> list[str]:
+    """The validation rates the encoder's form was chosen on (``choose_form --encoder``)."""
+    path = folder.parents[1] / "bench" / "results" / f"encoder_forms_{folder.name}.json"
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    rates = ", ".join(f"{form} {bpd:#.6g}" for form, bpd in doc["neg_elbo_bpd"].items())
+    return [f"* Encoder form chosen on {doc['images']}: integer −ELBO with the encoder {rates} bits/dim "
+            f"({provenance(f'bench/results/{path.name}', doc['stamp'])})."]
 
 
 def float_source_lines(folder: Path, later: str) -> list[str]:

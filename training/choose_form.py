@@ -2,6 +2,7 @@
 
     python -m training.choose_form vlae-mnist-wide      # bench/results/forms_vlae-mnist-wide.json
     python -m training.choose_form mnist --layers       # bench/results/layer_limbs_mnist.json
+    python -m training.choose_form vlae-mnist-wide-q8 --encoder   # bench/results/encoder_forms_vlae-mnist-wide-q8.json
 
 Codes the model's validation images (``training.export.validation_set``: MNIST
 training digits 59,000–59,499, binarised with seed 2 for a binarised model; an RGB
@@ -9,7 +10,9 @@ model's held-out photos) through each integer form of one float model: the wide 
 (float64 products) and the int8 forms (a VLAE's decoder: ``narrow.NARROW_FORMS``; a
 hierarchical VAE's convolutions: ``digit_conv.DIGIT_FORMS``), and reports each form's
 integer −ELBO in bits/dim. A recipe's ``decoder_form`` is the fastest form whose rate
-is not measurably worse. ``--layers`` measures, for a hierarchical VAE, what 7-bit
+is not measurably worse. ``--encoder`` does the same for a VLAE's encoder (its
+recipe's decoder form, the encoder wide or in ``vlae.ENCODER_FORMS``): a recipe's
+``encoder_form``. ``--layers`` measures, for a hierarchical VAE, what 7-bit
 weights cost in each convolution alone (all others 13-bit): where a mixed form's
 13-bit layers come from. Test images take no part.
 """
@@ -29,6 +32,7 @@ from bbcodec.exact.bounds import negative_elbo_bits
 from bbcodec.exact.export import integer_form
 from bbcodec.exact.digit_conv import DIGIT_FORMS, DigitConv2d
 from bbcodec.exact.narrow import NARROW_FORMS
+from bbcodec.exact.vlae import ENCODER_FORMS
 from bbcodec.nn.hvae import HVAE
 from bbcodec.weights import load_weights
 from bench.datasets import VALIDATION_DIGITS
@@ -69,6 +73,17 @@ def form_rates(name: str) -> dict[str, float]:
 
 
 @torch.no_grad()
+def encoder_rates(name: str) -> dict[str, float]:
+    """Validation −ELBO (bits/dim) of a VLAE in its recipe's decoder form with each encoder form."""
+    model, recipe = _load(name)
+    images, calibration = validation_set(recipe)[0], calibration_images(recipe)
+    form = recipe["decoder_form"]
+    forms = {"wide": integer_form(model, calibration, form),
+             **{enc: integer_form(model, calibration, form, enc) for enc in ENCODER_FORMS}}
+    return {enc: _rate(integer, images) for enc, integer in forms.items()}
+
+
+@torch.no_grad()
 def layer_rates(name: str) -> dict[str, float]:
     """Validation −ELBO (bits/dim) of a hierarchical VAE's "int8-w13" form, and of that form
     with one convolution at a time on 7-bit weights (keyed by the convolution's name)."""
@@ -90,9 +105,12 @@ def main() -> None:
     parser.add_argument("model", help="a model with float weights (models/NAME/weights.safetensors)")
     parser.add_argument("--layers", action="store_true",
                         help="a hierarchical VAE: the cost of 7-bit weights in each convolution alone")
+    parser.add_argument("--encoder", action="store_true",
+                        help="a VLAE: each encoder form, its decoder in the recipe's form")
     args = parser.parse_args()
-    rates = layer_rates(args.model) if args.layers else form_rates(args.model)
-    kind = "layer_limbs" if args.layers else "forms"
+    measure = layer_rates if args.layers else encoder_rates if args.encoder else form_rates
+    rates = measure(args.model)
+    kind = "layer_limbs" if args.layers else "encoder_forms" if args.encoder else "forms"
     out = ROOT / "bench" / "results" / f"{kind}_{args.model}.json"
     images = validation_set(json.loads((MODELS / args.model / "recipe.json").read_text()))[1]
     doc = {"model": args.model, "images": images, "neg_elbo_bpd": rates, "stamp": stamp()}

@@ -6,7 +6,8 @@
 
 A model whose recipe names ``derived_from`` and ``decoder_form`` is another integer
 form of a shipped model's float weights (its decoder on int8 products, calibrated on
-the last 256 MNIST training digits), so it gets a name of its own.
+the last 256 MNIST training digits), so it gets a name of its own. A VLAE's recipe
+may also name an ``encoder_form`` (its encoder on int8 digits, calibrated likewise).
 
 The integer form is what .bbc files are bound to, so it is written once and never
 changes (``--force`` is for a model that has not shipped). Scores live in their own
@@ -114,7 +115,7 @@ def export(name: str, force: bool = False) -> Path:
     if form is None:
         integer = integer_form(model)
     else:  # the decoder on int8 products, its grids calibrated on training digits
-        integer = integer_form(model, calibration_images(recipe), form)
+        integer = integer_form(model, calibration_images(recipe), form, recipe.get("encoder_form"))
     save_integer(integer, target, {"float_sha256": file_sha256(weights)})
     return target
 

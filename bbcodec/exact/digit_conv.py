@@ -248,10 +248,11 @@ def digit_convertible(conv: IConv2d) -> bool:
     return kh == kw and conv.padding[0] == conv.padding[1] and c_in * kh * kw >= MIN_FAN_IN
 
 
-def replace_convs(model: nn.Module, make) -> None:  # noqa: ANN001 - make(name, conv) -> DigitConv2d
-    """Swap every convertible :class:`IConv2d` of ``model`` for ``make(name, conv)``, in place."""
+def replace_convs(model: nn.Module, make, where: Callable[[str], bool] = lambda _: True) -> None:  # noqa: ANN001
+    """Swap every convertible :class:`IConv2d` of ``model`` whose name passes ``where`` for
+    ``make(name, conv)`` (a :class:`DigitConv2d`), in place."""
     for name, conv in list(model.named_modules()):
-        if isinstance(conv, IConv2d) and digit_convertible(conv):
+        if isinstance(conv, IConv2d) and digit_convertible(conv) and where(name):
             parent_name, _, attr = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, attr, make(name, conv))

@@ -16,6 +16,7 @@ from torch import nn
 
 from bbcodec.contract import GaussianLatent, LatentSteps
 from bbcodec.exact import tables
+from bbcodec.exact.digit_conv import DIGIT_FORMS, DigitConv2d, replace_convs
 from bbcodec.exact.distributions import BernoulliPixels, Logistics
 from bbcodec.exact.fixed import ONE
 from bbcodec.exact.layers import (
@@ -28,6 +29,12 @@ from bbcodec.exact.narrow_steps import NarrowGroup
 from bbcodec.nn.vlae import VLAE, VLAEConfig
 
 SOFTPLUS_OFFSET = 0.5413248546129181  # bbcodec.nn.layers.bounded_softplus: raw = 0 maps to 1 + floor
+ENCODER = "encoder_"  # the prefix of the encoder's layers (the posterior's network)
+ENCODER_FORMS = ("int8-w13", "int8-w7")  # the encoder's digit forms (digit_conv.DIGIT_FORMS)
+
+
+def is_encoder(name: str) -> bool:
+    return name.startswith(ENCODER)
 
 
 class IMADEPrior(nn.Module):
@@ -94,9 +101,16 @@ class ExactVLAE(nn.Module):
 
     arch = "vlae"
 
-    def __init__(self, cfg: VLAEConfig, local_form: str = "wide") -> None:
+    def __init__(self, cfg: VLAEConfig, local_form: str = "wide", encoder_form: str = "wide") -> None:
+        """``local_form``: the decoder's networks on float64 products ("wide") or on int8 ones (a
+        name in :data:`~bbcodec.exact.narrow.NARROW_FORMS`). ``encoder_form``: the encoder's
+        convolutions on float64 products ("wide") or on int8 digits (a name in
+        :data:`ENCODER_FORMS`: 13- or 7-bit weights, :mod:`bbcodec.exact.digit_conv`). Why
+        the encoder has a form of its own: it runs on every image both ways (the decoder
+        needs the posterior to give its bits back), and in float64 it was a third of a
+        narrow model's coding time."""
         super().__init__()
-        self.cfg, self.local_form = cfg, local_form
+        self.cfg, self.local_form, self.encoder_form = cfg, local_form, encoder_form
         w, side = cfg.width, cfg.image_size // 4
         self.encoder_in = IConv2d(1, w, (3, 3), stride=2, padding=(1, 1))
         self.encoder_res1 = IResBlock(w)
@@ -121,6 +135,11 @@ class ExactVLAE(nn.Module):
             raise ValueError(f"unknown decoder form {local_form!r}")
         self.register_buffer("post_offset", grid_constant(SOFTPLUS_OFFSET))
         self.register_buffer("post_floor", grid_constant(cfg.posterior_std_floor))
+        if encoder_form in ENCODER_FORMS:
+            limbs = DIGIT_FORMS[encoder_form]
+            replace_convs(self, lambda name, conv: DigitConv2d.blank_like(conv, limbs(name)), is_encoder)
+        elif encoder_form != "wide":
+            raise ValueError(f"unknown encoder form {encoder_form!r}")
 
     @classmethod
     def of(cls, model: VLAE, narrow: tuple[NarrowPixelNet, NarrowConditioning] | None = None) -> ExactVLAE:
