@@ -58,6 +58,22 @@ def test_kernels_equal_their_torch_definition(config, digits):
     assert torch.equal(net.rows_params(windows, cond), net.rows_params_reference(windows, cond))
 
 
+@pytest.mark.parametrize("config,digits", [(TINY_VLAE_CONFIG, 2), (CODE8, 8)], ids=["tiny-w13", "a8"])
+def test_the_teacher_forced_pass_by_blocks_equals_its_int64_definition(config, digits):
+    """Pixel-code windows gathered a block at a time plus the flags' shared sums give the
+    integers of the whole windows (pixel codes and flags) through the int64 definition."""
+    net = _narrow(config, 5, digits).local
+    gen = torch.Generator().manual_seed(digits)
+    n, h, w = 30, 12, 11  # 3,960 rows: several blocks of rows, the last one short
+    codes = torch.randint(-128, 128, (n, 1, h, w), dtype=torch.int8, generator=gen)
+    cond = torch.randint(-3000, 3000, (n, net.hidden, h, w), dtype=torch.int32, generator=gen)
+    canvas = net.canvas(codes)
+    s = canvas.stride()
+    windows = canvas.as_strided((n, h, w, 2, net.rows, net.cols), (s[0], s[2], s[3], s[1], s[2], s[3]))
+    want = net.rows_params_reference(windows.reshape(n * h * w, -1), cond.permute(0, 2, 3, 1).reshape(n * h * w, -1))
+    assert torch.equal(net.params(codes, cond), want.view(n, h, w, -1))
+
+
 @pytest.mark.parametrize("images", [3, 40])  # below and above STEP_PARALLEL_ROWS: serial and threaded kernels
 def test_fused_step_tables_equal_parameters_then_tables(images):
     """A decoding step's fused kernel gives the tables that its parameters give."""

@@ -394,3 +394,28 @@ def position_major(values: np.ndarray) -> np.ndarray:  # pragma: no cover - comp
                 for ch in range(c):
                     out[p, img, ch] = flat[img, ch, p]
     return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def window_rows(pixels: np.ndarray, lo: int, hi: int, h: int, w: int, rows: int, cols: int,
+                out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Rows ``lo … hi−1`` (image-major: image, then raster position) of every pixel's
+    ``rows × cols`` window of the padded code planes ``pixels`` (N, H + pad, W + 2·pad), into
+    ``out[: hi − lo]``: the teacher-forced window product's input, a block at a time."""
+    for r in numba.prange(hi - lo):
+        img, pos = divmod(lo + r, h * w)
+        i, j = divmod(pos, w)
+        for di in range(rows):
+            for dj in range(cols):
+                out[r, di * cols + dj] = pixels[img, i + di, j + dj]
+
+
+@numba.njit(cache=True, nogil=True)
+def add_position_rows(sums: np.ndarray, per_position: np.ndarray, lo: int) -> None:  # pragma: no cover - compiled
+    """``sums[r] += per_position[(lo + r) mod P]`` (int32 digit sums, P positions): a part of a
+    product that every image shares at a position, added to image-major rows from ``lo``."""
+    positions = per_position.shape[0]
+    for r in range(sums.shape[0]):
+        p = (lo + r) % positions
+        for c in range(sums.shape[1]):
+            sums[r, c] += per_position[p, c]

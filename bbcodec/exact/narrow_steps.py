@@ -151,15 +151,10 @@ class NarrowGroup:
         self.cond = cond_steps if isinstance(cond_steps, CondSteps) else CondSteps(cond_steps.numpy())
         self.w_pixels = window[0][:taps].contiguous()
         self.window_args = window[1:]
-        self.flag_sums = self._flag_sums(flags[0], window[0][taps:])
+        self.flag_sums = net.flag_sums(flags[0])
         self.windows = np.empty((self.n, taps), dtype=np.int8)
         self.h_stream = np.empty((self.n, len(window[1])), dtype=np.int16)
         self.values = np.empty(self.n, dtype=np.uint8)
-
-    def _flag_sums(self, flags: torch.Tensor, weight: torch.Tensor) -> np.ndarray:
-        """(H·W, digit columns) int32: the flags' part of the window product at every position."""
-        at = flags.unfold(0, self.net.rows, 1).unfold(1, self.net.cols, 1)  # (H, W, rows, cols)
-        return torch._int_mm(at.reshape(self.h * self.w, self.taps).contiguous(), weight).numpy()
 
     def _head_sums(self, t: int) -> np.ndarray:
         """The head's int32 digit sums at step ``t`` from the gathered windows."""
