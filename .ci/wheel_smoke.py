@@ -17,7 +17,8 @@ def main(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     shipped_code = [n for n in names if n.startswith("bbcodec/zoo_data/") and n.endswith(".py")]
     assert not shipped_code, f"the wheel ships training code: {shipped_code}"
-    for part in ("bbcodec/exact/tables.safetensors", "bbcodec/zoo_data/vlae-mnist-large-q8/integer.safetensors",
+    for part in ("bbcodec/exact/tables.safetensors", "bbcodec/zoo_data/vlae-mnist-large-q8-int8enc/integer.safetensors",
+                 "bbcodec/zoo_data/vlae-mnist-large-q8/integer.safetensors",
                  "bbcodec/zoo_data/vlae-mnist-large-int8/integer.safetensors",
                  "bbcodec/zoo_data/vlae-mnist-large/weights.safetensors"):
         assert part in names, f"the wheel lacks {part}"

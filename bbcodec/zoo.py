@@ -33,8 +33,10 @@ from bbcodec.weights import file_sha256, load_weights, read_meta
 # An "-int8" model is the integer form of the float weights its recipe derives from,
 # with a VLAE's decoder or an HVAE's convolutions on int8 products. vlae-mnist-large-q8,
 # vlae-mnist-large fine-tuned for 8-bit codes, leads on validation rate and codes faster
-# (its int8 products take one digit per weight; models/*/validation.json).
-PREFERENCE = ("vlae-mnist-large-q8", "vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8-w7", "rgb")
+# (its int8 products take one digit per weight; models/*/validation.json);
+# vlae-mnist-large-q8-int8enc is those weights with the encoder on int8 digits too, at
+# the same validation rate (bench/results/encoder_forms_vlae-mnist-large-q8.json).
+PREFERENCE = ("vlae-mnist-large-q8-int8enc", "vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8-w7", "rgb")
 # Lossy coding ranks separately: a model's lossy quality (label agreement at a rate)
 # is measured on its own, and the best lossless model need not be the best lossy one
 # (vlae-mnist-wide-int8 on validation digits: bench/results/lossy_vlae-mnist-wide-int8_validation.json).

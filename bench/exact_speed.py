@@ -49,7 +49,7 @@ t = time.perf_counter(); out = bbcodec.decompress(data); dec = time.perf_counter
 ok = all(np.array_equal(a, b) for a, b in zip(out, images))
 print(json.dumps({"encode_s": enc, "decode_s": dec, "bytes": len(data), "exact": ok}))
 """
-MNIST_MODELS = ("vlae-mnist-large-q8", "vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8-w7", "biva-mnist",
+MNIST_MODELS = ("vlae-mnist-large-q8-int8enc", "vlae-mnist-large-int8", "vlae-mnist-wide-int8", "mnist-int8-w7", "biva-mnist",
                 "vlae-mnist-binary-int8")
 def float_model_of(model: str) -> str:
     """The float model a model is compared with: a model whose integer form is made from

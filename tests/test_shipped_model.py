@@ -28,7 +28,7 @@ def digits() -> np.ndarray:
 def test_default_models_for_grayscale_are_the_shipped_ones(monkeypatch):
     monkeypatch.delenv("BBCODEC_MODELS_DIR", raising=False)
     info = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None)
-    assert info.name == "vlae-mnist-large-q8"
+    assert info.name == "vlae-mnist-large-q8-int8enc"
     assert bbcodec.api.choose_model([np.zeros((30, 41), np.uint8)], None).name == "mnist-int8-w7"
     # Lossy ranks on its own measurements (label agreement at a rate), not the lossless rate.
     lossy = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None, lossy=True)
@@ -146,5 +146,5 @@ def test_the_fast_preset_codes_digits_exactly_from_the_command_line(digits, tmp_
     assert run("decode", tmp_path / "f.bbc", "-o", tmp_path / "out").exit_code == 0
     for i, img in enumerate(digits[:3]):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"d{i}.png")), img)
-    both = run("encode", paths[0], "-o", tmp_path / "g.bbc", "--fast", "--model", "vlae-mnist-large-q8")
+    both = run("encode", paths[0], "-o", tmp_path / "g.bbc", "--fast", "--model", "vlae-mnist-large-q8-int8enc")
     assert both.exit_code == 2 and "--fast" in both.output and not (tmp_path / "g.bbc").exists()

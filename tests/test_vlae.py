@@ -190,7 +190,7 @@ def test_automatic_choice_skips_fixed_size_and_binary_models(zoo_env):
     assert choose_model([np.zeros((28, 28), np.uint8)], None, lossy=True).accepts(28, 28)
 
 
-@pytest.mark.parametrize("name", ["vlae-mnist-large-q8", "vlae-mnist-fast-q8"])
+@pytest.mark.parametrize("name", ["vlae-mnist-large-q8-int8enc", "vlae-mnist-fast-q8"])
 def test_the_prior_one_dimension_at_a_time_equals_the_whole_network(name):
     """A decoder's latent step evaluates the MADE prior on the hidden units dimension i
     reads alone (:meth:`IMADEPrior.dim`); every dimension's integers are the whole

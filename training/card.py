@@ -82,6 +82,7 @@ def data_line(recipe: dict) -> str:
             "test images. sha256: " + ", ".join(f"{k} `{v[:16]}…`" for k, v in MNIST_SHA256.items()))
 
 
+WIDE_ENCODER_TEXT = "encoder and latent prior as in the wide form"  # how FORM_TEXT's decoder forms begin
 FORM_TEXT = {
     None: "12-bit weights, 2^-14 activation grid",
     "int8-w13": "encoder and latent prior as in the wide form (12-bit weights, 2^-14 activation grid); the "
@@ -129,10 +130,12 @@ def integer_lines(folder: Path) -> list[str]:
     meta = read_meta(integer)
     form = meta.get("local_form")
     text = HVAE_FORM_TEXT[form] if form and meta["arch"] == "hvae" else FORM_TEXT[form]
+    if encoder := meta.get("encoder_form"):  # a decoder form's text speaks of a float64 encoder
+        text = text.replace(WIDE_ENCODER_TEXT, "latent prior as in the wide form (the encoder: below)")
     lines = ["## Integer coding form (what .bbc files use)", "",
              f"* `integer.safetensors`, sha256 `{file_sha256(integer)}`: {text}, "
              "exported by `python -m training.export` (docs/EXACTNESS.md)."]
-    if encoder := meta.get("encoder_form"):
+    if encoder:
         lines += [f"* Encoder (the posterior's network) in the form `{encoder}`: {ENCODER_FORM_TEXT[encoder]}.",
                   *encoder_choice_lines(folder)]
     scores_path = folder / "scores.json"
@@ -169,7 +172,9 @@ def form_choice_lines(folder: Path, source: str) -> list[str]:
 
 def encoder_choice_lines(folder: Path) -> list[str]:
     """The validation rates the encoder's form was chosen on (``choose_form --encoder``)."""
-    path = folder.parents[1] / "bench" / "results" / f"encoder_forms_{folder.name}.json"
+    recipe = json.loads((folder / "recipe.json").read_text())
+    source = recipe.get("derived_from", folder.name)  # the float weights the forms were measured on
+    path = folder.parents[1] / "bench" / "results" / f"encoder_forms_{source}.json"
     if not path.exists():
         return []
     doc = json.loads(path.read_text())
@@ -178,10 +183,27 @@ def encoder_choice_lines(folder: Path) -> list[str]:
             f"({provenance(f'bench/results/{path.name}', doc['stamp'])})."]
 
 
+def encoder_successor_lines(folder: Path, later: str, encoder: str) -> list[str]:
+    """Float weights whose own integer form has a successor that differs in its encoder only:
+    both encoders at their validation rates (``python -m training.choose_form --encoder``)."""
+    path = folder.parents[1] / "bench" / "results" / f"encoder_forms_{folder.name}.json"
+    doc = json.loads(path.read_text())
+    wide, chosen = doc["neg_elbo_bpd"]["wide"], doc["neg_elbo_bpd"][encoder]
+    return [f"* New files are coded by `{later}`: these weights with the encoder in the form `{encoder}` (its card: "
+            f"`../{later}/CARD.md`). Their own integer form, `{INTEGER_FILE}` (sha256 "
+            f"`{file_sha256(folder / INTEGER_FILE)}`, the encoder in float64 products), decodes the files written "
+            f"with it but codes no new ones, because `{later}` codes faster at about the same rate: validation "
+            f"−ELBO on {doc['images']}: {chosen:#.6g} bits/dim against {wide:#.6g} ({(chosen / wide - 1) * 100:+.4f}%; "
+            f"{provenance(f'bench/results/{path.name}', doc['stamp'])})."]
+
+
 def float_source_lines(folder: Path, later: str) -> list[str]:
     """Float weights that code through the model ``later`` derived from them: its form and
     their own wide form, each at its validation rate (``python -m training.choose_form``)."""
-    form = json.loads((folder.parent / later / "recipe.json").read_text())["decoder_form"]
+    recipe, own = (json.loads((f / "recipe.json").read_text()) for f in (folder.parent / later, folder))
+    form = recipe["decoder_form"]
+    if recipe.get("encoder_form") and form == own.get("decoder_form"):
+        return encoder_successor_lines(folder, later, recipe["encoder_form"])
     path = folder.parents[1] / "bench" / "results" / f"forms_{folder.name}.json"
     doc = json.loads(path.read_text())
     wide, chosen = doc["neg_elbo_bpd"]["wide"], doc["neg_elbo_bpd"][form]

@@ -107,8 +107,9 @@ class ExactVLAE(nn.Module):
         convolutions on float64 products ("wide") or on int8 digits (a name in
         :data:`ENCODER_FORMS`: 13- or 7-bit weights, :mod:`bbcodec.exact.digit_conv`). Why
         the encoder has a form of its own: it runs on every image both ways (the decoder
-        needs the posterior to give its bits back), and in float64 it was a third of a
-        narrow model's coding time."""
+        needs the posterior to give its bits back), and in float64 it was a fifth of a
+        narrow model's coding time (measured: the posterior of 512 digits under
+        ``vlae-mnist-large-q8``'s weights, 576 ms in float64, 199 ms in ``int8-w7``)."""
         super().__init__()
         self.cfg, self.local_form, self.encoder_form = cfg, local_form, encoder_form
         w, side = cfg.width, cfg.image_size // 4

@@ -46,9 +46,12 @@ CASES = {
     "binary_int8_digits.bbc": ("vlae-mnist-binary-int8", "binary_4", {}),
     "mnist_int8_w7_digits.bbc": ("mnist-int8-w7", "mnist_4", {}),
     "mnist_int8_w7_crops.bbc": ("mnist-int8-w7", "mnist_crops", {}),  # 24 x 28: the any-size default
-    "default_q8_digits.bbc": (None, "mnist_8", {}),  # the default model: vlae-mnist-large-q8
-    "default_q8_one_digit.bbc": (None, "mnist_1", {}),
-    "default_q8_importance.bbc": (None, "mnist_12", {"samples": 4}),
+    "default_q8_digits.bbc": ("vlae-mnist-large-q8", "mnist_8", {}),  # the default before -int8enc
+    "default_q8_one_digit.bbc": ("vlae-mnist-large-q8", "mnist_1", {}),
+    "default_q8_importance.bbc": ("vlae-mnist-large-q8", "mnist_12", {"samples": 4}),
+    "default_q8_int8enc_digits.bbc": (None, "mnist_8", {}),  # the default model: vlae-mnist-large-q8-int8enc
+    "default_q8_int8enc_one_digit.bbc": (None, "mnist_1", {}),
+    "default_q8_int8enc_importance.bbc": (None, "mnist_12", {"samples": 4}),
     "fast_q8_digits.bbc": ("vlae-mnist-fast-q8", "mnist_8", {}),  # the fast preset (--fast)
     "fast_q8_one_digit.bbc": ("vlae-mnist-fast-q8", "mnist_1", {}),
 }
