@@ -135,8 +135,11 @@ class LossyCoder:
                      group: int) -> np.ndarray:
         if self.draws == 1:  # the walk's own p(x | ẑ)
             return reconstruct(obs, group)
-        obs = replicated_walk(self.model, sent, shape, self.step, self.draws)
-        return mean_of_draws(reconstruct(obs, group), self.draws)
+        if hasattr(obs, "replicated"):  # the conditioning computed once for every copy
+            copies = obs.replicated(self.draws)
+        else:
+            copies = replicated_walk(self.model, sent, shape, self.step, self.draws)
+        return mean_of_draws(reconstruct(copies, group), self.draws)
 
     @torch.no_grad()
     def encode_group(self, x: np.ndarray, group: int = 0, render: bool = False) -> tuple[Sent, np.ndarray | None]:

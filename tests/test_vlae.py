@@ -13,12 +13,19 @@ from hypothesis import strategies as st
 
 import bbcodec
 from bbcodec.bitsback import BitsBackCoder, CoderSettings
-from bbcodec.lossy import DEFAULT_DRAWS, LossyCoder, mean_of_draws
+from bbcodec.lossy import DEFAULT_DRAWS, LossyCoder, mean_of_draws, reconstruct, replicated_walk
 from bbcodec import codecs
 from bbcodec.exact.export import integer_form
 from bbcodec.nn.objective import LN2, elbo_terms
-from bbcodec.quantised import quantiser_frequencies, symbol_range
-from tests.conftest import TINY_VLAE_CONFIG, make_tiny, make_tiny_exact, observation_at_means, random_digits
+from bbcodec.quantised import quantiser_frequencies, symbol_range, walk_posterior_means
+from tests.conftest import (
+    TINY_VLAE_CONFIG,
+    make_tiny,
+    make_tiny_exact,
+    observation_at_means,
+    random_digits,
+    tiny_calibration,
+)
 
 BINARY_CONFIG = dataclasses.replace(TINY_VLAE_CONFIG, likelihood="bernoulli")
 
@@ -110,6 +117,24 @@ def test_lossy_encoder_renders_nothing_unless_asked_and_the_decoder_checks_the_l
     np.testing.assert_array_equal(plain.words, rendered.words)
     with pytest.raises(bbcodec.DecodeMismatchError, match="latent code fails"):
         coder.decode(plain.words, plain.groups, [x.shape[1:]] * len(plain.groups), plain.latent_crc ^ 1)
+
+
+@pytest.mark.parametrize("form", ["wide", "int8-w13"])
+def test_copies_sharing_the_conditioning_draw_what_walking_every_copy_draws(form):
+    """A lossy decoder's copies of one latent code reuse its conditioning; the draws are
+    those of the model walked for every copy."""
+    float_model = make_tiny(TINY_VLAE_CONFIG, 3)
+    with torch.no_grad():
+        for layer in (float_model.to_posterior, float_model.from_latent):  # z then depends on x, and the
+            layer.weight.mul_(40)  # tiny model's conditioning on z
+    model = integer_form(float_model) if form == "wide" else integer_form(float_model, tiny_calibration(), form)
+    x = random_digits(5, seed=2, size=12)[:, None]
+    obs, sent = walk_posterior_means(model, torch.from_numpy(x), 1.0)
+    walked, copies = replicated_walk(model, sent, x.shape, 1.0, 3), obs.replicated(3)
+    dense = lambda cond: cond if isinstance(cond, torch.Tensor) else cond.dense()  # noqa: E731
+    assert not torch.equal(dense(walked.cond)[0], dense(walked.cond)[1]), "the images' conditioning differs"
+    assert torch.equal(dense(copies.cond), dense(walked.cond))
+    np.testing.assert_array_equal(reconstruct(copies, 7), reconstruct(walked, 7))
 
 
 def test_mean_of_draws_rounds_half_up_per_pixel():

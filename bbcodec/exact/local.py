@@ -8,6 +8,7 @@ same integers, whatever batch, kernel or memory layout computes them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -152,6 +153,14 @@ class ILocalPixelNet(CausalWindow, nn.Module):
         return self.head(local).view(n, h, w, -1)
 
 
+def repeat_images(cond: torch.Tensor | object, copies: int) -> torch.Tensor | object:
+    """Conditioning of N images -> of ``copies`` copies of them, row ``s·N + n`` image ``n``: a
+    tensor (N, ...) or :class:`~bbcodec.exact.narrow_conv.CondCodes`."""
+    if isinstance(cond, torch.Tensor):
+        return cond.repeat(copies, *[1] * (cond.dim() - 1))
+    return cond.repeated(copies)
+
+
 class ExactPixelSteps(RasterSteps):
     """p(x | z) of an integer local pixel net (:class:`ILocalPixelNet` or
     :class:`~bbcodec.exact.narrow.NarrowPixelNet`) as a :class:`~bbcodec.contract.Autoregressive`
@@ -186,6 +195,18 @@ class ExactPixelSteps(RasterSteps):
         if callable(self._cond):
             self._cond = self._cond()
         return self._cond
+
+    def replicated(self, copies: int) -> ExactPixelSteps:
+        """This p(x | z) for ``copies`` copies of every image (row ``s·N + n`` is image ``n``),
+        its conditioning computed once and repeated. Why: a lossy decoder draws several
+        pictures of one latent code, and walking the model for every copy computed the
+        same conditioning ``copies`` times (each image's rows are its own integers, so a
+        copy's conditioning is its image's)."""
+        out = copy.copy(self)
+        out._start(self.net, (self.shape[0] * copies, *self.shape[1:]), self.distribution, self.to_unit,
+                   self.sub_steps > 1)
+        out._cond = lambda: repeat_images(self.cond, copies)
+        return out
 
     def parallel_distribution(self, x: torch.Tensor) -> object:
         """The distribution of every pixel given the true pixels before it (teacher forcing)."""

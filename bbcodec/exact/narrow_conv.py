@@ -158,6 +158,10 @@ class CondCodes:
         """The conditioning of a slice of the images."""
         return CondCodes(self.codes[images], self.layer)
 
+    def repeated(self, copies: int) -> CondCodes:
+        """The conditioning of ``copies`` copies of the images (image ``s·N + n`` is image ``n``)."""
+        return CondCodes(np.tile(self.codes, (copies, 1, 1, 1)), self.layer)
+
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """int32 (hi − lo, hidden): rows ``lo:hi`` in image-major order (image, row, column)."""
         flat = self.codes.reshape(1, -1, self.codes.shape[-1])
