@@ -41,7 +41,7 @@ _DATA = {
     aten.copy_.default, aten._to_copy.default, aten.zeros.default, aten.zeros_like.default, aten.empty.memory_format,
     aten.full.default, aten.full_like.default, aten.fill_.Scalar, aten.fill_.Tensor, aten.lift_fresh.default, aten.alias.default,
     aten.detach.default, aten.index_select.default, aten.new_zeros.default, aten.eq.Tensor, aten.ne.Tensor,
-    aten.eq.Scalar, aten.lt.Scalar, aten.gt.Scalar, aten.unbind.int, aten.split_with_sizes.default,
+    aten.eq.Scalar, aten.lt.Scalar, aten.gt.Scalar, aten.unbind.int, aten.split_with_sizes.default, aten.repeat.default,
 }
 EXACT_FLOAT64_OPS = frozenset(_ACCUMULATE | _ARITHMETIC | _DATA)
 
