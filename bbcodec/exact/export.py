@@ -141,7 +141,8 @@ def save_integer(model: nn.Module, path: Path, meta: dict) -> None:
 def load_integer(path: Path) -> tuple[nn.Module, dict]:
     """Build the integer model named inside ``path``, load it and prove its bounds."""
     meta = read_meta(path)
-    if meta.get("exact_format") not in (EXACT_FORMAT, NARROW_FORMAT, ENCODER_FORMAT) or meta.get("tables_sha256") != tables.SHA256:
+    revisions = (EXACT_FORMAT, NARROW_FORMAT, ENCODER_FORMAT)
+    if meta.get("exact_format") not in revisions or meta.get("tables_sha256") != tables.SHA256:
         raise ModelMismatchError(f"{path} is an integer form of another format revision; reinstall its bbcodec")
     arch = meta["arch"]
     if arch not in EXACT_ARCHITECTURES:
