@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from bbcodec.nn import build_model
 from training.train import Trainer
 from tests.conftest import TINY_VLAE_CONFIG, make_tiny, write_zoo_model
 
 
-def write_recipe(folder: Path, config: dict, init_from: Path) -> Path:
+def write_recipe(folder: Path, config: dict, init_from: Path, **extra) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    recipe = {"arch": "vlae", "dataset": "mnist", "config": config, "init_from": str(init_from)}
+    recipe = {"arch": "vlae", "dataset": "mnist", "config": config, "init_from": str(init_from), **extra}
     path = folder / "recipe.json"
     path.write_text(json.dumps(recipe))
     return path
@@ -38,6 +39,36 @@ def test_init_from_refuses_a_different_model(tmp_path):
     other = {**TINY_VLAE_CONFIG.to_dict(), "hidden": 24}
     with pytest.raises(SystemExit, match="different model"):
         Trainer(write_recipe(tmp_path / "phase2", other, weights))
+
+
+SMALLER_PIXEL_NET = ["local.", "cond_high."]  # what a VLAE's pixel-net width reaches
+
+
+def test_init_fresh_starts_a_smaller_pixel_net_under_the_trained_rest(tmp_path):
+    """A model with a narrower per-pixel network loads every other trained parameter
+    (encoder, prior, conditioning network) and keeps its own fresh pixel net."""
+    trained = make_tiny(TINY_VLAE_CONFIG, seed=7)
+    weights = write_zoo_model(tmp_path / "zoo", "phase1", trained) / "weights.safetensors"
+    other = {**TINY_VLAE_CONFIG.to_dict(), "hidden": TINY_VLAE_CONFIG.hidden // 2}
+    trainer = Trainer(write_recipe(tmp_path / "small", other, weights, init_fresh=SMALLER_PIXEL_NET))
+    source, fresh = trained.state_dict(), build_model("vlae", other).state_dict()
+    loaded = 0
+    for name, got in trainer.ema.state_dict().items():
+        if name.startswith(tuple(SMALLER_PIXEL_NET)):
+            assert got.shape == fresh[name].shape, name
+        else:
+            torch.testing.assert_close(got, source[name], rtol=0, atol=0, msg=name)
+            loaded += 1
+    assert loaded > 0 and any(n.startswith("encoder") for n in source)
+    log = [json.loads(line) for line in (tmp_path / "small" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["event"] == "initialised" and log[-1]["fresh"] == SMALLER_PIXEL_NET
+
+
+def test_init_fresh_refuses_a_misfit_outside_its_prefixes(tmp_path):
+    weights = write_zoo_model(tmp_path / "zoo", "phase1", make_tiny(TINY_VLAE_CONFIG, seed=7)) / "weights.safetensors"
+    other = {**TINY_VLAE_CONFIG.to_dict(), "hidden": TINY_VLAE_CONFIG.hidden // 2}
+    with pytest.raises(SystemExit, match="cond_high"):
+        Trainer(write_recipe(tmp_path / "small", other, weights, init_fresh=["local."]))
 
 
 def test_the_log_records_the_precision_a_run_used_and_the_card_states_it(tmp_path):

@@ -222,17 +222,31 @@ class Trainer:
     def initialise(self, path: Path) -> None:
         """Start a new run (fresh optimiser, warm-up and cosine) from trained weights:
         how a model gets a further training phase with different data or free bits
-        without pretending the old schedule never ended."""
+        without pretending the old schedule never ended.
+
+        The recipe's ``init_fresh`` (parameter-name prefixes, e.g. ``["local.",
+        "cond_high."]``) lets a model of another size start from a trained one: those
+        parameters keep their fresh initialisation and may differ in shape, every other
+        one is loaded and must match by name and shape (a smaller per-pixel network
+        under a trained encoder, prior and conditioning network)."""
         source = path if path.is_absolute() else Path(__file__).resolve().parents[1] / path
         trained, meta = load_weights(source)
-        if meta["arch"] != self.recipe["arch"] or _float_config(meta["config"]) != _float_config(self.recipe["config"]):
+        fresh = tuple(self.recipe.get("init_fresh", ()))
+        same_model = _float_config(meta["config"]) == _float_config(self.recipe["config"])
+        if meta["arch"] != self.recipe["arch"] or not (same_model or fresh):
             raise SystemExit(f"{path} holds a different model than {self.recipe_path} describes")
-        missing, unexpected = self.model.load_state_dict(trained.state_dict(), strict=False)
-        if unexpected or any(not key.endswith(CODE_RANGE_KEY) for key in missing):
-            raise SystemExit(f"{path} does not fit {self.recipe_path}: missing {missing}, unexpected {unexpected}")
+        ours = self.model.state_dict()
+        loaded = {k: v for k, v in trained.state_dict().items() if not k.startswith(fresh)}
+        misfits = sorted(k for k, v in loaded.items() if k not in ours or ours[k].shape != v.shape)
+        missing, unexpected = self.model.load_state_dict({k: v for k, v in loaded.items() if k not in misfits},
+                                                         strict=False)
+        missing = [k for k in missing if not k.startswith(fresh) and not k.endswith(CODE_RANGE_KEY)]
+        if misfits or missing or unexpected:
+            raise SystemExit(f"{path} does not fit {self.recipe_path}: different shape {misfits}, "
+                             f"missing {missing}, unexpected {unexpected}")
         self.ema.load_state_dict(self.model.state_dict())
         self.log({"event": "initialised", "from": str(path), "sha256": file_sha256(source),
-                  "its_test_bpd": meta.get("test_bpd")})
+                  "its_test_bpd": meta.get("test_bpd"), **({"fresh": list(fresh)} if fresh else {})})
 
     def calibrate(self, train: torch.Tensor) -> None:
         """Start quantisation-aware training's code ranges from training images, once
