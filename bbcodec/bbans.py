@@ -49,8 +49,9 @@ def as_input(x: np.ndarray) -> torch.Tensor:
 
 
 def _walker(model: LatentModel, precision: int) -> Callable[..., LatentWalk]:
-    def walk(x: torch.Tensor | None, shape: Shape, choose: Choose, n_priors: int | None = None) -> LatentWalk:
-        return walk_latents(model, x, shape, precision, choose, n_priors)
+    def walk(x: torch.Tensor | None, shape: Shape, choose: Choose, n_priors: int | None = None,
+             known: list[torch.Tensor] | None = None) -> LatentWalk:
+        return walk_latents(model, x, shape, precision, choose, n_priors, known)
 
     return walk
 
@@ -75,7 +76,8 @@ def bits_back(model: LatentModel, precision: int) -> GroupCodec:
     def pop(stack: Stack, shape: Shape) -> np.ndarray:
         decoded = walk(None, shape, lambda layer: codecs.prior_bins(layer, precision).pop(stack))
         x = codecs.pixels(decoded.observation).pop(stack)
-        again = walk(torch.from_numpy(x), shape, replay(decoded.priors), n_priors=len(decoded.priors))
+        again = walk(torch.from_numpy(x), shape, replay(decoded.priors), n_priors=len(decoded.priors),
+                     known=decoded.values)
         for event, idx in reversed(again.posteriors):
             codecs.posterior_on_prior_bins(event, precision).push(stack, idx)
         return x

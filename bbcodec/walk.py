@@ -34,11 +34,12 @@ class LatentWalk(Generic[Pick]):
     posteriors: list[tuple[LatentEvent, Pick]] = field(default_factory=list)  # pop order (encoder)
     priors: list[tuple[GaussianLatent, Pick]] = field(default_factory=list)  # generative order
     observation: ObservationModel | None = None  # None when the walk stopped early
+    values: list[torch.Tensor] = field(default_factory=list)  # handed back at each prior event, in order
 
 
 def walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int],
          choose: Callable[[LatentEvent], Pick], value_of: Callable[[LatentEvent, Pick], torch.Tensor],
-         n_priors: int | None = None) -> LatentWalk[Pick]:
+         n_priors: int | None = None, known: list[torch.Tensor] | None = None) -> LatentWalk[Pick]:
     """Walk ``model``'s events; ``choose`` picks each event's value, ``value_of`` turns a
     pick into the latent value handed back to the model.
 
@@ -47,16 +48,24 @@ def walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int,
     (its value is fixed); when nothing was inferred (decoding, ``x`` is None) it is
     asked like any layer. With ``n_priors`` the walk stops after that many prior
     events, skipping the rest of the network (a decoder's second pass needs only
-    the posteriors). Coding, the bounds, lossy quantisation and the tests all walk here.
+    the posteriors). ``known``: the values an earlier walk handed back at its prior
+    events (its :attr:`LatentWalk.values`), when this walk will hand back the same: a
+    model that can (``takes_known_latents``) then computes its priors in one pass
+    instead of one event at a time. Coding, the bounds, lossy quantisation and the
+    tests all walk here.
     """
     out: LatentWalk[Pick] = LatentWalk()
     inferred: dict[str, Pick] = {}
-    steps = model.latent_steps(x, shape)
+    if known is not None and getattr(model, "takes_known_latents", False):
+        steps = model.latent_steps(x, shape, known=known)
+    else:
+        steps = model.latent_steps(x, shape)
     event = next(steps)
     while True:
         if isinstance(event, InferredLatent):
             pick = inferred[event.key] = choose(event)
             out.posteriors.append((event, pick))
+            value = value_of(event, pick)
         else:
             if event.inferred is not None and event.inferred in inferred:
                 pick = inferred[event.inferred]
@@ -65,20 +74,24 @@ def walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int,
                 if event.post_mean is not None:
                     out.posteriors.append((event, pick))
             out.priors.append((event, pick))
+            value = value_of(event, pick)
+            out.values.append(value)
             if n_priors is not None and len(out.priors) == n_priors:
                 steps.close()
                 return out
         try:
-            event = steps.send(value_of(event, pick))
+            event = steps.send(value)
         except StopIteration as stop:
             out.observation = stop.value
             return out
 
 
 def walk_latents(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int], precision: int,
-                 choose: Choose, n_priors: int | None = None) -> LatentWalk[np.ndarray]:
+                 choose: Choose, n_priors: int | None = None,
+                 known: list[torch.Tensor] | None = None) -> LatentWalk[np.ndarray]:
     """:func:`walk` with bin indices of the coder's latent bins (``precision`` bits)."""
-    return walk(model, x, shape, choose, lambda event, idx: codecs.latent_values(event, idx, precision), n_priors)
+    return walk(model, x, shape, choose, lambda event, idx: codecs.latent_values(event, idx, precision), n_priors,
+                known)
 
 
 def identity(event: LatentEvent, value: torch.Tensor) -> torch.Tensor:

@@ -231,3 +231,27 @@ def test_the_prior_one_dimension_at_a_time_equals_the_whole_network(name):
         assert torch.equal(got_mean, mean[:, i]) and torch.equal(got_std, std[:, i]), i
     units = sum(0 if path is None else path[1].weight.numel() for path in prior._paths())
     assert units < dims * prior.layer2.weight.numel() / 2
+
+
+def test_a_replayed_walk_has_the_priors_of_the_walk_it_replays():
+    """A decoder's second walk hands back what its first decoded; with ``known`` the
+    VLAE computes every prior in one pass of the MADE prior, and each event carries
+    the integers the first walk's did. A replay that hands back anything else fails."""
+    from bbcodec.walk import replay, walk_latents
+
+    model, precision = make_tiny_exact(TINY_VLAE_CONFIG, seed=3), 10
+    x = torch.from_numpy(_images(TINY_VLAE_CONFIG, 6, seed=2))
+    shape = tuple(x.shape)
+    rng = np.random.default_rng(0)
+    decoded = walk_latents(model, None, shape, precision, lambda event: rng.integers(0, 2**precision, len(x)))
+    assert len(decoded.values) == TINY_VLAE_CONFIG.latent_dims
+    walks = [walk_latents(model, x, shape, precision, replay(decoded.priors), n_priors=len(decoded.priors),
+                          known=known) for known in (None, decoded.values)]
+    for (one, _), (replayed, _), (first, _) in zip(walks[0].posteriors, walks[1].posteriors, decoded.priors):
+        for field in ("prior_mean", "prior_std", "post_mean", "post_std"):
+            assert torch.equal(getattr(one, field), getattr(replayed, field)), field
+        assert torch.equal(replayed.prior_mean, first.prior_mean) and torch.equal(replayed.prior_std, first.prior_std)
+    wrong = [v.clone() for v in decoded.values]
+    wrong[1] += 1
+    with pytest.raises(ValueError, match="dimension 1"):
+        walk_latents(model, x, shape, precision, replay(decoded.priors), n_priors=len(decoded.priors), known=wrong)

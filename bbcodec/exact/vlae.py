@@ -190,7 +190,15 @@ class ExactVLAE(nn.Module):
         return Logistics.from_packed(params, self.cfg.mixture_components)
 
     # --- the contract ----------------------------------------------------------------
-    def latent_steps(self, x: torch.Tensor | None, shape: tuple[int, int, int, int]) -> LatentSteps:
+    takes_known_latents = True  # latent_steps(..., known=...): a replay's priors in one pass
+
+    def latent_steps(self, x: torch.Tensor | None, shape: tuple[int, int, int, int],
+                     known: list[torch.Tensor] | None = None) -> LatentSteps:
+        """``known``: the values this walk will be handed back (a decoder's second walk
+        replays what its first decoded). The prior of every dimension then comes from
+        one pass of the MADE prior on the whole ``z`` (the same integers as one
+        dimension at a time: the masks give a dimension zero weight from ``z_≥i``), not
+        from 32 passes one after another."""
         n, c, height, width = shape
         size = self.cfg.image_size
         if (c, height, width) != (1, size, size):
@@ -199,8 +207,15 @@ class ExactVLAE(nn.Module):
         if x is not None:
             post_mean, post_std = (t.to(torch.int64) for t in self.posterior(x))
         z = torch.zeros(n, self.cfg.latent_dims, dtype=torch.float64)
+        priors = None
+        if known is not None:
+            if len(known) != self.cfg.latent_dims:
+                raise ValueError(f"a replay knows {len(known)} latent values, this VLAE has {self.cfg.latent_dims}")
+            z_known = torch.stack([v.reshape(n).to(torch.float64) for v in known], 1)
+            priors = tuple(t.to(torch.int64) for t in self.prior(z_known))
         for i in range(self.cfg.latent_dims):
-            prior_mean, prior_std = (t.to(torch.int64).view(n, 1, 1, 1) for t in self.prior.dim(z, i))
+            mean_i, std_i = (p[:, i] for p in priors) if priors is not None else self.prior.dim(z, i)
+            prior_mean, prior_std = (t.to(torch.int64).view(n, 1, 1, 1) for t in (mean_i, std_i))
             layer = GaussianLatent(
                 prior_mean, prior_std,
                 None if post_mean is None else post_mean[:, i].view(n, 1, 1, 1),
@@ -209,6 +224,8 @@ class ExactVLAE(nn.Module):
             value = yield layer
             z = z.clone()
             z[:, i] = value.reshape(n).to(torch.float64)
+            if priors is not None and not torch.equal(z[:, i], z_known[:, i]):
+                raise ValueError(f"a replay handed back another value than it knew at latent dimension {i}")
         narrow = isinstance(self.local, NarrowPixelNet)
         canvas_values = self.local.pixel_codes if narrow else self.to_unit
         fused = narrow and self.cfg.likelihood != "bernoulli"
