@@ -257,7 +257,12 @@ def parent_lines(folder: Path, recipe: dict) -> list[str]:
         return []  # a later phase of this model's own training
     parent = start.parent.name
     initialised = next(r for r in read_log(folder) if r.get("event") == "initialised")
-    return [f"* Fine-tuned from `{parent}`'s float weights (its card: `../{parent}/CARD.md`; sha256 "
+    fresh = initialised.get("fresh")
+    start_text = (f"* Started from `{parent}`'s float weights for every parameter but those named "
+                  + ", ".join(f"`{prefix}…`" for prefix in fresh) + ", which started from scratch at this model's own "
+                  "sizes" if fresh else
+                  f"* Fine-tuned from `{parent}`'s float weights")
+    return [start_text + f" (its card: `../{parent}/CARD.md`; sha256 "
             f"`{initialised['sha256'][:16]}…`, test −ELBO {initialised['its_test_bpd']:.4f} bits/dim)"
             + (f", trained with its per-pixel network's quantisation in the loop ({recipe['config']['pixel_code_bits']}"
                f"-bit SiLU codes, {recipe['config']['pixel_weight_bits']}-bit weights; bbcodec/nn/fake_quant.py)"
