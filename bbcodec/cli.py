@@ -131,8 +131,8 @@ def main() -> None:
 @click.option("--lossy", is_flag=True,
               help="Send only the latent code (a few bytes per image); decoding returns the model's "
                    "reconstruction, not the original pixels. Needs a model with a global latent "
-                   "(default vlae-mnist-wide-int8; with vlae-mnist-wide's weights 95.5% of MNIST test digits "
-                   "keep their label at 57 bits each).")
+                   f"(default {zoo.LOSSY_PREFERENCE[0]}; the README's lossy table gives its bits per digit "
+                   "and how many test digits keep their label).")
 @click.option("--lossy-step", type=click.FloatRange(1 / 64, 16), default=None, metavar="STEP",
               help="Rate knob of --lossy: latent quantisation step in prior standard deviations "
                    "(default 1.0; larger = fewer bits, coarser). Implies --lossy.")
