@@ -139,7 +139,7 @@ def main() -> None:
 @click.option("--lossy-draws", type=click.IntRange(1, 256), default=None, metavar="S",
               help="Fidelity knob of --lossy, free in bits: show the mean of S seeded draws from the "
                    "model instead of one draw, for S times the decoding work (default 4: on validation digits "
-                   "it keeps as many labels as 16 draws; fewer keep fewer). Implies --lossy.")
+                   "it keeps about as many labels as 16 draws; fewer keep fewer). Implies --lossy.")
 @click.option("--samples", type=click.IntRange(1, 256), default=1, show_default=True, metavar="K",
               help="Importance samples per image: the rate falls from the model's -ELBO towards its "
                    "tighter IWAE bound -L_K (K=8: about 1.5% smaller on MNIST) for about K times the "

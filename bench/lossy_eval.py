@@ -1,7 +1,7 @@
 """Lossy rows: bits per image against fidelity, for the latent-only mode and for
 JPEG / WebP at their lowest settings, judged by the same classifier.
 
-    python -m bench.lossy_eval [--model vlae-mnist-wide-int8] [--steps 1] [--draws 1 16] [--images 10000] [--validation]
+    python -m bench.lossy_eval [--model vlae-mnist-wide-q8] [--steps 1] [--draws 1 16] [--images 10000] [--validation]
 
 writes ``bench/results/lossy_<model>.json`` (rows + meta, mergeable into the full run) and an image grid (originals on top).
 """
@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 import bbcodec
+from bbcodec import zoo
 from bench import classifier
 from bench.datasets import BenchSet
 
@@ -96,7 +97,7 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(prog="python -m bench.lossy_eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="vlae-mnist-wide-int8")
+    parser.add_argument("--model", default=zoo.LOSSY_PREFERENCE[0], help="default: the lossy default")
     parser.add_argument("--steps", type=float, nargs="+", default=[1.0], help="latent quantisation steps")
     parser.add_argument("--draws", type=int, nargs="+", default=[1, 16], help="draws averaged per pixel")
     parser.add_argument("--images", type=int, default=10_000, help="first N MNIST test digits")

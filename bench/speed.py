@@ -36,8 +36,8 @@ from bbcodec.lossy import DEFAULT_DRAWS
 from bench.stamp import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_MODELS = ("vlae-mnist-large-q8-int8enc", "vlae-mnist-fast-q8", "vlae-mnist-large-int8", "vlae-mnist-wide-int8",
-                "mnist-int8-w7", "biva-mnist")
+MNIST_MODELS = ("vlae-mnist-large-q8-int8enc", "vlae-mnist-fast-q8", "vlae-mnist-large-int8", "vlae-mnist-wide-q8",
+                "vlae-mnist-wide-int8", "mnist-int8-w7", "biva-mnist")
 BINARY_MODELS = ("vlae-mnist-binary-int8",)
 LOSSY_MODEL = zoo.LOSSY_PREFERENCE[0]  # what --lossy codes with by default
 PUBLISHED = ROOT / "bench" / "results" / "speed.json"  # the published run's speed results

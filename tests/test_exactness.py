@@ -22,7 +22,7 @@ from bbcodec.exact.random import uniform24
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
-MATRIX_CASES = ["tiny_importance.bbc", "wide_int8_lossy.bbc", "rgb_tiled.bbc", "tiny_int8.bbc",
+MATRIX_CASES = ["tiny_importance.bbc", "wide_q8_lossy.bbc", "rgb_tiled.bbc", "tiny_int8.bbc",
                 "default_int8_one_digit.bbc", "binary_int8_digits.bbc", "mnist_int8_w7_crops.bbc",
                 "default_q8_int8enc_digits.bbc", "fast_q8_digits.bbc"]
 

@@ -32,7 +32,7 @@ def test_default_models_for_grayscale_are_the_shipped_ones(monkeypatch):
     assert bbcodec.api.choose_model([np.zeros((30, 41), np.uint8)], None).name == "mnist-int8-w7"
     # Lossy ranks on its own measurements (label agreement at a rate), not the lossless rate.
     lossy = bbcodec.api.choose_model([np.zeros((28, 28), np.uint8)], None, lossy=True)
-    assert lossy.name == bbcodec.zoo.LOSSY_PREFERENCE[0] == "vlae-mnist-wide-int8"
+    assert lossy.name == bbcodec.zoo.LOSSY_PREFERENCE[0] == "vlae-mnist-wide-q8"
 
 
 @pytest.mark.parametrize("name,later", [("mnist", "mnist-int8-w7"), ("vlae-mnist-large", "vlae-mnist-large-int8"),

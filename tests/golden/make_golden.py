@@ -54,6 +54,9 @@ CASES = {
     "default_q8_int8enc_importance.bbc": (None, "mnist_12", {"samples": 4}),
     "fast_q8_digits.bbc": ("vlae-mnist-fast-q8", "mnist_8", {}),  # the fast preset (--fast)
     "fast_q8_one_digit.bbc": ("vlae-mnist-fast-q8", "mnist_1", {}),
+    "wide_q8_digits.bbc": ("vlae-mnist-wide-q8", "mnist_8", {}),
+    "wide_q8_importance.bbc": ("vlae-mnist-wide-q8", "mnist_12", {"samples": 4}),
+    "wide_q8_lossy.bbc": ("vlae-mnist-wide-q8", "mnist_4", {"lossy_step": 1.0}),  # the default draws
 }
 
 
