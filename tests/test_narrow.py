@@ -351,3 +351,11 @@ def test_conditioning_rows_made_by_blocks_equal_its_int64_definition():
     for t in (0, 1, 400, 783, 5):
         assert torch.equal(steps[t], expected[:, t])
     assert torch.equal(cond[1:3].dense(), expected[1:3].view(2, 28, 28, -1).permute(0, 3, 1, 2))
+    copies = cond.repeated(3)  # a lossy decoder's draws: image s·N + n is image n, the layer run once
+    tiled = expected.repeat(3, 1, 1)
+    assert len(copies) == 15
+    np.testing.assert_array_equal(copies.rows(3000, 5000), tiled.reshape(-1, layer.bias.shape[0])[3000:5000].numpy())
+    copy_steps = CondSteps(copies)
+    for t in (0, 401, 783):
+        assert torch.equal(copy_steps[t], tiled[:, t])
+    assert torch.equal(copies[4:7].dense(), tiled[4:7].view(3, 28, 28, -1).permute(0, 3, 1, 2))

@@ -146,36 +146,42 @@ class CondCodes:
     share its product.
     """
 
-    def __init__(self, codes: np.ndarray, layer: NarrowLinear) -> None:
-        self.codes, self.layer = codes, layer
+    def __init__(self, codes: np.ndarray, layer: NarrowLinear, copies: int = 1) -> None:
+        self.codes, self.layer, self.copies = codes, layer, copies
         self.hidden = len(layer.bias)
         self.steps = codes.shape[1] * codes.shape[2]  # positions per image
 
     def __len__(self) -> int:
-        return self.codes.shape[0]
+        return self.codes.shape[0] * self.copies
 
     def __getitem__(self, images: slice) -> CondCodes:
         """The conditioning of a slice of the images."""
-        return CondCodes(self.codes[images], self.layer)
+        codes = np.tile(self.codes, (self.copies, 1, 1, 1)) if self.copies > 1 else self.codes
+        return CondCodes(codes[images], self.layer)
 
     def repeated(self, copies: int) -> CondCodes:
-        """The conditioning of ``copies`` copies of the images (image ``s·N + n`` is image ``n``)."""
-        return CondCodes(np.tile(self.codes, (copies, 1, 1, 1)), self.layer)
+        """The conditioning of ``copies`` copies of the images (image ``s·N + n`` is image ``n``).
+        The last layer still runs once per image: its rows are repeated, not its input (a
+        lossy decoder's draws of one image share its conditioning)."""
+        return CondCodes(self.codes, self.layer, self.copies * copies)
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """int32 (hi − lo, hidden): rows ``lo:hi`` in image-major order (image, row, column)."""
         flat = self.codes.reshape(1, -1, self.codes.shape[-1])
-        return self._finish(flat[:, lo:hi])
+        if self.copies == 1:
+            return self._finish(flat[:, lo:hi])
+        return self._finish(flat[:, np.arange(lo, hi) % flat.shape[1]])
 
     def positions(self, lo: int, hi: int) -> np.ndarray:
         """int32 (hi − lo, N, hidden): positions ``lo:hi`` (raster order) of every image."""
         n, h, w, c = self.codes.shape
-        return self._finish(self.codes.reshape(n, h * w, c)[:, lo:hi].transpose(1, 0, 2)).reshape(hi - lo, n, -1)
+        once = self._finish(self.codes.reshape(n, h * w, c)[:, lo:hi].transpose(1, 0, 2)).reshape(hi - lo, n, -1)
+        return once if self.copies == 1 else np.tile(once, (1, self.copies, 1))
 
     def dense(self) -> torch.Tensor:
         """int32 (N, hidden, H, W): all of it at once (tests, and nets without blocks)."""
-        n, h, w, _ = self.codes.shape
-        return torch.from_numpy(self.rows(0, n * h * w)).view(n, h, w, -1).permute(0, 3, 1, 2)
+        _, h, w, _ = self.codes.shape
+        return torch.from_numpy(self.rows(0, len(self) * h * w)).view(len(self), h, w, -1).permute(0, 3, 1, 2)
 
     def _finish(self, codes: np.ndarray) -> np.ndarray:
         """The last layer on (A, B, C) codes: (A·B, hidden) int32, clamped to ±COND_LIMIT."""
