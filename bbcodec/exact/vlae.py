@@ -211,8 +211,8 @@ class ExactVLAE(nn.Module):
         if known is not None:
             if len(known) != self.cfg.latent_dims:
                 raise ValueError(f"a replay knows {len(known)} latent values, this VLAE has {self.cfg.latent_dims}")
-            z_known = torch.stack([v.reshape(n).to(torch.float64) for v in known], 1)
-            priors = tuple(t.to(torch.int64) for t in self.prior(z_known))
+            z_known = torch.stack([v.reshape(n) for v in known], 1)  # whole numbers on the grid
+            priors = tuple(t.to(torch.int64) for t in self.prior(z_known.to(torch.float64)))
         for i in range(self.cfg.latent_dims):
             mean_i, std_i = (p[:, i] for p in priors) if priors is not None else self.prior.dim(z, i)
             prior_mean, prior_std = (t.to(torch.int64).view(n, 1, 1, 1) for t in (mean_i, std_i))
@@ -224,7 +224,7 @@ class ExactVLAE(nn.Module):
             value = yield layer
             z = z.clone()
             z[:, i] = value.reshape(n).to(torch.float64)
-            if priors is not None and not torch.equal(z[:, i], z_known[:, i]):
+            if priors is not None and not torch.equal(value.reshape(n), z_known[:, i]):
                 raise ValueError(f"a replay handed back another value than it knew at latent dimension {i}")
         narrow = isinstance(self.local, NarrowPixelNet)
         canvas_values = self.local.pixel_codes if narrow else self.to_unit
