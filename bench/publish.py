@@ -82,11 +82,14 @@ def write_speeds(names: list[str], images: int, stamp: dict) -> dict:
 
 
 def write_cards() -> list[Path]:
-    """Every model folder's CARD.md again (float sources included: their cards quote their forms)."""
+    """Every model folder's CARD.md again (float sources included: their cards quote their forms;
+    a folder holding only a recipe is a model still in training, with no card yet)."""
     from training.card import render
 
     written = []
     for folder in sorted(p.parent for p in MODELS.glob("*/recipe.json")):
+        if not any((folder / name).exists() for name in ("weights.safetensors", "integer.safetensors")):
+            continue
         (folder / "CARD.md").write_text(render(folder))
         written.append(folder / "CARD.md")
     return written
