@@ -20,6 +20,7 @@ import numpy as np
 from bbcodec.ans import Stack, StackUnderflowError
 from bbcodec.bbans import GroupCodec
 from bbcodec.limits import MAX_GROUP_PIXELS, MAX_INITIAL_WORDS
+from bbcodec.threads import PROBE_PIXELS, CoreShare
 from bbcodec.errors import DecodeMismatchError, FormatError
 
 INITIAL_BITS_DOMAIN = b"bbcodec initial bits v1"
@@ -113,22 +114,24 @@ def _encode_with(codecs: ChainCodecs, batches: list[np.ndarray], max_group: int,
     groups: list[int] = []
     popped_total = 0
     budget = _Budget(codecs.samples, max_group)
-    for images in batches:
-        start = 0
-        while start < len(images):
-            size, weighted = budget.next_group(stack.num_bits() - 32 * initial, len(groups))
-            size = min(size, len(images) - start, max(1, MAX_GROUP_PIXELS // images[0].size))
-            codec = codecs.weighted if weighted else codecs.plain
-            if not groups and codecs.first is not None:
-                size, codec = 1, codecs.first
-            popped = codec.push(stack, images[start : start + size])
-            if codec is not codecs.first:
-                popped_total += popped
-                budget.record(popped, size)
-            groups.append(size)
-            start += size
-            if progress:
-                progress(size)
+    with CoreShare(probe=sum(b.size for b in batches) >= PROBE_PIXELS) as share:
+        for images in batches:
+            start = 0
+            while start < len(images):
+                share.update()
+                size, weighted = budget.next_group(stack.num_bits() - 32 * initial, len(groups))
+                size = min(size, len(images) - start, max(1, MAX_GROUP_PIXELS // images[0].size))
+                codec = codecs.weighted if weighted else codecs.plain
+                if not groups and codecs.first is not None:
+                    size, codec = 1, codecs.first
+                popped = codec.push(stack, images[start : start + size])
+                if codec is not codecs.first:
+                    popped_total += popped
+                    budget.record(popped, size)
+                groups.append(size)
+                start += size
+                if progress:
+                    progress(size)
     words = stack.words()
     untouched = _common_prefix(words, seed)
     plain_groups = len(groups) if budget.plain_groups is None else budget.plain_groups
@@ -150,11 +153,14 @@ def decode(codecs: ChainCodecs, words: np.ndarray, untouched: int, initial: int,
         raise FormatError(f"the coded data is malformed: {exc}") from exc
     group_shapes = list(shapes)
     out: list[np.ndarray] = [None] * len(groups)  # type: ignore[list-item]
-    for g in range(len(groups) - 1, -1, -1):
-        codec = _codec_of_group(codecs, g, groups, plain_groups)
-        out[g] = codec.pop(stack, (groups[g], *group_shapes[g]))
-        if progress:
-            progress(groups[g])
+    pixels = sum(size * int(np.prod(shape)) for size, shape in zip(groups, group_shapes))
+    with CoreShare(probe=pixels >= PROBE_PIXELS) as share:
+        for g in range(len(groups) - 1, -1, -1):
+            share.update()
+            codec = _codec_of_group(codecs, g, groups, plain_groups)
+            out[g] = codec.pop(stack, (groups[g], *group_shapes[g]))
+            if progress:
+                progress(groups[g])
     final = stack.words()
     if len(final) != initial or not np.array_equal(final, seed):
         raise DecodeMismatchError(

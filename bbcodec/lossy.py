@@ -41,6 +41,7 @@ from bbcodec.errors import DecodeMismatchError
 from bbcodec.exact.local import FusedStep
 from bbcodec.exact.random import Stream, sample
 from bbcodec.quantised import Sent, quantised_walk, snap_step, walk_posterior_means
+from bbcodec.threads import PROBE_PIXELS, CoreShare
 
 DEFAULT_STEP = 1.0
 # The mean of 4 draws is what a --lossy file shows unless told otherwise: one draw
@@ -158,17 +159,19 @@ class LossyCoder:
         """Code every image's latents; ``render`` also draws the reconstructions (the
         decoder's work, which a file does not need)."""
         groups, recons, codes, crc = [], [], [], 0
-        for images in batches:
-            for start in range(0, len(images), self.group):
-                chunk = images[start : start + self.group]
-                sent, recon = self.encode_group(chunk, len(groups), render)
-                groups.append(len(chunk))
-                if render:
-                    recons.append(recon)
-                codes.append(sent)
-                crc = latent_crc(sent, crc)
-                if progress:
-                    progress(len(chunk))
+        with CoreShare(probe=sum(b.size for b in batches) >= PROBE_PIXELS) as share:
+            for images in batches:
+                for start in range(0, len(images), self.group):
+                    share.update()
+                    chunk = images[start : start + self.group]
+                    sent, recon = self.encode_group(chunk, len(groups), render)
+                    groups.append(len(chunk))
+                    if render:
+                        recons.append(recon)
+                    codes.append(sent)
+                    crc = latent_crc(sent, crc)
+                    if progress:
+                        progress(len(chunk))
         stack = Stack()
         for sent in reversed(codes):  # the decoder pops group 0 first
             self.code.push(stack, sent)
@@ -179,12 +182,15 @@ class LossyCoder:
         """The reconstructions; raises when the decoded latents fail ``expected_crc``."""
         stack = Stack(words)
         out, crc = [], 0
-        for g, (size, (c, h, w)) in enumerate(zip(groups, shapes)):
-            sent, recon = self.decode_group(stack, (size, c, h, w), g)
-            crc = latent_crc(sent, crc)
-            out.append(recon)
-            if progress:
-                progress(size)
+        pixels = sum(size * c * h * w for size, (c, h, w) in zip(groups, shapes))
+        with CoreShare(probe=pixels >= PROBE_PIXELS) as share:
+            for g, (size, (c, h, w)) in enumerate(zip(groups, shapes)):
+                share.update()
+                sent, recon = self.decode_group(stack, (size, c, h, w), g)
+                crc = latent_crc(sent, crc)
+                out.append(recon)
+                if progress:
+                    progress(size)
         if not stack.is_empty():
             raise DecodeMismatchError("the latent code has data left over after decoding: the file is corrupt "
                                       "or was written by a model that computes differently here")
