@@ -107,6 +107,17 @@ class _Budget:
         self.per_image_pop = max(self.per_image_pop, popped / size)
 
 
+def _next_group(codecs: ChainCodecs, budget: _Budget, surplus_bits: int, groups_so_far: int, remaining: int,
+                image_pixels: int) -> tuple[int, GroupCodec]:
+    """(images, codec) of the next group: what the stack can lend, within the images left
+    and one network batch; the anchor codes the first image alone."""
+    if groups_so_far == 0 and codecs.first is not None:
+        return 1, codecs.first
+    size, weighted = budget.next_group(surplus_bits, groups_so_far)
+    size = min(size, remaining, max(1, MAX_GROUP_PIXELS // image_pixels))
+    return size, codecs.weighted if weighted else codecs.plain
+
+
 def _encode_with(codecs: ChainCodecs, batches: list[np.ndarray], max_group: int, initial: int,
                  progress: Progress | None) -> EncodeResult:
     seed = initial_words(initial)
@@ -119,11 +130,8 @@ def _encode_with(codecs: ChainCodecs, batches: list[np.ndarray], max_group: int,
             start = 0
             while start < len(images):
                 share.update()
-                size, weighted = budget.next_group(stack.num_bits() - 32 * initial, len(groups))
-                size = min(size, len(images) - start, max(1, MAX_GROUP_PIXELS // images[0].size))
-                codec = codecs.weighted if weighted else codecs.plain
-                if not groups and codecs.first is not None:
-                    size, codec = 1, codecs.first
+                size, codec = _next_group(codecs, budget, stack.num_bits() - 32 * initial, len(groups),
+                                          len(images) - start, images[0].size)
                 popped = codec.push(stack, images[start : start + size])
                 if codec is not codecs.first:
                     popped_total += popped
