@@ -19,7 +19,7 @@ import numpy as np
 
 from bbcodec.ans import Stack, StackUnderflowError
 from bbcodec.bbans import GroupCodec
-from bbcodec.limits import ENCODE_GROUP_PIXELS, MAX_INITIAL_WORDS
+from bbcodec.limits import MAX_GROUP_PIXELS, MAX_INITIAL_WORDS
 from bbcodec.threads import PROBE_PIXELS, CoreShare
 from bbcodec.errors import DecodeMismatchError, FormatError
 
@@ -114,7 +114,7 @@ def _next_group(codecs: ChainCodecs, budget: _Budget, surplus_bits: int, groups_
     if groups_so_far == 0 and codecs.first is not None:
         return 1, codecs.first
     size, weighted = budget.next_group(surplus_bits, groups_so_far)
-    size = min(size, remaining, max(1, ENCODE_GROUP_PIXELS // image_pixels))
+    size = min(size, remaining, max(1, MAX_GROUP_PIXELS // image_pixels))
     return size, codecs.weighted if weighted else codecs.plain
 
 

@@ -14,10 +14,6 @@ MAX_TOTAL_PIXELS = 1 << 34
 MAX_NAME_BYTES = 4096
 MAX_INITIAL_WORDS = 1 << 24
 MAX_GROUP_PIXELS = 1 << 22  # one network batch: bounds the decoder's memory (~1 GB of activations)
-# What an encoder puts in one group: half the bound. Encoding keeps more of a group's
-# activations alive than decoding (its pixel network runs on every position at once):
-# at the bound a 3000x2000 photo's encoder peaked above 2 GB.
-ENCODE_GROUP_PIXELS = MAX_GROUP_PIXELS // 2
 MAX_GROUP_IMAGES = 4096
 MAX_LATENT_PRECISION = 12
 MAX_SAMPLES = 256  # importance samples / lossy draws per image (each costs one more network pass)

@@ -102,17 +102,3 @@ def test_static_bins_code_losslessly_near_the_elbo(tiny_model, tiny_float_model)
                             for _ in range(10)]) / LN2
     coded = (32 * len(result.words) - result.initial_bits_used) / len(x)
     assert coded == pytest.approx(neg_elbo, rel=0.02)
-
-
-def test_an_encoder_keeps_its_groups_within_its_own_bound(monkeypatch):
-    """Groups are sized by ENCODE_GROUP_PIXELS (the encoder's working set), below the
-    bound a decoder accepts, and a file so grouped decodes."""
-    from bbcodec import api, chain, container
-    from bbcodec.data import load_mnist
-
-    digits = list(load_mnist("test")[0][:60])
-    monkeypatch.setattr(chain, "ENCODE_GROUP_PIXELS", 8 * 28 * 28)
-    data = api.compress(digits, model="vlae-mnist-fast-q8")
-    header, _ = container.unpack(data)
-    assert max(header.groups) == 8 and sum(header.groups) == 60
-    assert all(np.array_equal(a, b) for a, b in zip(api.decompress(data), digits, strict=True))
