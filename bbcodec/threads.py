@@ -3,14 +3,16 @@
 Why: a coding step is a few dozen small parallel kernels (tens of microseconds each)
 whose threads meet after every one. When another process holds a core, the thread
 that arrives first waits for one the scheduler has put aside, and every step pays a
-time slice. Measured on a 2-core machine with one other process spinning on one core
-(`python -m bench.busy_speed`): the fast preset coded several times slower on two
-threads than on one. :class:`CoreShare` watches how much of this process's CPUs
-other processes took since the last look (``/proc/stat`` minus this process's own
-time) and codes on the cores they leave, at group boundaries, where nothing is in
-flight, and before the first group of a large job, from a short look (a job's first
-group may be its largest). Thread counts never change what is coded: every kernel's result is an exact
-integer whatever the threads (the kernel matrix tests), so files are the same bytes.
+time slice: with one other process spinning on one of two cores, two-thread coding
+ran 11 to 29 times slower than with the machine to itself, and 6 to 20 times slower than
+following the free cores (``python -m bench.busy_speed``, ``bench/results/busy_speed.json``).
+:class:`CoreShare` watches how much of this process's CPUs other processes took since
+the last look (``/proc/stat`` minus this process's own time) and codes on the cores
+they leave. It decides at group boundaries, where nothing is in flight, and, for a
+large job, once before the first group after a short look (a job's first group may be
+its largest). Thread counts never change what is coded: every kernel's result is an
+exact integer whatever the threads (the kernel matrix tests), so files are the same
+bytes.
 
 Where ``/proc`` is missing (not Linux) nothing changes. ``BBCODEC_FIXED_THREADS=1``
 in the environment turns the watching off (benchmarks compare the two).
