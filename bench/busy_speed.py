@@ -26,6 +26,7 @@ import numpy as np
 
 import bbcodec
 from bbcodec import runtime, threads
+from bench.speed import bbcodec_row
 from bench.stamp import stamp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,20 +41,14 @@ def _spin(seconds: float) -> None:
 
 
 def timed(model: str, images: list[np.ndarray], fixed: bool) -> dict:
-    """Encode and decode ``images`` as one file, threads fixed or following the free cores."""
+    """:func:`bench.speed.bbcodec_row`, threads fixed or following the free cores."""
     if fixed:
         os.environ[threads.FIXED_ENV] = "1"
     else:
         os.environ.pop(threads.FIXED_ENV, None)
-    t = time.perf_counter()
-    data = bbcodec.compress(images, model=model)
-    encode_s = time.perf_counter() - t
-    t = time.perf_counter()
-    decoded = bbcodec.decompress(data)
-    decode_s = time.perf_counter() - t
-    exact = all(np.array_equal(a, b) for a, b in zip(decoded, images, strict=True))
-    return {"threads": "fixed" if fixed else "following free cores", "encode_img_per_s": len(images) / encode_s,
-            "decode_img_per_s": len(images) / decode_s, "bytes": len(data), "exact": exact}
+    row = bbcodec_row(model, images)
+    return {"threads": "fixed" if fixed else "following free cores", "encode_img_per_s": row["encode_img_per_s"],
+            "decode_img_per_s": row["decode_img_per_s"], "bits_per_dim": row["bits_per_dim"], "exact": row["exact"]}
 
 
 def measure(models: list[str], images: list[np.ndarray], busy: int, seconds: float) -> list[dict]:
