@@ -75,7 +75,7 @@ def bits_back(model: LatentModel, precision: int) -> GroupCodec:
     @torch.no_grad()
     def pop(stack: Stack, shape: Shape) -> np.ndarray:
         decoded = walk(None, shape, lambda layer: codecs.prior_bins(layer, precision).pop(stack))
-        x = codecs.pixels(decoded.observation).pop(stack)
+        x = decoded.pop_pixels(stack)
         again = walk(torch.from_numpy(x), shape, replay(decoded.priors), n_priors=len(decoded.priors),
                      known=decoded.values)
         for event, idx in reversed(again.posteriors):

@@ -104,7 +104,7 @@ class ImportanceWeighted:
         n, k, p = shape[0], self.k, self.p
         j = codecs.uniform(k, n).pop(stack).astype(np.int64)
         selected = self.walk(None, shape, lambda event: codecs.prior_bins(event, p).pop(stack))
-        x = codecs.pixels(selected.observation).pop(stack)
+        x = selected.pop_pixels(stack)
         xk = self._copies(x)
         chosen = self._chosen(j)
         others = torch.from_numpy(~chosen)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from bbcodec import codecs
+from bbcodec.ans import Stack
 from bbcodec.contract import GaussianLatent, InferredLatent, LatentEvent, LatentModel, ObservationModel
 
 Pick = TypeVar("Pick")  # what a walk chooses per event: bin indices, quantised integers, a float sample
@@ -35,6 +36,14 @@ class LatentWalk(Generic[Pick]):
     priors: list[tuple[GaussianLatent, Pick]] = field(default_factory=list)  # generative order
     observation: ObservationModel | None = None  # None when the walk stopped early
     values: list[torch.Tensor] = field(default_factory=list)  # handed back at each prior event, in order
+
+    def pop_pixels(self, stack: Stack) -> np.ndarray:
+        """The pixels popped from ``stack`` under this walk's p(x | z), which is then let go:
+        a decoder walks back with the pixels and no longer needs it, and its conditioning
+        (hundreds of MB for a group of photo tiles) was the decoder's peak memory."""
+        x = codecs.pixels(self.observation).pop(stack)
+        self.observation = None
+        return x
 
 
 def walk(model: LatentModel, x: torch.Tensor | None, shape: tuple[int, int, int, int],

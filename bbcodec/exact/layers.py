@@ -36,6 +36,7 @@ from bbcodec.exact.fixed import (
 
 _TO_TABLE = 2.0 ** (tables.GRIDS["silu_residual"].step - FRAC)  # activation grid -> table grid (a power of two)
 CONV_ROWS_PER_BLOCK = 1024  # im2col rows per product in IConv2d: float64 products run fastest at this size
+POINTWISE_ROWS_PER_BLOCK = 1 << 15  # pixels per product of a 1x1 IConv2d (a few MB per block)
 SILU_OFFSET = -(tables.GRIDS["silu_residual"].lo << tables.GRIDS["silu_residual"].step)
 NO_TABLE = np.zeros(0, dtype=np.float64)  # "no SiLU" for the kernels that take one
 assert _TO_TABLE == 0.25, "kernels.silu assumes the residual tables sample every 4th activation step"
@@ -140,20 +141,37 @@ class IConv2d(_Quantised):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight.shape[2:] == (1, 1) and self.stride == 1:  # a matrix product per pixel (channels last)
-            n, c, h, w = x.shape
-            rows = self.accumulate(x.permute(0, 2, 3, 1).reshape(n * h * w, c))
-            out = torch.from_numpy(kernels.requant_rows(rows.numpy(), self.scale(2).numpy(), float(ACT_LIMIT)))
-            return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+        if self._pointwise():
+            return self._by_pixels(x)
         return self._by_rows(x)
 
     def after_silu(self, x: torch.Tensor) -> torch.Tensor:
         """``self(silu(x))``, the SiLU applied as the rows are gathered (the same integers).
         A layer with forward hooks (an export's calibration watching what it reads) is
         called on ``silu(x)``, so the hooks see that."""
-        if (self.weight.shape[2:] == (1, 1) and self.stride == 1) or self._forward_pre_hooks or self._forward_hooks:
+        if self._forward_pre_hooks or self._forward_hooks:
             return self(silu(x))
-        return self._by_rows(x, silu_table())
+        return self._by_pixels(x, activate=True) if self._pointwise() else self._by_rows(x, silu_table())
+
+    def _pointwise(self) -> bool:
+        return self.weight.shape[2:] == (1, 1) and self.stride == 1
+
+    def _by_pixels(self, x: torch.Tensor, activate: bool = False) -> torch.Tensor:
+        """A 1×1 convolution as one matrix product per pixel (channels last), a block of
+        images at a time into one channels-last output (returned as a channels-first view),
+        with the SiLU applied to each block first when ``activate``. Why blocks: at full
+        resolution a whole group's transposed input, activated input and accumulator were
+        each hundreds of MB at once (a photo's encoder peaked in this layer)."""
+        n, c, h, w = x.shape
+        out = np.empty((n, h, w, len(self.weight)), dtype=np.float64)
+        scale = self.scale(2).numpy()
+        step = max(1, POINTWISE_ROWS_PER_BLOCK // (h * w))
+        for lo in range(0, n, step):
+            part = silu(x[lo : lo + step]) if activate else x[lo : lo + step]
+            rows = self.accumulate(part.permute(0, 2, 3, 1).reshape(-1, c))
+            values = kernels.requant_rows(rows.numpy(), scale, float(ACT_LIMIT))
+            out[lo : lo + step] = values.reshape(-1, h, w, out.shape[3])
+        return torch.from_numpy(out).permute(0, 3, 1, 2)
 
     def _by_rows(self, x: torch.Tensor, table: np.ndarray = NO_TABLE) -> torch.Tensor:
         """The convolution as matrix products over im2col rows, a block of images at a time:

@@ -118,10 +118,9 @@ class ILocalPixelNet(CausalWindow, nn.Module):
         canvas[:, self.channels, self.pad_top :, self.pad_side : self.pad_side + w] = self.one
         return canvas
 
-    def cond_rows(self, cond: torch.Tensor) -> torch.Tensor:
-        """Conditioning (N, hidden, H, W) as one row block per position: (H·W, N, hidden)."""
-        n, c, h, w = cond.shape
-        return cond.permute(2, 3, 0, 1).reshape(h * w, n, c).contiguous()
+    def cond_rows(self, cond: torch.Tensor) -> PositionRows:
+        """Conditioning (N, hidden, H, W) as one row block (N, hidden) per position."""
+        return PositionRows(cond)
 
     def step_params(self, canvas: torch.Tensor, i: int, j: int, cond_row: torch.Tensor) -> torch.Tensor:
         """Parameters (N, P) of position (i, j) of every image, from the canvas coded so far."""
@@ -159,6 +158,24 @@ def repeat_images(cond: torch.Tensor | object, copies: int) -> torch.Tensor | ob
     if isinstance(cond, torch.Tensor):
         return cond.repeat(copies, *[1] * (cond.dim() - 1))
     return cond.repeated(copies)
+
+
+class PositionRows:
+    """Conditioning (N, hidden, H, W) read one position of every image at a time: ``[t]`` is
+    position ``t``'s rows (N, hidden), copied when asked. Why not a position-major copy
+    of the whole: for a group of photo tiles it is hundreds of MB beside the conditioning
+    itself, where the decoder's peak memory was, and a step copies only its own rows."""
+
+    def __init__(self, cond: torch.Tensor) -> None:
+        self.by_pixel = cond.permute(0, 2, 3, 1)  # (N, H, W, hidden): a view, contiguous when cond is channels-last
+        self.width = cond.shape[3]
+
+    def __len__(self) -> int:
+        return self.by_pixel.shape[1] * self.width
+
+    def __getitem__(self, t: int) -> torch.Tensor:
+        i, j = divmod(t, self.width)
+        return self.by_pixel[:, i, j].contiguous()
 
 
 class ExactPixelSteps(RasterSteps):
@@ -221,14 +238,14 @@ class ExactPixelSteps(RasterSteps):
         runs one step of every image or every step of a few images, so the encoder
         can take this parallel pass while the decoder steps (DESIGN.md §4).
         """
-        parts = []
+        order = StepMajor(x, self.sub_steps > 1)
         for lo in range(0, x.shape[0], images_at_once):
             hi = min(lo + images_at_once, x.shape[0])
             sub = ExactPixelSteps(self.net, self.cond[lo:hi], (hi - lo, *self.shape[1:]), self.distribution,
                                   self.to_unit, self.sub_steps > 1)
             dist = sub.parallel_distribution(x[lo:hi])
-            parts.append(dist.parallel(x[lo:hi]) if self.sub_steps > 1 else dist)
-        return step_major(parts, x, self.sub_steps > 1)
+            order.put(lo, dist.parallel(x[lo:hi]) if self.sub_steps > 1 else dist)
+        return order.result()
 
     def reset(self) -> None:
         n, _, h, w = self.shape
@@ -286,20 +303,50 @@ class FusedStep:
         return sample(self.tables(), uniforms).to(torch.uint8).numpy()
 
 
-def step_major(parts: list, x: torch.Tensor, coupled: bool) -> tuple[object, torch.Tensor]:
-    """Join per-image-chunk distributions of (N, [C,] H, W) pixels into coding order:
-    position, then channel when coupled (one step each), then image, then channel."""
-    if isinstance(parts[0], BernoulliPixels):
-        p = torch.cat([d.p_one.reshape(d.p_one.shape[0], -1, *x.shape[2:]) for d in parts])  # (N, C, H, W)
-        return BernoulliPixels(p.permute(2, 3, 0, 1).reshape(-1)), x.permute(2, 3, 0, 1).reshape(-1)
-    if coupled:  # three Logistics (N, H, W, K) per part: channel t is step 3·position + t
-        fields = [torch.cat([torch.stack([getattr(ch, f) for ch in part], dim=3) for part in parts])
-                  for f in ("weights", "means", "inv_scales")]  # (N, H, W, 3, K)
-        k = fields[0].shape[-1]
-        return (Logistics(*[t.permute(1, 2, 3, 0, 4).reshape(-1, k) for t in fields]),
-                x.permute(2, 3, 1, 0).reshape(-1))
-    fields = [torch.cat([getattr(d, f) for d in parts]) for f in ("weights", "means", "inv_scales")]
-    k = fields[0].shape[-1]
-    fields = [t.reshape(t.shape[0], -1, *x.shape[2:], k) for t in fields]  # (N, C, H, W, K)
-    return (Logistics(*[t.permute(2, 3, 0, 1, 4).reshape(-1, k) for t in fields]),
-            x.permute(2, 3, 0, 1).reshape(-1))
+FIELDS = ("weights", "means", "inv_scales")
+
+
+class StepMajor:
+    """Per-image-chunk distributions of (N, [C,] H, W) pixels joined into coding order:
+    position, then channel when coupled (one step each), then image, then channel.
+
+    Each chunk is written into place as it comes (:meth:`put`), so a group's chunks,
+    their concatenation and its reordered copy never exist at once: at a photo's full
+    resolution each was hundreds of MB, and the encoder's peak memory was there."""
+
+    def __init__(self, x: torch.Tensor, coupled: bool) -> None:
+        self.x, self.coupled = x, coupled
+        self.out: list[torch.Tensor] | None = None
+        self.bernoulli = False
+
+    def put(self, lo: int, part: object) -> None:
+        """The distribution of images ``lo …`` (a chunk, in image order)."""
+        _, _, h, w = self.x.shape
+        if isinstance(part, BernoulliPixels):  # (n, C, H, W) -> (H, W, n, C)
+            self.bernoulli = True
+            p = part.p_one.reshape(part.p_one.shape[0], -1, h, w)
+            self._place([p.permute(2, 3, 0, 1)], lo, axis=2)
+        elif self.coupled:  # three Logistics (n, H, W, K): channel t is step 3·position + t -> (H, W, 3, n, K)
+            self._place([torch.stack([getattr(ch, f) for ch in part], dim=3).permute(1, 2, 3, 0, 4)
+                         for f in FIELDS], lo, axis=3)
+        else:  # (n, C, H, W, K) -> (H, W, n, C, K)
+            fields = [getattr(part, f) for f in FIELDS]
+            self._place([t.reshape(t.shape[0], -1, h, w, t.shape[-1]).permute(2, 3, 0, 1, 4) for t in fields], lo,
+                        axis=2)
+
+    def _place(self, chunks: list[torch.Tensor], lo: int, axis: int) -> None:
+        if self.out is None:
+            self.out = [torch.empty((*t.shape[:axis], len(self.x), *t.shape[axis + 1 :]), dtype=t.dtype)
+                        for t in chunks]
+        for out, t in zip(self.out, chunks):
+            out.narrow(axis, lo, t.shape[axis]).copy_(t)
+
+    def result(self) -> tuple[object, torch.Tensor]:
+        """(a flat pixel distribution, the symbols), both in coding order."""
+        assert self.out is not None, "no chunk was put"
+        x = self.x
+        if self.bernoulli:
+            return BernoulliPixels(self.out[0].reshape(-1)), x.permute(2, 3, 0, 1).reshape(-1)
+        k = self.out[0].shape[-1]
+        order = (2, 3, 1, 0) if self.coupled else (2, 3, 0, 1)
+        return Logistics(*[t.reshape(-1, k) for t in self.out]), x.permute(*order).reshape(-1)
