@@ -126,16 +126,25 @@ def datasets(n: int, models: list[str]) -> list[tuple[str, list[np.ndarray], lis
 
     out = []
     digits = load_mnist("test")[0][:n]
-    mnist_models = [m for m in models if m in MNIST_MODELS]
+    mnist_models = [m for m in models if _images_of(m) == "mnist"]
     if mnist_models:
         out.append((f"MNIST test, first {len(digits)}", list(digits), mnist_models))
-    binary_models = [m for m in models if m in BINARY_MODELS]
+    binary_models = [m for m in models if _images_of(m) == "binary"]
     if binary_models:
         out.append((f"binarised MNIST test, first {len(digits)}",
                     list(binarize(digits, seed=BINARIZED_TEST_SEED)), binary_models))
-    if "rgb" in models:
-        out.append(("CIFAR-10 test, first 20", list(load_cifar10_samples()[0]), ["rgb"]))
+    rgb_models = [m for m in models if _images_of(m) == "rgb"]
+    if rgb_models:
+        out.append(("CIFAR-10 test, first 20", list(load_cifar10_samples()[0]), rgb_models))
     return out
+
+
+def _images_of(model: str) -> str:
+    """Which test images a model is timed on: any model in ``models/`` (a candidate too)."""
+    info = zoo.find_model(model)
+    if info.image_channels == 3:
+        return "rgb"
+    return "binary" if info.pixel_levels == 2 else "mnist"
 
 
 def write_model_speeds(result: dict, models_dir: Path = ROOT / "models") -> list[Path]:
