@@ -136,6 +136,33 @@ def test_convolutions_by_rows_equal_float64_conv2d(c_in, c_out, k, stride, size)
     assert torch.equal(layer.after_silu(x), layer.reference(silu(x)))  # the SiLU as the rows are gathered
 
 
+def test_pointwise_convolutions_by_blocks_of_images_equal_float64_conv2d(monkeypatch):
+    """A 1x1 layer runs a block of images at a time (bounded memory at a photo's full
+    resolution): every block, the last one short, gives conv2d's integers, with and
+    without the SiLU applied on the way."""
+    from bbcodec.exact import layers
+    from bbcodec.exact.fixed import ACT_LIMIT
+
+    monkeypatch.setattr(layers, "POINTWISE_ROWS_PER_BLOCK", 3 * 7 * 5)  # 3 images a block
+    gen = torch.Generator().manual_seed(11)
+    layer = layers.IConv2d.of(torch.nn.Conv2d(6, 9, 1))
+    x = torch.randint(-ACT_LIMIT, ACT_LIMIT + 1, (8, 6, 7, 5), generator=gen).double()
+    x[0] = ACT_LIMIT
+    assert torch.equal(layer(x), layer.reference(x))
+    assert torch.equal(layer.after_silu(x), layer.reference(silu(x)))
+
+
+def test_conditioning_rows_by_position_are_each_images_pixel():
+    """A decoding step of the wide pixel net reads position t of every image."""
+    from bbcodec.exact.local import PositionRows
+
+    cond = torch.arange(4 * 3 * 5 * 6, dtype=torch.float64).view(4, 3, 5, 6)
+    rows = PositionRows(cond)
+    assert len(rows) == 30
+    for t in (0, 7, 29):
+        assert torch.equal(rows[t], cond[:, :, t // 6, t % 6])
+
+
 def test_the_format_random_stream_is_pinned():
     """Lossy reconstructions depend on these numbers: they never change."""
     assert uniform24(1, 0, 5).tolist() == [4589884, 15204225, 10087859, 1962462, 8804377]
